@@ -1,0 +1,113 @@
+//! Users: creation, lookup and password checks. Knows nothing of HTTP.
+
+pub mod password;
+pub mod types;
+
+use serde::Serialize;
+
+use crate::services::Services;
+use crate::store::{self, StoreError};
+use types::{Email, Password, Role, UserStatus, Username};
+
+#[derive(Debug, Clone)]
+pub struct User {
+    /// The `sub` of every token issued for this user.
+    pub id: String,
+    pub username: Username,
+    pub email: Email,
+    pub email_verified: bool,
+    pub status: UserStatus,
+    pub roles: Vec<String>,
+    pub locked_until: Option<i64>,
+    pub last_login_at: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// The public view of a user (CLI output, API bodies): no hash, ever.
+#[derive(Debug, Serialize)]
+pub struct UserView {
+    pub id: String,
+    pub username: String,
+    pub email: String,
+    pub email_verified: bool,
+    pub status: String,
+    pub roles: Vec<String>,
+    pub created_at: i64,
+}
+
+impl From<&User> for UserView {
+    fn from(u: &User) -> Self {
+        UserView {
+            id: u.id.clone(),
+            username: u.username.to_string(),
+            email: u.email.to_string(),
+            email_verified: u.email_verified,
+            status: u.status.as_str().to_owned(),
+            roles: u.roles.clone(),
+            created_at: u.created_at,
+        }
+    }
+}
+
+pub struct NewUser {
+    pub username: Username,
+    pub email: Email,
+    pub password: Password,
+    pub roles: Vec<Role>,
+    /// Operators' users can log in at once; self-registered ones verify first.
+    pub email_verified: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    #[error("invalid input")]
+    Invalid(Vec<String>),
+    #[error("that {0} is already taken")]
+    Duplicate(&'static str),
+    #[error("not found")]
+    NotFound,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Hash(#[from] password::HashError),
+}
+
+pub async fn create_user(svc: &Services, new: NewUser) -> Result<User, AccountError> {
+    let mut roles: Vec<String> = new.roles.iter().map(|r| r.as_str().to_owned()).collect();
+    if roles.is_empty() {
+        roles.push("user".into());
+    }
+    roles.sort();
+    roles.dedup();
+    let unknown = store::users::unknown_roles(svc.db(), &new.roles).await?;
+    if !unknown.is_empty() {
+        return Err(AccountError::Invalid(
+            unknown.into_iter().map(|r| format!("unknown role {r:?}")).collect(),
+        ));
+    }
+    let hash = svc.hasher().hash(&new.password).await?;
+    let now = store::now();
+    let user = User {
+        id: uuid::Uuid::new_v4().to_string(),
+        username: new.username,
+        email: new.email,
+        email_verified: new.email_verified,
+        status: UserStatus::Active,
+        roles,
+        locked_until: None,
+        last_login_at: None,
+        created_at: now,
+        updated_at: now,
+    };
+    store::users::insert(svc.db(), &user, &hash).await.map_err(|e| {
+        if !e.is_unique_violation() {
+            AccountError::Store(e)
+        } else if e.to_string().contains("email") {
+            AccountError::Duplicate("email")
+        } else {
+            AccountError::Duplicate("username")
+        }
+    })?;
+    Ok(user)
+}

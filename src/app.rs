@@ -1,0 +1,95 @@
+//! Wiring: open the database, apply migrations, load keys, and run the HTTP server until
+//! SIGTERM or SIGINT.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use poem::Server;
+use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
+
+use crate::config::Settings;
+use crate::keys::{self, KeyRing};
+use crate::services::Services;
+use crate::store::{self, Db};
+
+/// Opens everything the server and the CLI commands need.
+pub async fn open(settings: Settings) -> anyhow::Result<Services> {
+    keys::install_crypto_provider();
+    let db = Db::connect(&settings.database_url).await.context("cannot open the database")?;
+    db.migrate().await.context("cannot apply migrations")?;
+    let keys = KeyRing::open(db.clone(), &settings.keys_dir).await.context("cannot load signing keys")?;
+    Ok(Services::new(settings, db, keys))
+}
+
+/// Runs the server on an already-bound listener (tests bind port 0 and pass it here).
+pub async fn run(svc: Services, listener: std::net::TcpListener) -> anyhow::Result<()> {
+    listener.set_nonblocking(true)?;
+    let acceptor = TcpAcceptor::from_std(listener)?;
+    serve_with(svc, acceptor).await
+}
+
+/// `latchkey serve`.
+pub async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let bind = settings.bind;
+    let svc = open(settings).await?;
+    let acceptor =
+        TcpListener::bind(bind).into_acceptor().await.with_context(|| format!("cannot listen on {bind}"))?;
+    serve_with(svc, acceptor).await
+}
+
+async fn serve_with(svc: Services, acceptor: impl Acceptor + 'static) -> anyhow::Result<()> {
+    let addr = acceptor.local_addr().first().map(|a| a.to_string()).unwrap_or_default();
+    tracing::info!(%addr, issuer = svc.issuer(), "latchkey listening");
+    let housekeeping = tokio::spawn(housekeeping(svc.clone()));
+    let app = crate::http::routes(&svc);
+    let result = Server::new_with_acceptor(acceptor)
+        .idle_timeout(Duration::from_secs(60))
+        .run_with_graceful_shutdown(app, shutdown_signal(), Some(Duration::from_secs(10)))
+        .await;
+    housekeeping.abort();
+    svc.db().close().await;
+    tracing::info!("latchkey stopped");
+    result.context("server failed")
+}
+
+/// Picks up key rotations made elsewhere and forgets expired revocations.
+async fn housekeeping(svc: Services) {
+    let mut tick = tokio::time::interval(Duration::from_secs(30));
+    let mut rounds: u64 = 0;
+    loop {
+        tick.tick().await;
+        if let Err(err) = svc.keys().reload().await {
+            tracing::warn!(error = %err, "reloading signing keys failed");
+        }
+        rounds += 1;
+        if rounds % 120 == 1 {
+            match store::sessions::prune(svc.db(), store::now()).await {
+                Ok(n) if n > 0 => tracing::info!(rows = n, "pruned expired token records"),
+                Ok(_) => {}
+                Err(err) => tracing::warn!(error = %err, "pruning failed"),
+            }
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,222 @@
+//! The `latchkey` command line. Commands print JSON alone on stdout; logs go to stderr.
+
+use std::io::{BufRead, IsTerminal};
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+
+use crate::account::types::{Email, Password, Role, Username};
+use crate::account::{self, AccountError, NewUser, UserView};
+use crate::config::RawSettings;
+use crate::oauth::client::{self, NewClient, RegisterError};
+use crate::oauth::types::{ClientId, GrantType, Scope};
+use crate::{app, http, telemetry};
+
+#[derive(Debug, Parser)]
+#[command(name = "latchkey", version, about = "An OAuth2 / OpenID-Connect-style authorization server")]
+pub struct Cli {
+    #[command(flatten)]
+    settings: RawSettings,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server (applies migrations; creates a signing key if there is none).
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Manage users.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Manage OAuth clients.
+    #[command(subcommand)]
+    Client(ClientCommand),
+    /// Manage signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Print the OpenAPI document.
+    Openapi {
+        /// YAML instead of JSON.
+        #[arg(long)]
+        yaml: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Create a user who can log in at once; prints the user as JSON.
+    Create {
+        #[arg(long)]
+        username: String,
+        #[arg(long)]
+        email: String,
+        /// A role to grant (repeatable); default `user`.
+        #[arg(long = "role")]
+        roles: Vec<String>,
+        /// Read the password from the first line of standard input instead of prompting.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ClientCommand {
+    /// Register a client; prints its id and, for a confidential client, its secret (once).
+    Create {
+        #[arg(long)]
+        name: String,
+        /// Choose the client id (default: random).
+        #[arg(long)]
+        id: Option<String>,
+        /// A public client (no secret), e.g. a mobile or CLI app.
+        #[arg(long)]
+        public: bool,
+        /// Allowed grant (repeatable); default `password` and `refresh_token`.
+        #[arg(long = "grant")]
+        grants: Vec<String>,
+        /// Allowed scope (repeatable).
+        #[arg(long = "scope")]
+        scopes: Vec<String>,
+        /// `aud` of its access tokens (repeatable).
+        #[arg(long = "audience")]
+        audiences: Vec<String>,
+        /// Refuse users who have not enrolled a second factor.
+        #[arg(long)]
+        require_mfa: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// List signing keys and their state.
+    List,
+    /// Add a new key and make it the signing key.
+    Rotate,
+}
+
+/// Parses arguments and runs the command; returns the process exit code.
+pub async fn run() -> i32 {
+    let cli = Cli::parse();
+    let settings = match cli.settings.parse() {
+        Ok(s) => s,
+        Err(err) => {
+            eprintln!("latchkey: {err}");
+            return 2;
+        }
+    };
+    telemetry::init(settings.log_format);
+    match execute(cli.command, settings).await {
+        Ok(()) => 0,
+        Err(err) => {
+            // One line: the context chain, no backtrace.
+            eprintln!("latchkey: {}", format_chain(&err));
+            1
+        }
+    }
+}
+
+fn format_chain(err: &anyhow::Error) -> String {
+    err.chain().map(ToString::to_string).collect::<Vec<_>>().join(": ")
+}
+
+async fn execute(command: Command, settings: crate::config::Settings) -> anyhow::Result<()> {
+    match command {
+        Command::Serve => app::serve(settings).await,
+        Command::Migrate => {
+            let db = crate::store::Db::connect(&settings.database_url)
+                .await
+                .context("cannot open the database")?;
+            db.migrate().await.context("cannot apply migrations")?;
+            eprintln!("migrations applied");
+            Ok(())
+        }
+        Command::Openapi { yaml } => {
+            println!("{}", http::openapi_document(settings.issuer_str(), yaml));
+            Ok(())
+        }
+        Command::User(UserCommand::Create { username, email, roles, password_stdin }) => {
+            let username = Username::parse(&username).map_err(anyhow::Error::msg)?;
+            let email = Email::parse(&email).map_err(anyhow::Error::msg)?;
+            let roles = roles
+                .iter()
+                .map(|r| Role::parse(r))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(anyhow::Error::msg)?;
+            let raw = read_password(password_stdin)?;
+            let password = Password::new_checked(raw, &[username.as_str(), email.as_str()])
+                .map_err(|reasons| anyhow::anyhow!(reasons.join("; ")))?;
+            let svc = app::open(settings).await?;
+            let new = NewUser { username, email, password, roles, email_verified: true };
+            let user = account::create_user(&svc, new).await.map_err(|e| match e {
+                AccountError::Invalid(reasons) => anyhow::anyhow!(reasons.join("; ")),
+                other => anyhow::Error::new(other),
+            })?;
+            print_json(&UserView::from(&user))
+        }
+        Command::Client(ClientCommand::Create {
+            name,
+            id,
+            public,
+            grants,
+            scopes,
+            audiences,
+            require_mfa,
+        }) => {
+            let id = id
+                .map(|i| {
+                    ClientId::parse(&i)
+                        .with_context(|| format!("{i:?} is not a client id (letters, digits, - _ . ~)"))
+                })
+                .transpose()?;
+            let grants = if grants.is_empty() {
+                vec![GrantType::Password, GrantType::RefreshToken]
+            } else {
+                grants
+                    .iter()
+                    .map(|g| GrantType::parse(g).with_context(|| format!("unknown grant {g:?}")))
+                    .collect::<anyhow::Result<_>>()?
+            };
+            let scopes =
+                Scope::parse(&scopes.join(" ")).context("a scope has characters RFC 6749 does not allow")?;
+            let svc = app::open(settings).await?;
+            let new = NewClient { name, id, public, grants, scopes, audiences, require_mfa };
+            let registered = client::register(&svc, new).await.map_err(|e| match e {
+                RegisterError::Store(s) => anyhow::Error::new(s),
+                other => anyhow::anyhow!(other.to_string()),
+            })?;
+            print_json(&registered)
+        }
+        Command::Keys(cmd) => {
+            let ttl = settings.access_token_ttl;
+            let svc = app::open(settings).await?;
+            if let KeysCommand::Rotate = cmd {
+                svc.keys().rotate(ttl).await?;
+            }
+            print_json(&svc.keys().list().await?)
+        }
+    }
+}
+
+fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+fn read_password(from_stdin: bool) -> anyhow::Result<String> {
+    if from_stdin {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line).context("cannot read the password from stdin")?;
+        return Ok(line.trim_end_matches(['\r', '\n']).to_owned());
+    }
+    if !std::io::stdin().is_terminal() {
+        bail!("no terminal to prompt for a password: use --password-stdin");
+    }
+    let first = rpassword::prompt_password("Password: ")?;
+    let second = rpassword::prompt_password("Repeat password: ")?;
+    if first != second {
+        bail!("the passwords differ");
+    }
+    Ok(first)
+}

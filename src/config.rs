@@ -1,0 +1,296 @@
+//! Typed settings. The CLI hands over raw strings; everything is parsed here once, and a
+//! bad value becomes one line that names the setting (never a clap usage dump or a panic).
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use ipnet::IpNet;
+use url::Url;
+
+/// Raw values as they came from flags or environment variables.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RawSettings {
+    /// Address to listen on.
+    #[arg(long, env = "LATCHKEY_BIND", default_value = "127.0.0.1:8080", global = true)]
+    pub bind: String,
+    /// `sqlite://…` or `postgres://…`.
+    #[arg(
+        long,
+        env = "LATCHKEY_DATABASE_URL",
+        default_value = "sqlite://latchkey.db?mode=rwc",
+        global = true
+    )]
+    pub database_url: String,
+    /// Public issuer URL (default: http:// + bind address).
+    #[arg(long, env = "LATCHKEY_ISSUER", global = true)]
+    pub issuer: Option<String>,
+    /// Directory of the signing keys (PKCS#8 PEM, 0600).
+    #[arg(long, env = "LATCHKEY_KEYS_DIR", default_value = "keys", global = true)]
+    pub keys_dir: PathBuf,
+    /// 32-byte key (base64 or hex) that encrypts TOTP secrets at rest.
+    #[arg(long, env = "LATCHKEY_SECRET_KEY", global = true, hide_env_values = true)]
+    pub secret_key: Option<String>,
+    #[arg(long, env = "LATCHKEY_ACCESS_TOKEN_TTL", default_value = "15m", global = true)]
+    pub access_token_ttl: String,
+    #[arg(long, env = "LATCHKEY_REFRESH_TOKEN_TTL", default_value = "7d", global = true)]
+    pub refresh_token_ttl: String,
+    /// `log`, `dir:PATH` or `smtp://…`.
+    #[arg(long, env = "LATCHKEY_MAIL", default_value = "log", global = true)]
+    pub mail: String,
+    #[arg(long, env = "LATCHKEY_RATE_LIMIT_LOGIN", default_value = "5/15m", global = true)]
+    pub rate_limit_login: String,
+    #[arg(long, env = "LATCHKEY_RATE_LIMIT_REFRESH", default_value = "10/1h", global = true)]
+    pub rate_limit_refresh: String,
+    #[arg(long, env = "LATCHKEY_RATE_LIMIT_REGISTER", default_value = "3/1h", global = true)]
+    pub rate_limit_register: String,
+    /// Comma-separated addresses or CIDR ranges whose X-Forwarded-For is believed.
+    #[arg(long, env = "LATCHKEY_TRUSTED_PROXIES", default_value = "", global = true)]
+    pub trusted_proxies: String,
+    /// `text` or `json`; the filter is read from LATCHKEY_LOG.
+    #[arg(long, env = "LATCHKEY_LOG_FORMAT", default_value = "text", global = true)]
+    pub log_format: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub bind: SocketAddr,
+    pub database_url: String,
+    pub issuer: Url,
+    pub keys_dir: PathBuf,
+    pub secret_key: Option<String>,
+    pub access_token_ttl: Duration,
+    pub refresh_token_ttl: Duration,
+    pub mail: MailTransport,
+    pub rate_limit_login: RateLimit,
+    pub rate_limit_refresh: RateLimit,
+    pub rate_limit_register: RateLimit,
+    pub trusted_proxies: Vec<IpNet>,
+    pub log_format: LogFormat,
+}
+
+impl Settings {
+    /// The issuer as it appears in `iss` claims and discovery: no trailing slash.
+    pub fn issuer_str(&self) -> &str {
+        self.issuer.as_str().trim_end_matches('/')
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MailTransport {
+    Log,
+    Dir(PathBuf),
+    Smtp(Url),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RateLimit {
+    Off,
+    PerPeriod { count: u32, period: Duration },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// A setting that failed to parse; its Display is the single line printed at start-up.
+#[derive(Debug)]
+pub struct SettingError {
+    flag: &'static str,
+    env: &'static str,
+    reason: String,
+}
+
+impl fmt::Display for SettingError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid setting --{} ({}): {}", self.flag, self.env, self.reason)
+    }
+}
+
+impl std::error::Error for SettingError {}
+
+fn bad(flag: &'static str, env: &'static str, reason: impl Into<String>) -> SettingError {
+    SettingError { flag, env, reason: reason.into() }
+}
+
+impl RawSettings {
+    pub fn parse(&self) -> Result<Settings, SettingError> {
+        let bind: SocketAddr = self.bind.parse().map_err(|_| {
+            bad("bind", "LATCHKEY_BIND", format!("{:?} is not an address like 127.0.0.1:8080", self.bind))
+        })?;
+        if !(self.database_url.starts_with("sqlite:")
+            || self.database_url.starts_with("postgres://")
+            || self.database_url.starts_with("postgresql://"))
+        {
+            return Err(bad(
+                "database-url",
+                "LATCHKEY_DATABASE_URL",
+                "must start with sqlite:, postgres:// or postgresql://",
+            ));
+        }
+        let issuer_text = self.issuer.clone().unwrap_or_else(|| format!("http://{bind}"));
+        let issuer = parse_issuer(&issuer_text).map_err(|r| bad("issuer", "LATCHKEY_ISSUER", r))?;
+        let ttl = |flag, env, text: &str| {
+            parse_duration(text)
+                .map_err(|r| bad(flag, env, r))
+                .and_then(|d| if d.is_zero() { Err(bad(flag, env, "must be longer than 0s")) } else { Ok(d) })
+        };
+        let rate = |flag, env, text: &str| parse_rate_limit(text).map_err(|r| bad(flag, env, r));
+        Ok(Settings {
+            bind,
+            database_url: self.database_url.clone(),
+            issuer,
+            keys_dir: self.keys_dir.clone(),
+            secret_key: self.secret_key.clone(),
+            access_token_ttl: ttl("access-token-ttl", "LATCHKEY_ACCESS_TOKEN_TTL", &self.access_token_ttl)?,
+            refresh_token_ttl: ttl(
+                "refresh-token-ttl",
+                "LATCHKEY_REFRESH_TOKEN_TTL",
+                &self.refresh_token_ttl,
+            )?,
+            mail: parse_mail(&self.mail).map_err(|r| bad("mail", "LATCHKEY_MAIL", r))?,
+            rate_limit_login: rate("rate-limit-login", "LATCHKEY_RATE_LIMIT_LOGIN", &self.rate_limit_login)?,
+            rate_limit_refresh: rate(
+                "rate-limit-refresh",
+                "LATCHKEY_RATE_LIMIT_REFRESH",
+                &self.rate_limit_refresh,
+            )?,
+            rate_limit_register: rate(
+                "rate-limit-register",
+                "LATCHKEY_RATE_LIMIT_REGISTER",
+                &self.rate_limit_register,
+            )?,
+            trusted_proxies: parse_proxies(&self.trusted_proxies)
+                .map_err(|r| bad("trusted-proxies", "LATCHKEY_TRUSTED_PROXIES", r))?,
+            log_format: match self.log_format.as_str() {
+                "text" => LogFormat::Text,
+                "json" => LogFormat::Json,
+                other => {
+                    return Err(bad(
+                        "log-format",
+                        "LATCHKEY_LOG_FORMAT",
+                        format!("{other:?} is neither text nor json"),
+                    ));
+                }
+            },
+        })
+    }
+}
+
+/// `Ns`, `Nm`, `Nh` or `Nd`, exactly as the contract spells them.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let err = || format!("{text:?} is not a duration (use Ns, Nm, Nh or Nd, e.g. 15m)");
+    let split = text.len().checked_sub(1).filter(|&i| text.is_char_boundary(i)).ok_or_else(err)?;
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number.parse().map_err(|_| err())?;
+    let unit_secs = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(err()),
+    };
+    n.checked_mul(unit_secs)
+        .filter(|&s| s <= 10 * 365 * 86_400)
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("{text:?} is longer than ten years"))
+}
+
+/// `COUNT/DURATION` such as `5/15m`, or `off`.
+pub fn parse_rate_limit(text: &str) -> Result<RateLimit, String> {
+    if text == "off" {
+        return Ok(RateLimit::Off);
+    }
+    let (count, period) =
+        text.split_once('/').ok_or_else(|| format!("{text:?} is not COUNT/DURATION (e.g. 5/15m) or off"))?;
+    let count: u32 =
+        count.parse().ok().filter(|&c| c > 0).ok_or_else(|| format!("{count:?} is not a positive count"))?;
+    let period = parse_duration(period)?;
+    if period.is_zero() {
+        return Err("the period must be longer than 0s".into());
+    }
+    Ok(RateLimit::PerPeriod { count, period })
+}
+
+fn parse_mail(text: &str) -> Result<MailTransport, String> {
+    if text == "log" {
+        Ok(MailTransport::Log)
+    } else if let Some(path) = text.strip_prefix("dir:") {
+        if path.is_empty() {
+            return Err("dir: needs a path, e.g. dir:/var/spool/latchkey".into());
+        }
+        Ok(MailTransport::Dir(PathBuf::from(path)))
+    } else if text.starts_with("smtp://") || text.starts_with("smtps://") {
+        let url = Url::parse(text).map_err(|e| format!("not a valid smtp URL: {e}"))?;
+        if url.host_str().is_none() {
+            return Err("the smtp URL needs a host".into());
+        }
+        Ok(MailTransport::Smtp(url))
+    } else {
+        Err("use log, dir:PATH or smtp://host:port".into())
+    }
+}
+
+fn parse_issuer(text: &str) -> Result<Url, String> {
+    let url = Url::parse(text).map_err(|e| format!("{text:?} is not a URL: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(format!("{text:?} must be an http or https URL with a host"));
+    }
+    // RFC 8414 §2: the issuer has no query or fragment.
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(format!("{text:?} must not have a query or fragment"));
+    }
+    Ok(url)
+}
+
+fn parse_proxies(text: &str) -> Result<Vec<IpNet>, String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|item| {
+            item.parse::<IpNet>()
+                .or_else(|_| item.parse::<IpAddr>().map(IpNet::from))
+                .map_err(|_| format!("{item:?} is neither an IP address nor a CIDR range"))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_follow_the_contract() {
+        assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86_400)));
+        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
+        for bad in ["", "m", "15", "15min", "-5m", "1.5h", "9999999999999d", "5é"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn rate_limits_parse() {
+        assert_eq!(parse_rate_limit("off"), Ok(RateLimit::Off));
+        assert_eq!(
+            parse_rate_limit("5/15m"),
+            Ok(RateLimit::PerPeriod { count: 5, period: Duration::from_secs(900) })
+        );
+        for bad in ["5", "0/1m", "x/1m", "5/", "5/0s"] {
+            assert!(parse_rate_limit(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn mail_and_proxies_parse() {
+        assert_eq!(parse_mail("log"), Ok(MailTransport::Log));
+        assert_eq!(parse_mail("dir:/tmp/m"), Ok(MailTransport::Dir("/tmp/m".into())));
+        assert!(parse_mail("smtp://mail.example:587").is_ok());
+        assert!(parse_mail("pigeon").is_err());
+        assert_eq!(parse_proxies("10.0.0.1, 192.168.0.0/16").unwrap().len(), 2);
+        assert!(parse_proxies("nope").is_err());
+    }
+}

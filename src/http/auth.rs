@@ -1,0 +1,108 @@
+//! Security schemes (documented in the OpenAPI file) and request metadata extraction.
+
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use poem::Request;
+use poem_openapi::SecurityScheme;
+use poem_openapi::auth::{Basic, Bearer};
+
+use crate::oauth::client::PresentedClient;
+use crate::services::RequestMeta;
+
+/// `client_secret_basic`: client id and secret, each form-encoded, in HTTP Basic.
+#[derive(SecurityScheme)]
+#[oai(ty = "basic")]
+pub struct ClientSecretBasic(Basic);
+
+/// Client authentication: Basic, or `client_id` (+ `client_secret`) in the form.
+#[derive(SecurityScheme)]
+pub enum ClientAuth {
+    ClientSecretBasic(ClientSecretBasic),
+    #[oai(fallback)]
+    InForm,
+}
+
+/// A user access token as `Authorization: Bearer …`.
+#[derive(SecurityScheme)]
+#[oai(ty = "bearer", bearer_format = "JWT")]
+pub struct BearerToken(Bearer);
+
+/// The docs' Authorize button: logs in with the password grant and sends the token.
+#[derive(SecurityScheme)]
+#[oai(ty = "oauth2", flows(password(token_url = "/oauth/token")))]
+pub struct PasswordFlow(Bearer);
+
+/// Either way of presenting a user's access token.
+#[derive(SecurityScheme)]
+pub enum UserToken {
+    BearerToken(BearerToken),
+    PasswordFlow(PasswordFlow),
+}
+
+impl UserToken {
+    pub fn token(&self) -> &str {
+        match self {
+            UserToken::BearerToken(b) => &b.0.token,
+            UserToken::PasswordFlow(b) => &b.0.token,
+        }
+    }
+}
+
+/// Combines Basic credentials with the form's `client_id`/`client_secret`. Using two
+/// methods at once is refused (RFC 6749 §2.3).
+pub fn presented_client(
+    auth: &ClientAuth,
+    form_id: Option<String>,
+    form_secret: Option<String>,
+) -> Result<PresentedClient, &'static str> {
+    match auth {
+        ClientAuth::ClientSecretBasic(ClientSecretBasic(basic)) => {
+            if form_secret.is_some() {
+                return Err("use one client authentication method, not two");
+            }
+            let id = form_decode(&basic.username);
+            if form_id.as_deref().is_some_and(|f| f != id) {
+                return Err("client_id differs from the authenticated client");
+            }
+            Ok(PresentedClient { id: Some(id), secret: Some(form_decode(&basic.password)) })
+        }
+        ClientAuth::InForm => Ok(PresentedClient { id: form_id, secret: form_secret }),
+    }
+}
+
+/// RFC 6749 §2.3.1: Basic credentials are application/x-www-form-urlencoded first.
+fn form_decode(text: &str) -> String {
+    let spaced = text.replace('+', " ");
+    percent_encoding::percent_decode_str(&spaced).decode_utf8_lossy().into_owned()
+}
+
+/// The client's address: the socket peer, unless the peer is a trusted proxy; then the
+/// right-most `X-Forwarded-For` entry that is not itself a trusted proxy.
+pub fn client_ip(req: &Request, trusted: &[IpNet]) -> Option<IpAddr> {
+    let peer = req.remote_addr().as_socket_addr().map(|a| a.ip())?;
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    if !is_trusted(&peer) {
+        return Some(peer);
+    }
+    let forwarded: Vec<IpAddr> = req
+        .headers()
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    forwarded.into_iter().rev().find(|ip| !is_trusted(ip)).or(Some(peer))
+}
+
+pub fn request_meta(req: &Request, trusted: &[IpNet]) -> RequestMeta {
+    RequestMeta {
+        ip: client_ip(req, trusted).map(|ip| ip.to_string()),
+        user_agent: req
+            .headers()
+            .get(poem::http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.chars().take(512).collect()),
+    }
+}

@@ -1,0 +1,113 @@
+//! Discovery (RFC 8414, OIDC Discovery 1.0) and the JWKS (RFC 7517).
+
+use poem::web::Data;
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Object, OpenApi};
+
+use super::ApiTags;
+use crate::oauth::types::GrantType;
+use crate::services::Services;
+
+pub struct DiscoveryApi;
+
+/// Authorization server metadata.
+#[derive(Debug, Object)]
+pub struct ServerMetadata {
+    issuer: String,
+    token_endpoint: String,
+    introspection_endpoint: String,
+    revocation_endpoint: String,
+    userinfo_endpoint: String,
+    jwks_uri: String,
+    grant_types_supported: Vec<String>,
+    response_types_supported: Vec<String>,
+    scopes_supported: Vec<String>,
+    subject_types_supported: Vec<String>,
+    id_token_signing_alg_values_supported: Vec<String>,
+    token_endpoint_auth_methods_supported: Vec<String>,
+    introspection_endpoint_auth_methods_supported: Vec<String>,
+    revocation_endpoint_auth_methods_supported: Vec<String>,
+    claims_supported: Vec<String>,
+    service_documentation: String,
+}
+
+#[derive(ApiResponse)]
+enum JwksResponse {
+    /// The published signing keys (public parts only).
+    #[oai(status = 200)]
+    Ok(Json<serde_json::Value>, #[oai(header = "Cache-Control")] String),
+}
+
+#[derive(ApiResponse)]
+enum MetadataResponse {
+    /// Server metadata.
+    #[oai(status = 200)]
+    Ok(Json<ServerMetadata>, #[oai(header = "Cache-Control")] String),
+}
+
+fn strings(items: &[&str]) -> Vec<String> {
+    items.iter().map(|s| (*s).to_owned()).collect()
+}
+
+fn metadata(svc: &Services) -> MetadataResponse {
+    let iss = svc.issuer();
+    let auth_methods = strings(&["client_secret_basic", "client_secret_post"]);
+    MetadataResponse::Ok(
+        Json(ServerMetadata {
+            issuer: iss.to_owned(),
+            token_endpoint: format!("{iss}/oauth/token"),
+            introspection_endpoint: format!("{iss}/oauth/introspect"),
+            revocation_endpoint: format!("{iss}/oauth/revoke"),
+            userinfo_endpoint: format!("{iss}/oauth/userinfo"),
+            jwks_uri: format!("{iss}/.well-known/jwks.json"),
+            grant_types_supported: GrantType::ALL.iter().map(|g| g.as_str().to_owned()).collect(),
+            // No authorization endpoint: no response types (RFC 8414 §2 allows empty).
+            response_types_supported: Vec::new(),
+            scopes_supported: strings(&["openid", "profile", "email"]),
+            subject_types_supported: strings(&["public"]),
+            id_token_signing_alg_values_supported: strings(&["RS256"]),
+            token_endpoint_auth_methods_supported: [auth_methods.clone(), strings(&["none"])].concat(),
+            introspection_endpoint_auth_methods_supported: auth_methods.clone(),
+            revocation_endpoint_auth_methods_supported: [auth_methods, strings(&["none"])].concat(),
+            claims_supported: strings(&[
+                "iss",
+                "sub",
+                "aud",
+                "exp",
+                "iat",
+                "auth_time",
+                "amr",
+                "sid",
+                "preferred_username",
+                "email",
+                "email_verified",
+            ]),
+            service_documentation: format!("{iss}/docs"),
+        }),
+        "public, max-age=3600".into(),
+    )
+}
+
+#[OpenApi(tag = "ApiTags::Discovery")]
+impl DiscoveryApi {
+    /// OpenID Connect Discovery
+    #[oai(path = "/.well-known/openid-configuration", method = "get")]
+    async fn openid_configuration(&self, Data(svc): Data<&Services>) -> MetadataResponse {
+        metadata(svc)
+    }
+
+    /// OAuth 2.0 Authorization Server Metadata (RFC 8414)
+    #[oai(path = "/.well-known/oauth-authorization-server", method = "get")]
+    async fn oauth_authorization_server(&self, Data(svc): Data<&Services>) -> MetadataResponse {
+        metadata(svc)
+    }
+
+    /// JSON Web Key Set
+    ///
+    /// Every key that signs or signed tokens still valid: `kty`, `use`, `alg`, `kid`, `n`, `e`.
+    #[oai(path = "/.well-known/jwks.json", method = "get")]
+    async fn jwks(&self, Data(svc): Data<&Services>) -> JwksResponse {
+        // Short enough that a rotation reaches caches well before the old key retires.
+        JwksResponse::Ok(Json(svc.keys().jwks()), "public, max-age=300".into())
+    }
+}

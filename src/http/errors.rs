@@ -1,0 +1,140 @@
+//! Every error response is built here: OAuth errors (RFC 6749 §5.2), Bearer errors
+//! (RFC 6750 §3), and framework errors (parse failures, 404, 405, 413) in the same JSON.
+
+use poem::http::StatusCode;
+use poem::{IntoResponse, Response};
+use poem_openapi::payload::Json;
+use poem_openapi::{ApiResponse, Object};
+
+use crate::oauth::OAuthError;
+use crate::oauth::tokens::BearerError;
+
+/// `{"error", "error_description"}`, plus `mfa_token` on `mfa_required`.
+#[derive(Debug, Clone, Object)]
+pub struct ErrorBody {
+    /// A machine-readable error code.
+    pub error: String,
+    /// A sentence for the developer reading the response.
+    #[oai(skip_serializing_if_is_none)]
+    pub error_description: Option<String>,
+    /// With `mfa_required`: present it to the MFA grant with the code.
+    #[oai(skip_serializing_if_is_none)]
+    pub mfa_token: Option<String>,
+}
+
+impl ErrorBody {
+    pub fn new(error: &str, description: impl Into<String>) -> ErrorBody {
+        ErrorBody { error: error.to_owned(), error_description: Some(description.into()), mfa_token: None }
+    }
+}
+
+/// Error responses of the OAuth endpoints.
+#[derive(ApiResponse, Debug)]
+pub enum OAuthErrorResponse {
+    /// The request is malformed, the grant or scope is invalid, or the grant is unsupported.
+    #[oai(status = 400)]
+    BadRequest(Json<ErrorBody>),
+    /// Client authentication failed (`invalid_client`).
+    #[oai(status = 401)]
+    Unauthorized(Json<ErrorBody>, #[oai(header = "WWW-Authenticate")] String),
+    /// `mfa_required` (with an `mfa_token`) or `mfa_enrollment_required`.
+    #[oai(status = 403)]
+    Forbidden(Json<ErrorBody>),
+    /// Too many attempts; retry after the given seconds.
+    #[oai(status = 429)]
+    TooManyRequests(Json<ErrorBody>, #[oai(header = "Retry-After")] u64),
+    /// Something failed on the server; the request id in the logs tells what.
+    #[oai(status = 500)]
+    ServerError(Json<ErrorBody>),
+}
+
+impl From<OAuthError> for OAuthErrorResponse {
+    fn from(err: OAuthError) -> Self {
+        let body = ErrorBody::new(err.code(), err.to_string());
+        match err {
+            OAuthError::InvalidClient => OAuthErrorResponse::Unauthorized(
+                Json(body),
+                r#"Basic realm="latchkey", charset="UTF-8""#.into(),
+            ),
+            OAuthError::MfaRequired { mfa_token } => {
+                OAuthErrorResponse::Forbidden(Json(ErrorBody { mfa_token: Some(mfa_token), ..body }))
+            }
+            OAuthError::MfaEnrollmentRequired => OAuthErrorResponse::Forbidden(Json(body)),
+            OAuthError::TooManyRequests { retry_after_secs } => {
+                OAuthErrorResponse::TooManyRequests(Json(body), retry_after_secs)
+            }
+            OAuthError::Server(source) => {
+                tracing::error!(error = %source, "internal error");
+                OAuthErrorResponse::ServerError(Json(ErrorBody::new("server_error", "internal error")))
+            }
+            _ => OAuthErrorResponse::BadRequest(Json(body)),
+        }
+    }
+}
+
+/// Error responses of Bearer-protected endpoints (RFC 6750 §3.1).
+#[derive(ApiResponse, Debug)]
+pub enum BearerErrorResponse {
+    /// The access token is missing, invalid, expired or revoked.
+    #[oai(status = 401)]
+    Unauthorized(Json<ErrorBody>, #[oai(header = "WWW-Authenticate")] String),
+    /// The token lacks the scope or role this endpoint needs.
+    #[oai(status = 403)]
+    Forbidden(Json<ErrorBody>, #[oai(header = "WWW-Authenticate")] String),
+    /// Something failed on the server.
+    #[oai(status = 500)]
+    ServerError(Json<ErrorBody>),
+}
+
+impl From<BearerError> for BearerErrorResponse {
+    fn from(err: BearerError) -> Self {
+        match err {
+            BearerError::InvalidToken => BearerErrorResponse::Unauthorized(
+                Json(ErrorBody::new("invalid_token", err.to_string())),
+                r#"Bearer realm="latchkey", error="invalid_token""#.into(),
+            ),
+            BearerError::InsufficientScope => BearerErrorResponse::Forbidden(
+                Json(ErrorBody::new("insufficient_scope", err.to_string())),
+                r#"Bearer realm="latchkey", error="insufficient_scope""#.into(),
+            ),
+            BearerError::Store(source) => {
+                tracing::error!(error = %source, "internal error");
+                BearerErrorResponse::ServerError(Json(ErrorBody::new("server_error", "internal error")))
+            }
+        }
+    }
+}
+
+/// Framework errors (failed parsing, unknown route, body too large …) in our JSON shape.
+/// Messages of 5xx errors stay in the log.
+pub fn framework_error(err: poem::Error, oauth_endpoint: bool) -> Response {
+    let status = err.status();
+    let (status, code, description) = match status {
+        StatusCode::NOT_FOUND => (status, "not_found", "no such resource".to_owned()),
+        StatusCode::METHOD_NOT_ALLOWED => {
+            (status, "method_not_allowed", "method not allowed here".to_owned())
+        }
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            (status, "request_too_large", "the request body is too large".to_owned())
+        }
+        StatusCode::UNAUTHORIZED => (status, "invalid_token", "a Bearer access token is required".to_owned()),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE if oauth_endpoint => {
+            (StatusCode::BAD_REQUEST, "invalid_request", "send application/x-www-form-urlencoded".to_owned())
+        }
+        s if s.is_server_error() => {
+            tracing::error!(error = %err, "internal error");
+            (StatusCode::INTERNAL_SERVER_ERROR, "server_error", "internal error".to_owned())
+        }
+        s if s.is_client_error() => (s, "invalid_request", err.to_string()),
+        s => (s, "error", "unexpected status".to_owned()),
+    };
+    let mut response = Json(ErrorBody::new(code, description)).into_response();
+    response.set_status(status);
+    if status == StatusCode::UNAUTHORIZED {
+        response.headers_mut().insert(
+            poem::http::header::WWW_AUTHENTICATE,
+            poem::http::HeaderValue::from_static(r#"Bearer realm="latchkey""#),
+        );
+    }
+    response
+}

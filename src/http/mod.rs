@@ -1,0 +1,67 @@
+//! The HTTP layer: routes, OpenAPI document, middleware. Handlers are thin: they parse,
+//! call the domain modules and map results; nothing here decides policy.
+
+mod auth;
+mod discovery;
+mod errors;
+mod middleware;
+mod oauth;
+mod ops;
+
+use std::sync::Arc;
+
+use poem::{Endpoint, EndpointExt, Route};
+use poem_openapi::{OpenApiService, Tags};
+
+use crate::services::Services;
+
+/// Request bodies larger than this are refused with 413 before they are read.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+#[derive(Tags)]
+pub enum ApiTags {
+    /// Token, introspection, revocation and userinfo endpoints.
+    #[oai(rename = "OAuth")]
+    OAuth,
+    /// Discovery documents and signing keys.
+    Discovery,
+    /// Health, readiness and metrics.
+    Operations,
+}
+
+type Apis = (oauth::OAuthApi, discovery::DiscoveryApi, ops::OpsApi);
+
+fn api_service(issuer: &str) -> OpenApiService<Apis, ()> {
+    OpenApiService::new(
+        (oauth::OAuthApi, discovery::DiscoveryApi, ops::OpsApi),
+        "latchkey",
+        env!("CARGO_PKG_VERSION"),
+    )
+    .description(
+        "An OAuth 2.0 / OpenID Connect authorization server: password, refresh-token and \
+             client-credentials grants, RS256 JWT access tokens (RFC 9068), introspection \
+             (RFC 7662) and revocation (RFC 7009).",
+    )
+    .server(issuer)
+}
+
+/// The OpenAPI document as `latchkey openapi` prints it; needs no database.
+pub fn openapi_document(issuer: &str, yaml: bool) -> String {
+    let service = api_service(issuer);
+    if yaml { service.spec_yaml() } else { service.spec() }
+}
+
+pub fn routes(svc: &Services) -> impl Endpoint + use<> {
+    let metrics = Arc::new(ops::Metrics::default());
+    let service = api_service(svc.issuer());
+    let hsts = svc.settings().issuer.scheme() == "https";
+    let recorder = metrics.clone();
+    Route::new()
+        .at("/openapi.json", service.spec_endpoint())
+        .at("/openapi.yaml", service.spec_endpoint_yaml())
+        .nest("/docs", service.swagger_ui())
+        .nest("/", service)
+        .data(svc.clone())
+        .data(metrics)
+        .around(move |next, req| middleware::around(next, req, recorder.clone(), hsts))
+}

@@ -1,0 +1,21 @@
+//! latchkey: an OAuth 2.0 / OpenID Connect authorization server.
+//!
+//! Where things live:
+//! - `oauth/`: grants, token issue, introspection, revocation (no HTTP)
+//! - `account/`: users, passwords (no HTTP)
+//! - `keys/`: signing keys, JWKS, JWT sign/verify
+//! - `store/`: all SQL, for SQLite and PostgreSQL alike
+//! - `http/`: routes, handlers, middleware, error responses
+//! - `config`, `cli`, `app`: settings, command line, wiring
+
+pub mod account;
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod http;
+pub mod keys;
+pub mod oauth;
+pub mod secrets;
+pub mod services;
+pub mod store;
+pub mod telemetry;

@@ -1,0 +1,151 @@
+//! Registered clients and their authentication (RFC 6749 §2.3).
+
+use serde::Serialize;
+
+use super::error::OAuthError;
+use super::types::{ClientId, GrantType, Scope};
+use crate::secrets;
+use crate::services::Services;
+use crate::store;
+
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub id: ClientId,
+    pub name: String,
+    /// SHA-256 hex of the secret; `None` for a public client.
+    pub secret_hash: Option<String>,
+    pub grants: Vec<GrantType>,
+    pub scopes: Scope,
+    pub audiences: Vec<String>,
+    pub require_mfa: bool,
+    pub created_at: i64,
+}
+
+impl Client {
+    pub fn is_public(&self) -> bool {
+        self.secret_hash.is_none()
+    }
+
+    /// A client allowed the password grant may also finish it with the MFA grant.
+    pub fn allows(&self, grant: GrantType) -> bool {
+        self.grants.contains(&grant)
+            || (grant == GrantType::MfaOtp && self.grants.contains(&GrantType::Password))
+    }
+
+    /// The scope a request ends up with: the requested one if the client may have all of
+    /// it, otherwise `invalid_scope`; without a request, everything the client may have.
+    pub fn grant_scope(&self, requested: Option<&Scope>) -> Result<Scope, OAuthError> {
+        match requested {
+            None => Ok(self.scopes.clone()),
+            Some(scope) if scope.is_subset(&self.scopes) => Ok(scope.clone()),
+            Some(_) => {
+                Err(OAuthError::InvalidScope("the requested scope is not allowed for this client".into()))
+            }
+        }
+    }
+
+    /// The `aud` of tokens issued to this client: its registered audiences, or the issuer.
+    pub fn token_audiences(&self, issuer: &str) -> Vec<String> {
+        if self.audiences.is_empty() { vec![issuer.to_owned()] } else { self.audiences.clone() }
+    }
+}
+
+/// What the client presented; the HTTP layer fills it from Basic auth or the form.
+#[derive(Debug, Default)]
+pub struct PresentedClient {
+    pub id: Option<String>,
+    pub secret: Option<String>,
+}
+
+/// A new client as the CLI or the admin API describe it.
+#[derive(Debug, Clone)]
+pub struct NewClient {
+    pub name: String,
+    pub id: Option<ClientId>,
+    pub public: bool,
+    pub grants: Vec<GrantType>,
+    pub scopes: Scope,
+    pub audiences: Vec<String>,
+    pub require_mfa: bool,
+}
+
+/// A client as shown once after registration: the only time the secret is visible.
+#[derive(Debug, Serialize)]
+pub struct RegisteredClient {
+    pub client_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<String>,
+    pub name: String,
+    pub public: bool,
+    pub grants: Vec<String>,
+    pub scopes: Vec<String>,
+    pub audiences: Vec<String>,
+    pub require_mfa: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RegisterError {
+    #[error("a client with this id already exists")]
+    Duplicate,
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+}
+
+pub async fn register(svc: &Services, new: NewClient) -> Result<RegisteredClient, RegisterError> {
+    if new.name.trim().is_empty() || new.name.len() > 200 {
+        return Err(RegisterError::Invalid("name must be 1 to 200 characters".into()));
+    }
+    if new.public && new.grants.contains(&GrantType::ClientCredentials) {
+        return Err(RegisterError::Invalid("a public client cannot use client_credentials".into()));
+    }
+    let id = new.id.unwrap_or_else(|| {
+        ClientId::parse(&uuid::Uuid::new_v4().simple().to_string()).expect("hex is URL-safe")
+    });
+    let secret = (!new.public).then(secrets::random_token);
+    let client = Client {
+        id,
+        name: new.name.trim().to_owned(),
+        secret_hash: secret.as_deref().map(secrets::sha256_hex),
+        grants: new.grants,
+        scopes: new.scopes,
+        audiences: new.audiences,
+        require_mfa: new.require_mfa,
+        created_at: store::now(),
+    };
+    store::clients::insert(svc.db(), &client).await.map_err(|e| {
+        if e.is_unique_violation() { RegisterError::Duplicate } else { RegisterError::Store(e) }
+    })?;
+    Ok(RegisteredClient {
+        client_id: client.id.to_string(),
+        client_secret: secret,
+        name: client.name,
+        public: client.secret_hash.is_none(),
+        grants: client.grants.iter().map(|g| g.as_str().to_owned()).collect(),
+        scopes: client.scopes.iter().map(str::to_owned).collect(),
+        audiences: client.audiences,
+        require_mfa: client.require_mfa,
+    })
+}
+
+/// Authenticates the calling client. Every failure is the same `invalid_client`, and a
+/// secret is compared in constant time whether or not the client exists.
+pub async fn authenticate(svc: &Services, presented: &PresentedClient) -> Result<Client, OAuthError> {
+    let id = presented.id.as_deref().and_then(ClientId::parse).ok_or(OAuthError::InvalidClient)?;
+    let client = store::clients::find(svc.db(), &id).await?;
+    let presented_hash = presented.secret.as_deref().map(secrets::sha256_hex);
+    match (client, presented_hash) {
+        (Some(client), None) if client.is_public() => Ok(client),
+        (Some(client), Some(hash)) => match &client.secret_hash {
+            Some(stored) if secrets::constant_time_eq(stored, &hash) => Ok(client),
+            _ => Err(OAuthError::InvalidClient),
+        },
+        (None, Some(hash)) => {
+            // Spend the same comparison so an unknown id is not faster than a wrong secret.
+            let _ = secrets::constant_time_eq(&hash, &secrets::sha256_hex(""));
+            Err(OAuthError::InvalidClient)
+        }
+        _ => Err(OAuthError::InvalidClient),
+    }
+}

@@ -1,0 +1,76 @@
+//! OAuth errors as types (RFC 6749 §5.2 and the MFA extensions). The HTTP layer maps them
+//! to status codes and JSON in one place.
+
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum OAuthError {
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("client authentication failed")]
+    InvalidClient,
+    #[error("{0}")]
+    InvalidGrant(String),
+    #[error("{0}")]
+    UnauthorizedClient(String),
+    #[error("the grant type is not supported")]
+    UnsupportedGrantType,
+    #[error("{0}")]
+    InvalidScope(String),
+    #[error("a second factor is required: send the mfa_token with an otp")]
+    MfaRequired { mfa_token: String },
+    #[error("this client requires multi-factor authentication; enrol a TOTP authenticator first")]
+    MfaEnrollmentRequired,
+    #[error("too many requests")]
+    TooManyRequests { retry_after_secs: u64 },
+    #[error("internal error")]
+    Server(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl OAuthError {
+    /// The `error` member of the JSON body.
+    pub fn code(&self) -> &'static str {
+        match self {
+            OAuthError::InvalidRequest(_) => "invalid_request",
+            OAuthError::InvalidClient => "invalid_client",
+            OAuthError::InvalidGrant(_) => "invalid_grant",
+            OAuthError::UnauthorizedClient(_) => "unauthorized_client",
+            OAuthError::UnsupportedGrantType => "unsupported_grant_type",
+            OAuthError::InvalidScope(_) => "invalid_scope",
+            OAuthError::MfaRequired { .. } => "mfa_required",
+            OAuthError::MfaEnrollmentRequired => "mfa_enrollment_required",
+            OAuthError::TooManyRequests { .. } => "slow_down",
+            OAuthError::Server(_) => "server_error",
+        }
+    }
+
+    pub fn invalid_request(text: impl Into<String>) -> OAuthError {
+        OAuthError::InvalidRequest(text.into())
+    }
+
+    pub fn invalid_grant(text: impl Into<String>) -> OAuthError {
+        OAuthError::InvalidGrant(text.into())
+    }
+
+    pub fn server(err: impl std::error::Error + Send + Sync + 'static) -> OAuthError {
+        OAuthError::Server(Box::new(err))
+    }
+}
+
+impl From<StoreError> for OAuthError {
+    fn from(err: StoreError) -> Self {
+        OAuthError::server(err)
+    }
+}
+
+impl From<crate::account::password::HashError> for OAuthError {
+    fn from(err: crate::account::password::HashError) -> Self {
+        OAuthError::server(err)
+    }
+}
+
+impl From<crate::keys::KeyError> for OAuthError {
+    fn from(err: crate::keys::KeyError) -> Self {
+        OAuthError::server(err)
+    }
+}

@@ -1,0 +1,33 @@
+//! Client credentials grant (RFC 6749 §4.4): confidential clients only, no refresh token.
+
+use crate::oauth::client::Client;
+use crate::oauth::error::OAuthError;
+use crate::oauth::issue::{self, TokenResponse};
+use crate::oauth::types::Scope;
+use crate::services::{RequestMeta, Services};
+use crate::store::audit::AuditEvent;
+
+pub async fn grant(
+    svc: &Services,
+    client: &Client,
+    requested: Option<&Scope>,
+    meta: &RequestMeta,
+) -> Result<TokenResponse, OAuthError> {
+    if client.is_public() {
+        return Err(OAuthError::UnauthorizedClient("public clients cannot use client_credentials".into()));
+    }
+    let scope = client.grant_scope(requested)?;
+    let response = issue::for_client(svc, client, &scope)?;
+    svc.audit(
+        AuditEvent {
+            event: "token_issued",
+            outcome: "success",
+            client_id: Some(client.id.to_string()),
+            detail: Some(format!("grant=client_credentials scope={scope}")),
+            ..Default::default()
+        },
+        meta,
+    )
+    .await;
+    Ok(response)
+}

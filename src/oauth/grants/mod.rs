@@ -1,0 +1,58 @@
+//! The token endpoint's grants, one file each (RFC 6749 §4.3, §4.4, §6). They all end in
+//! `oauth::issue`, so lifetimes, audiences and claims are decided in one place.
+
+mod client_credentials;
+mod password;
+mod refresh_token;
+
+use super::client::{self, PresentedClient};
+use super::error::OAuthError;
+use super::issue::TokenResponse;
+use super::types::{GrantType, Scope};
+use crate::account::types::Password;
+use crate::services::{RequestMeta, Services};
+
+/// A token request whose parameters have been parsed; what each grant needs, no more.
+#[derive(Debug)]
+pub enum GrantRequest {
+    Password { username: String, password: Password, scope: Option<Scope>, otp: Option<String> },
+    RefreshToken { refresh_token: String, scope: Option<Scope> },
+    ClientCredentials { scope: Option<Scope> },
+}
+
+impl GrantRequest {
+    pub fn grant_type(&self) -> GrantType {
+        match self {
+            GrantRequest::Password { .. } => GrantType::Password,
+            GrantRequest::RefreshToken { .. } => GrantType::RefreshToken,
+            GrantRequest::ClientCredentials { .. } => GrantType::ClientCredentials,
+        }
+    }
+}
+
+/// Authenticates the client, checks it may use the grant, and runs the grant.
+pub async fn exchange(
+    svc: &Services,
+    presented: &PresentedClient,
+    request: GrantRequest,
+    meta: &RequestMeta,
+) -> Result<TokenResponse, OAuthError> {
+    let client = client::authenticate(svc, presented).await?;
+    if !client.allows(request.grant_type()) {
+        return Err(OAuthError::UnauthorizedClient(format!(
+            "this client may not use the {} grant",
+            request.grant_type()
+        )));
+    }
+    match request {
+        GrantRequest::Password { username, password, scope, otp } => {
+            password::grant(svc, &client, &username, &password, scope.as_ref(), otp.as_deref(), meta).await
+        }
+        GrantRequest::RefreshToken { refresh_token, scope } => {
+            refresh_token::grant(svc, &client, &refresh_token, scope, meta).await
+        }
+        GrantRequest::ClientCredentials { scope } => {
+            client_credentials::grant(svc, &client, scope.as_ref(), meta).await
+        }
+    }
+}

@@ -1,0 +1,58 @@
+//! Resource owner password credentials (RFC 6749 §4.3).
+
+use crate::account::password::PasswordHasher;
+use crate::account::types::{Password, UserStatus, Username};
+use crate::oauth::client::Client;
+use crate::oauth::error::OAuthError;
+use crate::oauth::issue::{self, TokenResponse, UserAuth};
+use crate::oauth::types::Scope;
+use crate::services::{RequestMeta, Services};
+use crate::store::{self, audit::AuditEvent};
+
+pub async fn grant(
+    svc: &Services,
+    client: &Client,
+    username: &str,
+    password: &Password,
+    requested: Option<&Scope>,
+    _otp: Option<&str>,
+    meta: &RequestMeta,
+) -> Result<TokenResponse, OAuthError> {
+    let scope = client.grant_scope(requested)?;
+    // A malformed username is just an unknown user: same error, same argon2 work.
+    let found = match Username::parse(username) {
+        Ok(name) => store::users::find_by_username(svc.db(), &name).await?,
+        Err(_) => None,
+    };
+    let verified = svc.hasher().verify(password, found.as_ref().map(|f| f.password_hash.as_str())).await?;
+    let Some(found) = found.filter(|_| verified) else {
+        svc.audit(
+            AuditEvent {
+                event: "login",
+                outcome: "failure",
+                client_id: Some(client.id.to_string()),
+                detail: Some("invalid username or password".into()),
+                ..Default::default()
+            },
+            meta,
+        )
+        .await;
+        return Err(OAuthError::invalid_grant("invalid username or password"));
+    };
+    let user = found.user;
+    if user.status != UserStatus::Active {
+        return Err(OAuthError::invalid_grant("the account is not active"));
+    }
+    if !user.email_verified {
+        return Err(OAuthError::invalid_grant("the email address has not been verified yet"));
+    }
+    let now = store::now();
+    let rehash = if PasswordHasher::needs_rehash(&found.password_hash) {
+        Some(svc.hasher().hash(password).await?)
+    } else {
+        None
+    };
+    store::users::record_login(svc.db(), &user.id, now, rehash.as_deref()).await?;
+    let auth = UserAuth { amr: vec!["pwd".into()], auth_time: now };
+    issue::start_session(svc, client, &user, scope, auth, meta).await
+}

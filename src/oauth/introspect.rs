@@ -1,0 +1,153 @@
+//! Token introspection (RFC 7662) and revocation (RFC 7009).
+
+use serde::Serialize;
+
+use super::client::{self, Client, PresentedClient};
+use super::error::OAuthError;
+use super::tokens::{self, ACCESS_TOKEN_TYP, AccessClaims};
+use crate::secrets;
+use crate::services::{RequestMeta, Services};
+use crate::store::{self, audit::AuditEvent};
+
+/// What an active token looks like to a resource server (RFC 7662 §2.2).
+#[derive(Debug, Serialize)]
+pub struct ActiveToken {
+    pub active: bool,
+    pub scope: String,
+    pub client_id: String,
+    pub token_type: &'static str,
+    pub exp: i64,
+    pub iat: i64,
+    pub sub: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aud: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jti: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth_time: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub amr: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub roles: Option<Vec<String>>,
+}
+
+/// `None` is `{"active": false}`: unknown, expired, revoked, malformed, or not the
+/// caller's to see — the answer never says which.
+pub async fn introspect(
+    svc: &Services,
+    presented: &PresentedClient,
+    token: &str,
+) -> Result<Option<ActiveToken>, OAuthError> {
+    let caller = client::authenticate(svc, presented).await?;
+    if caller.is_public() {
+        // Introspection tells secrets about tokens: only authenticated clients may ask.
+        return Err(OAuthError::InvalidClient);
+    }
+    if looks_like_jwt(token) {
+        let claims = tokens::active_access_token(svc, token).await?;
+        return Ok(claims.filter(|c| may_see(&caller, c, svc.issuer())).map(active_access));
+    }
+    let Some(record) = store::sessions::find_refresh(svc.db(), &secrets::sha256_hex(token)).await? else {
+        return Ok(None);
+    };
+    let now = store::now();
+    let session = &record.session;
+    let live = record.used_at.is_none()
+        && record.expires_at > now
+        && session.revoked_at.is_none()
+        && session.expires_at > now
+        && session.client_id == caller.id.as_str();
+    Ok(live.then(|| ActiveToken {
+        active: true,
+        scope: record.scope.clone(),
+        client_id: session.client_id.clone(),
+        token_type: "refresh_token",
+        exp: record.expires_at,
+        iat: record.created_at,
+        sub: session.user_id.clone(),
+        aud: None,
+        iss: Some(svc.issuer().to_owned()),
+        jti: None,
+        auth_time: Some(session.auth_time),
+        amr: Some(store::split_words(&session.amr)),
+        roles: None,
+    }))
+}
+
+/// RFC 7662 §4: the token's client, or a resource server among its audiences.
+fn may_see(caller: &Client, claims: &AccessClaims, issuer: &str) -> bool {
+    claims.client_id == caller.id.as_str()
+        || claims.aud.iter().any(|a| a == caller.id.as_str() || caller.token_audiences(issuer).contains(a))
+}
+
+fn active_access(c: AccessClaims) -> ActiveToken {
+    ActiveToken {
+        active: true,
+        scope: c.scope,
+        client_id: c.client_id,
+        token_type: "Bearer",
+        exp: c.exp,
+        iat: c.iat,
+        sub: c.sub,
+        aud: Some(c.aud),
+        iss: Some(c.iss),
+        jti: Some(c.jti),
+        auth_time: c.auth_time,
+        amr: c.amr,
+        roles: c.roles,
+    }
+}
+
+fn looks_like_jwt(token: &str) -> bool {
+    token.bytes().filter(|&b| b == b'.').count() == 2
+}
+
+/// Revokes a token the calling client owns. Unknown tokens, and tokens of other clients,
+/// are a silent success (RFC 7009 §2.2): the answer reveals nothing about them.
+pub async fn revoke(
+    svc: &Services,
+    presented: &PresentedClient,
+    token: &str,
+    meta: &RequestMeta,
+) -> Result<(), OAuthError> {
+    let caller = client::authenticate(svc, presented).await?;
+    if looks_like_jwt(token) {
+        if let Some(claims) = svc.keys().verify::<AccessClaims>(token, ACCESS_TOKEN_TYP, svc.issuer()).await {
+            if claims.client_id == caller.id.as_str() {
+                store::sessions::revoke_access_token(svc.db(), &claims.jti, claims.exp).await?;
+                audit_revocation(svc, &caller, claims.user_id(), "access_token", meta).await;
+            }
+        }
+        return Ok(());
+    }
+    if let Some(record) = store::sessions::find_refresh(svc.db(), &secrets::sha256_hex(token)).await? {
+        if record.session.client_id == caller.id.as_str() {
+            store::sessions::revoke(svc.db(), &record.session.id, store::now()).await?;
+            audit_revocation(svc, &caller, Some(&record.session.user_id), "refresh_token", meta).await;
+        }
+    }
+    Ok(())
+}
+
+async fn audit_revocation(
+    svc: &Services,
+    caller: &Client,
+    user_id: Option<&str>,
+    kind: &str,
+    meta: &RequestMeta,
+) {
+    svc.audit(
+        AuditEvent {
+            event: "token_revoked",
+            outcome: "success",
+            user_id: user_id.map(str::to_owned),
+            client_id: Some(caller.id.to_string()),
+            detail: Some(format!("type={kind}")),
+            ..Default::default()
+        },
+        meta,
+    )
+    .await;
+}

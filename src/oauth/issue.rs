@@ -1,0 +1,184 @@
+//! The one place tokens are minted. Every grant ends here, with a subject, a client and a
+//! scope; this decides audiences, lifetimes, refresh tokens and ID tokens.
+
+use serde::Serialize;
+
+use super::client::Client;
+use super::error::OAuthError;
+use super::tokens::{ACCESS_TOKEN_TYP, AccessClaims, ID_TOKEN_TYP, IdClaims};
+use super::types::{GrantType, Scope};
+use crate::account::User;
+use crate::secrets;
+use crate::services::{RequestMeta, Services};
+use crate::store::audit::AuditEvent;
+use crate::store::sessions::{NewRefresh, Session};
+use crate::store::{self, join_words};
+
+/// A session may be refreshed for at most this many refresh-token lifetimes in all,
+/// however active it stays (the absolute lifetime; the setting is the idle one).
+pub const ABSOLUTE_LIFETIME_FACTOR: i64 = 4;
+
+/// RFC 6749 §5.1 success body.
+#[derive(Debug, Clone, Serialize)]
+pub struct TokenResponse {
+    pub access_token: String,
+    pub token_type: &'static str,
+    pub expires_in: u64,
+    pub scope: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<String>,
+}
+
+/// How the user proved who they are (RFC 8176 `amr` values) and when.
+#[derive(Debug, Clone)]
+pub struct UserAuth {
+    pub amr: Vec<String>,
+    pub auth_time: i64,
+}
+
+/// A fresh login: records the session (and its first refresh token) before any token
+/// leaves, so everything handed out can be revoked.
+pub async fn start_session(
+    svc: &Services,
+    client: &Client,
+    user: &User,
+    scope: Scope,
+    auth: UserAuth,
+    meta: &RequestMeta,
+) -> Result<TokenResponse, OAuthError> {
+    let now = store::now();
+    let refresh_ttl = svc.settings().refresh_token_ttl.as_secs() as i64;
+    let session = Session {
+        id: uuid::Uuid::new_v4().to_string(),
+        user_id: user.id.clone(),
+        client_id: client.id.to_string(),
+        scope: scope.to_string(),
+        amr: join_words(&auth.amr),
+        auth_time: auth.auth_time,
+        ip: meta.ip.clone(),
+        user_agent: meta.user_agent.as_deref().map(|ua| ua.chars().take(512).collect()),
+        created_at: now,
+        last_used_at: now,
+        expires_at: now + refresh_ttl * ABSOLUTE_LIFETIME_FACTOR,
+        revoked_at: None,
+    };
+    let refresh = client.allows(GrantType::RefreshToken).then(secrets::random_token);
+    let refresh_hash = refresh.as_deref().map(secrets::sha256_hex);
+    let scope_text = scope.to_string();
+    let new_refresh = refresh_hash.as_deref().map(|hash| NewRefresh {
+        hash,
+        scope: &scope_text,
+        expires_at: refresh_expiry(svc, &session, now),
+    });
+    store::sessions::create(svc.db(), &session, new_refresh).await?;
+    let response = for_session(svc, client, user, &scope, &session, refresh)?;
+    svc.audit(
+        AuditEvent {
+            event: "login",
+            outcome: "success",
+            actor_id: Some(user.id.clone()),
+            user_id: Some(user.id.clone()),
+            client_id: Some(client.id.to_string()),
+            detail: Some(format!("amr={} session={}", session.amr, session.id)),
+            ..Default::default()
+        },
+        meta,
+    )
+    .await;
+    Ok(response)
+}
+
+/// When a refresh token minted now for `session` stops working.
+pub fn refresh_expiry(svc: &Services, session: &Session, now: i64) -> i64 {
+    (now + svc.settings().refresh_token_ttl.as_secs() as i64).min(session.expires_at)
+}
+
+/// Tokens for a user within an existing session (login or refresh).
+pub fn for_session(
+    svc: &Services,
+    client: &Client,
+    user: &User,
+    scope: &Scope,
+    session: &Session,
+    refresh_token: Option<String>,
+) -> Result<TokenResponse, OAuthError> {
+    let now = store::now();
+    let ttl = svc.settings().access_token_ttl.as_secs() as i64;
+    let amr = store::split_words(&session.amr);
+    let mut aud = client.audiences.clone();
+    // latchkey's own APIs (userinfo, account) are an audience of every user token.
+    if !aud.iter().any(|a| a == svc.issuer()) {
+        aud.push(svc.issuer().to_owned());
+    }
+    let claims = AccessClaims {
+        iss: svc.issuer().to_owned(),
+        sub: user.id.clone(),
+        aud,
+        exp: now + ttl,
+        iat: now,
+        jti: uuid::Uuid::new_v4().to_string(),
+        client_id: client.id.to_string(),
+        scope: scope.to_string(),
+        auth_time: Some(session.auth_time),
+        amr: Some(amr.clone()),
+        roles: Some(user.roles.clone()),
+        sid: Some(session.id.clone()),
+    };
+    let id_token = if scope.contains("openid") {
+        let id = IdClaims {
+            iss: svc.issuer(),
+            sub: &user.id,
+            aud: client.id.as_str(),
+            azp: client.id.as_str(),
+            exp: now + ttl,
+            iat: now,
+            auth_time: session.auth_time,
+            amr: &amr,
+            sid: &session.id,
+            preferred_username: scope.contains("profile").then(|| user.username.as_str()),
+            email: scope.contains("email").then(|| user.email.as_str()),
+            email_verified: scope.contains("email").then_some(user.email_verified),
+        };
+        Some(svc.keys().sign(ID_TOKEN_TYP, &id)?)
+    } else {
+        None
+    };
+    Ok(TokenResponse {
+        access_token: svc.keys().sign(ACCESS_TOKEN_TYP, &claims)?,
+        token_type: "Bearer",
+        expires_in: ttl as u64,
+        scope: claims.scope,
+        refresh_token,
+        id_token,
+    })
+}
+
+/// Tokens for a client acting on its own behalf: no user, no session, no refresh token.
+pub fn for_client(svc: &Services, client: &Client, scope: &Scope) -> Result<TokenResponse, OAuthError> {
+    let now = store::now();
+    let ttl = svc.settings().access_token_ttl.as_secs() as i64;
+    let claims = AccessClaims {
+        iss: svc.issuer().to_owned(),
+        sub: client.id.to_string(),
+        aud: client.token_audiences(svc.issuer()),
+        exp: now + ttl,
+        iat: now,
+        jti: uuid::Uuid::new_v4().to_string(),
+        client_id: client.id.to_string(),
+        scope: scope.to_string(),
+        auth_time: None,
+        amr: None,
+        roles: None,
+        sid: None,
+    };
+    Ok(TokenResponse {
+        access_token: svc.keys().sign(ACCESS_TOKEN_TYP, &claims)?,
+        token_type: "Bearer",
+        expires_in: ttl as u64,
+        scope: claims.scope,
+        refresh_token: None,
+        id_token: None,
+    })
+}

@@ -1,0 +1,13 @@
+//! OAuth 2.0 domain logic: clients, grants, token issue, introspection, revocation.
+//! Nothing here knows about HTTP; `crate::http::oauth` parses requests and maps results.
+
+pub mod client;
+pub mod error;
+pub mod grants;
+pub mod introspect;
+pub mod issue;
+pub mod tokens;
+pub mod types;
+pub mod userinfo;
+
+pub use error::OAuthError;

@@ -1,0 +1,113 @@
+//! Token models: RFC 9068 access-token claims, ID-token claims, and the checks that make a
+//! presented access token "active".
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::services::Services;
+use crate::store::{self, StoreError};
+
+pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
+pub const ID_TOKEN_TYP: &str = "JWT";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AccessClaims {
+    pub iss: String,
+    pub sub: String,
+    #[serde(deserialize_with = "one_or_many")]
+    pub aud: Vec<String>,
+    pub exp: i64,
+    pub iat: i64,
+    pub jti: String,
+    pub client_id: String,
+    pub scope: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_time: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amr: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roles: Option<Vec<String>>,
+    /// The session (refresh family) the token belongs to; absent for client tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
+}
+
+impl AccessClaims {
+    /// A user token (as opposed to a client-credentials token) has a session.
+    pub fn user_id(&self) -> Option<&str> {
+        self.sid.as_ref().map(|_| self.sub.as_str())
+    }
+
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.scope.split(' ').any(|s| s == scope)
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct IdClaims<'a> {
+    pub iss: &'a str,
+    pub sub: &'a str,
+    pub aud: &'a str,
+    pub azp: &'a str,
+    pub exp: i64,
+    pub iat: i64,
+    pub auth_time: i64,
+    pub amr: &'a [String],
+    pub sid: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub preferred_username: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email_verified: Option<bool>,
+}
+
+fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => vec![s],
+        OneOrMany::Many(v) => v,
+    })
+}
+
+/// Verifies signature, header, issuer and expiry, then asks the database whether the token,
+/// its session and its user are still good. `Ok(None)` means "not active".
+pub async fn active_access_token(svc: &Services, token: &str) -> Result<Option<AccessClaims>, StoreError> {
+    let Some(claims) = svc.keys().verify::<AccessClaims>(token, ACCESS_TOKEN_TYP, svc.issuer()).await else {
+        return Ok(None);
+    };
+    let state = store::sessions::access_token_state(
+        svc.db(),
+        &claims.jti,
+        claims.sid.as_deref(),
+        claims.user_id(),
+        store::now(),
+    )
+    .await?;
+    let live = !state.jti_revoked && state.session_live.unwrap_or(true) && state.user_active.unwrap_or(true);
+    Ok(live.then_some(claims))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BearerError {
+    #[error("the access token is missing, invalid, expired or revoked")]
+    InvalidToken,
+    #[error("the access token lacks the required scope or role")]
+    InsufficientScope,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Authenticates a Bearer token for latchkey's own APIs (userinfo, account, admin): the
+/// token must be active, belong to a user, and name this issuer among its audiences.
+pub async fn authenticate_bearer(svc: &Services, token: &str) -> Result<AccessClaims, BearerError> {
+    let claims = active_access_token(svc, token).await?.ok_or(BearerError::InvalidToken)?;
+    if claims.user_id().is_none() || !claims.aud.iter().any(|a| a == svc.issuer()) {
+        return Err(BearerError::InvalidToken);
+    }
+    Ok(claims)
+}

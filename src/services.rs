@@ -1,0 +1,63 @@
+//! The handle every domain function takes: settings, database, keys, password hasher.
+
+use std::sync::Arc;
+
+use crate::account::password::PasswordHasher;
+use crate::config::Settings;
+use crate::keys::KeyRing;
+use crate::store::audit::AuditEvent;
+use crate::store::{self, Db};
+
+#[derive(Clone)]
+pub struct Services {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    settings: Settings,
+    db: Db,
+    keys: KeyRing,
+    hasher: PasswordHasher,
+}
+
+impl Services {
+    pub fn new(settings: Settings, db: Db, keys: KeyRing) -> Services {
+        Services { inner: Arc::new(Inner { settings, db, keys, hasher: PasswordHasher::new() }) }
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.inner.settings
+    }
+
+    pub fn issuer(&self) -> &str {
+        self.inner.settings.issuer_str()
+    }
+
+    pub fn db(&self) -> &Db {
+        &self.inner.db
+    }
+
+    pub fn keys(&self) -> &KeyRing {
+        &self.inner.keys
+    }
+
+    pub fn hasher(&self) -> &PasswordHasher {
+        &self.inner.hasher
+    }
+
+    /// Writes an audit record. A failure is logged loudly but does not undo the action
+    /// that was already committed.
+    pub async fn audit(&self, event: AuditEvent, meta: &RequestMeta) {
+        let event = AuditEvent { ip: meta.ip.clone(), user_agent: meta.user_agent.clone(), ..event };
+        if let Err(err) = store::audit::insert(self.db(), &event, store::now()).await {
+            tracing::error!(error = %err, event = event.event, "could not write audit event");
+        }
+    }
+}
+
+/// Who is asking, as far as the domain needs to know: for audit and session records.
+#[derive(Debug, Clone, Default)]
+pub struct RequestMeta {
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}

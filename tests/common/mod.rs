@@ -1,0 +1,172 @@
+//! `spawn_app`: the real server on a random port, over a fresh real database — a SQLite
+//! file in a temp dir, or a new PostgreSQL database when LATCHKEY_TEST_DATABASE_URL is set.
+#![allow(dead_code)] // each test binary uses its own part of the harness
+
+use std::time::Duration;
+
+use latchkey::account::types::{Email, Password, Role, Username};
+use latchkey::account::{self, NewUser, User};
+use latchkey::config::{LogFormat, MailTransport, RateLimit, Settings};
+use latchkey::oauth::client::{self, NewClient, RegisteredClient};
+use latchkey::oauth::types::{ClientId, GrantType, Scope};
+use latchkey::services::Services;
+use serde_json::Value;
+use sqlx::Connection;
+
+pub struct TestApp {
+    pub base: String,
+    pub svc: Services,
+    pub http: reqwest::Client,
+    pub dir: tempfile::TempDir,
+    pub database_url: String,
+}
+
+pub const PASSWORD: &str = "correct horse battery staple";
+
+/// Settings as the contract's defaults, pointed at a temp dir and a fresh database.
+pub async fn test_settings(port: u16, dir: &std::path::Path) -> Settings {
+    Settings {
+        bind: format!("127.0.0.1:{port}").parse().unwrap(),
+        database_url: fresh_database(dir).await,
+        issuer: format!("http://127.0.0.1:{port}").parse().unwrap(),
+        keys_dir: dir.join("keys"),
+        secret_key: None,
+        access_token_ttl: Duration::from_secs(15 * 60),
+        refresh_token_ttl: Duration::from_secs(7 * 86_400),
+        mail: MailTransport::Dir(dir.join("mail")),
+        rate_limit_login: RateLimit::Off,
+        rate_limit_refresh: RateLimit::Off,
+        rate_limit_register: RateLimit::Off,
+        trusted_proxies: Vec::new(),
+        log_format: LogFormat::Text,
+    }
+}
+
+/// A new, empty database for one test.
+pub async fn fresh_database(dir: &std::path::Path) -> String {
+    match std::env::var("LATCHKEY_TEST_DATABASE_URL") {
+        Ok(admin_url) if !admin_url.is_empty() => {
+            let name = format!("latchkey_test_{}", uuid::Uuid::new_v4().simple());
+            let mut conn = sqlx::PgConnection::connect(&admin_url).await.expect("connect to LATCHKEY_TEST_DATABASE_URL");
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await.unwrap();
+            let (base, _) = admin_url.rsplit_once('/').expect("a database URL ends in /dbname");
+            format!("{base}/{name}")
+        }
+        _ => format!("sqlite://{}?mode=rwc", dir.join("latchkey.db").display()),
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let mut settings = test_settings(port, dir.path()).await;
+    adjust(&mut settings);
+    let database_url = settings.database_url.clone();
+    let svc = latchkey::app::open(settings).await.expect("open services");
+    tokio::spawn(latchkey::app::run(svc.clone(), listener));
+    TestApp {
+        base: format!("http://127.0.0.1:{port}"),
+        svc,
+        http: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap(),
+        dir,
+        database_url,
+    }
+}
+
+/// What a test client needs to call the token endpoint.
+#[derive(Debug, Clone)]
+pub struct TestClient {
+    pub id: String,
+    pub secret: Option<String>,
+}
+
+impl From<RegisteredClient> for TestClient {
+    fn from(c: RegisteredClient) -> Self {
+        TestClient { id: c.client_id, secret: c.client_secret }
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub async fn create_user(&self, username: &str, roles: &[&str]) -> User {
+        let new = NewUser {
+            username: Username::parse(username).unwrap(),
+            email: Email::parse(&format!("{username}@example.com")).unwrap(),
+            password: Password::new_checked(PASSWORD.into(), &[]).unwrap(),
+            roles: roles.iter().map(|r| Role::parse(r).unwrap()).collect(),
+            email_verified: true,
+        };
+        account::create_user(&self.svc, new).await.unwrap()
+    }
+
+    /// A client with the given grants and scopes; `id` fixed for readability.
+    pub async fn create_client(&self, id: &str, public: bool, grants: &[GrantType], scopes: &str, audiences: &[&str]) -> TestClient {
+        let new = NewClient {
+            name: format!("test client {id}"),
+            id: Some(ClientId::parse(id).unwrap()),
+            public,
+            grants: grants.to_vec(),
+            scopes: Scope::parse(scopes).unwrap(),
+            audiences: audiences.iter().map(|a| (*a).to_owned()).collect(),
+            require_mfa: false,
+        };
+        client::register(&self.svc, new).await.unwrap().into()
+    }
+
+    /// The usual confidential web client: password + refresh, openid profile email api.
+    pub async fn web_client(&self) -> TestClient {
+        self.create_client("web", false, &[GrantType::Password, GrantType::RefreshToken], "openid profile email api", &[])
+            .await
+    }
+
+    /// POSTs a form to `path` with `client_secret_basic` (or just client_id if public).
+    pub async fn post_form(&self, path: &str, client: &TestClient, form: &[(&str, &str)]) -> reqwest::Response {
+        let mut req = self.http.post(self.url(path));
+        let mut fields: Vec<(&str, &str)> = form.to_vec();
+        match &client.secret {
+            Some(secret) => req = req.basic_auth(&client.id, Some(secret)),
+            None => fields.push(("client_id", &client.id)),
+        }
+        req.form(&fields).send().await.unwrap()
+    }
+
+    pub async fn password_grant(&self, client: &TestClient, username: &str, password: &str, scope: Option<&str>) -> reqwest::Response {
+        let mut form = vec![("grant_type", "password"), ("username", username), ("password", password)];
+        if let Some(scope) = scope {
+            form.push(("scope", scope));
+        }
+        self.post_form("/oauth/token", client, &form).await
+    }
+
+    /// Logs in and returns the token response body (asserting success).
+    pub async fn login(&self, client: &TestClient, username: &str) -> Value {
+        let resp = self.password_grant(client, username, PASSWORD, None).await;
+        assert_eq!(resp.status(), 200, "login failed: {}", resp.text().await.unwrap());
+        resp.json().await.unwrap()
+    }
+
+    pub async fn introspect(&self, client: &TestClient, token: &str) -> Value {
+        let resp = self.post_form("/oauth/introspect", client, &[("token", token)]).await;
+        assert_eq!(resp.status(), 200);
+        resp.json().await.unwrap()
+    }
+
+    pub async fn get_bearer(&self, path: &str, token: &str) -> reqwest::Response {
+        self.http.get(self.url(path)).bearer_auth(token).send().await.unwrap()
+    }
+}
+
+/// Decodes the (unverified) JSON of a JWT segment: 0 header, 1 claims.
+pub fn jwt_part(token: &str, index: usize) -> Value {
+    use base64::Engine;
+    let part = token.split('.').nth(index).unwrap();
+    serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
+}
