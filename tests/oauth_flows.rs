@@ -422,7 +422,8 @@ async fn token_endpoint_errors_follow_rfc6749() {
     let app = spawn_app().await;
     app.create_user("alice", &[]).await;
     let client = app.web_client().await;
-    let cases: Vec<(Vec<(&str, &str)>, u16, &str)> = vec![
+    type Case<'a> = (Vec<(&'a str, &'a str)>, u16, &'a str);
+    let cases: Vec<Case> = vec![
         (vec![("grant_type", "authorization_code")], 400, "unsupported_grant_type"),
         (vec![("grant_type", "password"), ("username", "alice")], 400, "invalid_request"),
         (

@@ -222,10 +222,8 @@ impl KeyRing {
 
     async fn reload_if_stale(&self) {
         let stale = self.last_reload.lock().expect("reload lock").elapsed() > Duration::from_secs(1);
-        if stale {
-            if let Err(err) = self.reload().await {
-                tracing::warn!(error = %err, "reloading signing keys failed");
-            }
+        if stale && let Err(err) = self.reload().await {
+            tracing::warn!(error = %err, "reloading signing keys failed");
         }
     }
 

@@ -114,19 +114,19 @@ pub async fn revoke(
 ) -> Result<(), OAuthError> {
     let caller = client::authenticate(svc, presented).await?;
     if looks_like_jwt(token) {
-        if let Some(claims) = svc.keys().verify::<AccessClaims>(token, ACCESS_TOKEN_TYP, svc.issuer()).await {
-            if claims.client_id == caller.id.as_str() {
-                store::sessions::revoke_access_token(svc.db(), &claims.jti, claims.exp).await?;
-                audit_revocation(svc, &caller, claims.user_id(), "access_token", meta).await;
-            }
+        if let Some(claims) = svc.keys().verify::<AccessClaims>(token, ACCESS_TOKEN_TYP, svc.issuer()).await
+            && claims.client_id == caller.id.as_str()
+        {
+            store::sessions::revoke_access_token(svc.db(), &claims.jti, claims.exp).await?;
+            audit_revocation(svc, &caller, claims.user_id(), "access_token", meta).await;
         }
         return Ok(());
     }
-    if let Some(record) = store::sessions::find_refresh(svc.db(), &secrets::sha256_hex(token)).await? {
-        if record.session.client_id == caller.id.as_str() {
-            store::sessions::revoke(svc.db(), &record.session.id, store::now()).await?;
-            audit_revocation(svc, &caller, Some(&record.session.user_id), "refresh_token", meta).await;
-        }
+    if let Some(record) = store::sessions::find_refresh(svc.db(), &secrets::sha256_hex(token)).await?
+        && record.session.client_id == caller.id.as_str()
+    {
+        store::sessions::revoke(svc.db(), &record.session.id, store::now()).await?;
+        audit_revocation(svc, &caller, Some(&record.session.user_id), "refresh_token", meta).await;
     }
     Ok(())
 }

@@ -1,0 +1,243 @@
+//! The `latchkey` binary: commands, settings errors, and durability across `kill -9`.
+
+mod common;
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_latchkey");
+
+/// The binary with a private working directory and database, env cleared of settings.
+fn latchkey(dir: &Path, db: &str) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.current_dir(dir).env("LATCHKEY_LOG", "warn");
+    for (name, _) in
+        std::env::vars().filter(|(n, _)| n.starts_with("LATCHKEY_") && n != "LATCHKEY_TEST_DATABASE_URL")
+    {
+        cmd.env_remove(name);
+    }
+    cmd.env("LATCHKEY_DATABASE_URL", db);
+    cmd
+}
+
+fn run_with_stdin(mut cmd: Command, input: &str) -> Output {
+    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn json_stdout(out: &Output) -> Value {
+    assert!(out.status.success(), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("stdout is JSON alone ({e}): {:?}", out.stdout))
+}
+
+async fn database(dir: &Path) -> String {
+    common::fresh_database(dir).await
+}
+
+#[tokio::test]
+async fn user_and_client_create_print_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = database(dir.path()).await;
+    let mut cmd = latchkey(dir.path(), &db);
+    cmd.args([
+        "user",
+        "create",
+        "--username",
+        "Alice",
+        "--email",
+        "alice@example.com",
+        "--role",
+        "admin",
+        "--password-stdin",
+    ]);
+    let user = json_stdout(&run_with_stdin(cmd, "correct horse battery staple\n"));
+    assert_eq!(user["username"], "alice");
+    assert_eq!(user["roles"], serde_json::json!(["admin"]));
+    assert!(user["id"].is_string());
+    let text = user.to_string();
+    assert!(!text.contains("argon2") && !text.contains("horse"), "no hash, no password: {text}");
+
+    // A weak password is refused with every reason on one line.
+    let mut cmd = latchkey(dir.path(), &db);
+    cmd.args(["user", "create", "--username", "bob", "--email", "bob@example.com", "--password-stdin"]);
+    let out = run_with_stdin(cmd, "bob\n");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+
+    let out = latchkey(dir.path(), &db)
+        .args([
+            "client", "create", "--name", "Web", "--id", "web", "--scope", "openid", "--grant", "password",
+        ])
+        .output()
+        .unwrap();
+    let client = json_stdout(&out);
+    assert_eq!(client["client_id"], "web");
+    assert_eq!(client["client_secret"].as_str().unwrap().len(), 43, "256-bit URL-safe secret");
+    assert_eq!(client["grants"], serde_json::json!(["password"]));
+    let out =
+        latchkey(dir.path(), &db).args(["client", "create", "--name", "App", "--public"]).output().unwrap();
+    let public = json_stdout(&out);
+    assert!(public.get("client_secret").is_none());
+    assert_eq!(public["grants"], serde_json::json!(["password", "refresh_token"]));
+
+    let out = latchkey(dir.path(), &db)
+        .args(["client", "create", "--name", "Web", "--id", "web"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "duplicate client id");
+
+    // Keys: one signing key created on first use, then a rotation.
+    let keys = json_stdout(&latchkey(dir.path(), &db).args(["keys", "list"]).output().unwrap());
+    assert_eq!(keys.as_array().unwrap().len(), 1);
+    let keys = json_stdout(&latchkey(dir.path(), &db).args(["keys", "rotate"]).output().unwrap());
+    let states: Vec<&str> = keys.as_array().unwrap().iter().map(|k| k["state"].as_str().unwrap()).collect();
+    assert_eq!(states.iter().filter(|s| **s == "signing").count(), 1, "{states:?}");
+    assert!(states.contains(&"verifying"));
+}
+
+#[test]
+fn bad_settings_stop_with_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        ("LATCHKEY_ACCESS_TOKEN_TTL", "15 minutes", "--access-token-ttl"),
+        ("LATCHKEY_BIND", "nowhere", "--bind"),
+        ("LATCHKEY_RATE_LIMIT_LOGIN", "lots", "--rate-limit-login"),
+        ("LATCHKEY_ISSUER", "ftp://x", "--issuer"),
+        ("LATCHKEY_DATABASE_URL", "mysql://x", "--database-url"),
+        ("LATCHKEY_LOG_FORMAT", "xml", "--log-format"),
+        ("LATCHKEY_TRUSTED_PROXIES", "10.0.0.0/99", "--trusted-proxies"),
+    ];
+    for (env, value, flag) in cases {
+        let out =
+            latchkey(dir.path(), "sqlite://x.db?mode=rwc").env(env, value).arg("serve").output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{env}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stderr.trim().lines().count(), 1, "{env}: {stderr}");
+        assert!(stderr.contains(flag) && stderr.contains(env), "{stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+    assert!(!dir.path().join("x.db").exists(), "nothing starts with a bad setting");
+}
+
+#[test]
+fn openapi_needs_no_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = latchkey(dir.path(), "sqlite://x.db?mode=rwc").arg("openapi").output().unwrap();
+    let spec = json_stdout(&out);
+    assert_eq!(spec["info"]["title"], "latchkey");
+    assert!(!dir.path().join("x.db").exists() && !dir.path().join("keys").exists());
+    let out = latchkey(dir.path(), "sqlite://x.db?mode=rwc").args(["openapi", "--yaml"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("openapi:"));
+}
+
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_server(dir: &Path, db: &str, port: u16) -> Server {
+    let child = latchkey(dir, db)
+        .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "server did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Server { child, base }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+async fn token_request(server: &Server, secret: &str, form: &[(&str, &str)]) -> (u16, Value) {
+    let resp = reqwest::Client::new()
+        .post(format!("{}/oauth/token", server.base))
+        .basic_auth("web", Some(secret))
+        .form(form)
+        .send()
+        .await
+        .unwrap();
+    (resp.status().as_u16(), resp.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn acknowledged_writes_survive_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = database(dir.path()).await;
+    let mut cmd = latchkey(dir.path(), &db);
+    cmd.args(["user", "create", "--username", "alice", "--email", "alice@example.com", "--password-stdin"]);
+    json_stdout(&run_with_stdin(cmd, "correct horse battery staple\n"));
+    let out = latchkey(dir.path(), &db)
+        .args(["client", "create", "--name", "Web", "--id", "web"])
+        .output()
+        .unwrap();
+    let secret = json_stdout(&out)["client_secret"].as_str().unwrap().to_owned();
+    let port = free_port();
+
+    let mut server = start_server(dir.path(), &db, port);
+    let login =
+        [("grant_type", "password"), ("username", "alice"), ("password", "correct horse battery staple")];
+    let (status, login) = token_request(&server, &secret, &login).await;
+    assert_eq!(status, 200);
+    let r1 = login["refresh_token"].as_str().unwrap().to_owned();
+    let (status, rotated) =
+        token_request(&server, &secret, &[("grant_type", "refresh_token"), ("refresh_token", &r1)]).await;
+    assert_eq!(status, 200);
+    let r2 = rotated["refresh_token"].as_str().unwrap().to_owned();
+    let kid = common::jwt_part(login["access_token"].as_str().unwrap(), 0)["kid"].clone();
+
+    // SIGKILL: no graceful shutdown, no chance to flush anything.
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    drop(server);
+
+    let server = start_server(dir.path(), &db, port);
+    let (status, again) =
+        token_request(&server, &secret, &[("grant_type", "refresh_token"), ("refresh_token", &r2)]).await;
+    assert_eq!(status, 200, "the rotated token was durably stored: {again}");
+    assert_eq!(common::jwt_part(again["access_token"].as_str().unwrap(), 0)["kid"], kid, "same signing key");
+    let (status, _) =
+        token_request(&server, &secret, &[("grant_type", "refresh_token"), ("refresh_token", &r1)]).await;
+    assert_eq!(status, 400, "the spent token stayed spent");
+}
+
+#[cfg(unix)]
+#[tokio::test]
+async fn sigterm_shuts_down_gracefully() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = database(dir.path()).await;
+    let mut server = start_server(dir.path(), &db, free_port());
+    let status = reqwest::get(format!("{}/healthz", server.base)).await.unwrap().status();
+    assert_eq!(status, 200);
+    let pid = server.child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(code) = server.child.try_wait().unwrap() {
+            assert!(code.success(), "exit status {code}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

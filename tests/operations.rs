@@ -1,0 +1,167 @@
+//! Discovery, JWKS, key rotation, operations endpoints and response hygiene.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{jwt_part, spawn_app};
+use serde_json::{Value, json};
+
+#[tokio::test]
+async fn discovery_documents_name_the_issuer_exactly() {
+    let app = spawn_app().await;
+    for path in ["/.well-known/openid-configuration", "/.well-known/oauth-authorization-server"] {
+        let doc: Value = app.http.get(app.url(path)).send().await.unwrap().json().await.unwrap();
+        assert_eq!(doc["issuer"], app.base, "{path}");
+        assert_eq!(doc["token_endpoint"], app.url("/oauth/token"));
+        assert_eq!(doc["introspection_endpoint"], app.url("/oauth/introspect"));
+        assert_eq!(doc["revocation_endpoint"], app.url("/oauth/revoke"));
+        assert_eq!(doc["userinfo_endpoint"], app.url("/oauth/userinfo"));
+        assert_eq!(doc["jwks_uri"], app.url("/.well-known/jwks.json"));
+        let grants = doc["grant_types_supported"].as_array().unwrap();
+        for g in [
+            "password",
+            "refresh_token",
+            "client_credentials",
+            "urn:latchkey:params:oauth:grant-type:mfa-otp",
+        ] {
+            assert!(grants.contains(&json!(g)), "{g}");
+        }
+        assert_eq!(doc["id_token_signing_alg_values_supported"], json!(["RS256"]));
+    }
+}
+
+#[tokio::test]
+async fn jwks_publishes_public_parts_only() {
+    let app = spawn_app().await;
+    let resp = app.http.get(app.url("/.well-known/jwks.json")).send().await.unwrap();
+    assert!(resp.headers()["cache-control"].to_str().unwrap().contains("max-age"));
+    let jwks: Value = resp.json().await.unwrap();
+    let keys = jwks["keys"].as_array().unwrap();
+    assert_eq!(keys.len(), 1);
+    let key = keys[0].as_object().unwrap();
+    let mut names: Vec<&str> = key.keys().map(String::as_str).collect();
+    names.sort();
+    assert_eq!(names, ["alg", "e", "kid", "kty", "n", "use"], "no private members (d, p, q, dp, dq, qi)");
+    assert_eq!(key["alg"], "RS256");
+    assert_eq!(key["use"], "sig");
+    assert_eq!(key["e"], "AQAB");
+
+    // The key file is private to its owner.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let pem = app.dir.path().join("keys").join(format!("{}.pem", key["kid"].as_str().unwrap()));
+        assert_eq!(std::fs::metadata(pem).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+}
+
+#[tokio::test]
+async fn key_rotation_publishes_at_once_and_keeps_old_tokens_valid() {
+    let app = spawn_app().await;
+    app.create_user("alice", &[]).await;
+    let client = app.web_client().await;
+    let old = app.login(&client, "alice").await["access_token"].as_str().unwrap().to_owned();
+    let old_kid = jwt_part(&old, 0)["kid"].as_str().unwrap().to_owned();
+
+    let rotated = app.svc.keys().rotate(Duration::from_secs(900)).await.unwrap();
+    assert_ne!(rotated.kid, old_kid);
+    let jwks: Value =
+        app.http.get(app.url("/.well-known/jwks.json")).send().await.unwrap().json().await.unwrap();
+    let kids: Vec<&str> =
+        jwks["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap()).collect();
+    assert!(kids.contains(&old_kid.as_str()) && kids.contains(&rotated.kid.as_str()), "{kids:?}");
+
+    let new = app.login(&client, "alice").await["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(jwt_part(&new, 0)["kid"], rotated.kid, "the new key signs");
+    assert_eq!(app.introspect(&client, &old).await["active"], true, "the old key still verifies");
+
+    let states: Vec<(String, String)> = app
+        .svc
+        .keys()
+        .list()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|k| (k.kid, serde_json::to_value(k.state).unwrap().as_str().unwrap().to_owned()))
+        .collect();
+    assert!(states.contains(&(old_kid.clone(), "verifying".into())), "{states:?}");
+    assert!(states.contains(&(rotated.kid.clone(), "signing".into())), "{states:?}");
+
+    // Once its retirement time has passed, the old key leaves the JWKS and its tokens die.
+    sqlx::query("UPDATE signing_keys SET retire_at = 1 WHERE kid = $1")
+        .bind(&old_kid)
+        .execute(app.svc.db().pool())
+        .await
+        .unwrap();
+    app.svc.keys().reload().await.unwrap();
+    let jwks: Value =
+        app.http.get(app.url("/.well-known/jwks.json")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(jwks["keys"].as_array().unwrap().len(), 1);
+    assert_eq!(app.introspect(&client, &old).await, json!({"active": false}));
+}
+
+#[tokio::test]
+async fn every_response_carries_security_headers() {
+    let app = spawn_app().await;
+    let requests = [
+        app.http.get(app.url("/healthz")),
+        app.http.get(app.url("/no/such/path")),
+        app.http.post(app.url("/oauth/token")).form(&[("grant_type", "password")]),
+        app.http.delete(app.url("/healthz")),
+        app.http.get(app.url("/docs")),
+        app.http.post(app.url("/oauth/token")).body(vec![b'a'; 100 * 1024]),
+    ];
+    for req in requests {
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        let h = resp.headers();
+        assert_eq!(h["x-content-type-options"], "nosniff", "{status}");
+        assert_eq!(h["x-frame-options"], "DENY");
+        assert_eq!(h["referrer-policy"], "no-referrer");
+        assert!(h.contains_key("content-security-policy"));
+        assert!(h.contains_key("x-request-id"));
+        assert!(!h.contains_key("strict-transport-security"), "no HSTS on an http issuer");
+        if !status.is_success() {
+            let body: Value = resp.json().await.unwrap_or_else(|_| panic!("{status} body is JSON"));
+            assert!(body["error"].is_string(), "{status}: {body}");
+        }
+    }
+    let resp = app.http.get(app.url("/no/such/path")).send().await.unwrap();
+    assert_eq!(resp.status(), 404);
+    let resp = app.http.post(app.url("/oauth/token")).body(vec![b'a'; 100 * 1024]).send().await.unwrap();
+    assert_eq!(resp.status(), 413);
+}
+
+#[tokio::test]
+async fn https_issuer_turns_on_hsts() {
+    let app = common::spawn_app_with(|s| s.issuer = "https://auth.example".parse().unwrap()).await;
+    let resp = app.http.get(app.url("/healthz")).send().await.unwrap();
+    assert!(resp.headers()["strict-transport-security"].to_str().unwrap().contains("max-age"));
+}
+
+#[tokio::test]
+async fn operations_endpoints() {
+    let app = spawn_app().await;
+    let health: Value = app.http.get(app.url("/healthz")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(health["status"], "ok");
+    let resp = app.http.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let metrics = app.http.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("latchkey_http_requests_total{class=\"2xx\"}"), "{metrics}");
+    let spec: Value = app.http.get(app.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
+    assert!(spec["paths"]["/oauth/token"]["post"].is_object());
+    assert_eq!(spec["servers"][0]["url"], app.base);
+    let yaml = app.http.get(app.url("/openapi.yaml")).send().await.unwrap().text().await.unwrap();
+    assert!(yaml.contains("/oauth/introspect"));
+    let docs = app.http.get(app.url("/docs")).send().await.unwrap();
+    assert_eq!(docs.status(), 200);
+    assert!(docs.text().await.unwrap().contains("swagger"));
+
+    // Readiness follows the database.
+    app.svc.db().close().await;
+    let resp = app.http.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(resp.status(), 503);
+    let body = resp.text().await.unwrap();
+    assert!(!body.contains("sqlite") && !body.contains("postgres"), "no internals: {body}");
+}
