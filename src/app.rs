@@ -63,6 +63,9 @@ async fn housekeeping(svc: Services) {
         }
         rounds += 1;
         if rounds % 120 == 1 {
+            if let Err(err) = store::limits::prune(svc.db(), crate::limits::now_ms()).await {
+                tracing::warn!(error = %err, "pruning rate limits failed");
+            }
             match store::sessions::prune(svc.db(), store::now()).await {
                 Ok(n) if n > 0 => tracing::info!(rows = n, "pruned expired token records"),
                 Ok(_) => {}

@@ -14,6 +14,7 @@ pub mod cli;
 pub mod config;
 pub mod http;
 pub mod keys;
+pub mod limits;
 pub mod oauth;
 pub mod secrets;
 pub mod services;

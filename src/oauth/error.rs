@@ -39,7 +39,7 @@ impl OAuthError {
             OAuthError::InvalidScope(_) => "invalid_scope",
             OAuthError::MfaRequired { .. } => "mfa_required",
             OAuthError::MfaEnrollmentRequired => "mfa_enrollment_required",
-            OAuthError::TooManyRequests { .. } => "slow_down",
+            OAuthError::TooManyRequests { .. } => "too_many_requests",
             OAuthError::Server(_) => "server_error",
         }
     }
@@ -66,6 +66,17 @@ impl From<StoreError> for OAuthError {
 impl From<crate::account::password::HashError> for OAuthError {
     fn from(err: crate::account::password::HashError) -> Self {
         OAuthError::server(err)
+    }
+}
+
+impl From<crate::limits::LimitError> for OAuthError {
+    fn from(err: crate::limits::LimitError) -> Self {
+        match err {
+            crate::limits::LimitError::Limited { retry_after_secs } => {
+                OAuthError::TooManyRequests { retry_after_secs }
+            }
+            crate::limits::LimitError::Store(e) => OAuthError::server(e),
+        }
     }
 }
 

@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod clients;
 pub mod keys;
+pub mod limits;
 pub mod sessions;
 pub mod users;
 

@@ -88,7 +88,7 @@ pub async fn unknown_roles(db: &Db, roles: &[Role]) -> StoreResult<Vec<String>> 
 /// A successful login: stamp it, and store a re-hashed password when parameters changed.
 pub async fn record_login(db: &Db, id: &str, now: i64, new_hash: Option<&str>) -> StoreResult<()> {
     sqlx::query(
-        "UPDATE users SET last_login_at = $2, failed_attempts = 0,
+        "UPDATE users SET last_login_at = $2, failed_attempts = 0, locked_until = NULL,
                 password_hash = COALESCE($3, password_hash)
          WHERE id = $1",
     )
@@ -123,4 +123,29 @@ async fn from_row(db: &Db, row: &AnyRow) -> StoreResult<User> {
         roles,
         id,
     })
+}
+
+/// Counts a failed password atomically (parallel failures all count) and returns the new
+/// count; `lock_until` applies when the caller's policy says this count locks.
+pub async fn record_failed_login(
+    db: &Db,
+    id: &str,
+    lock_until: impl Fn(i64) -> Option<i64>,
+) -> StoreResult<i64> {
+    let failures: i64 = sqlx::query(
+        "UPDATE users SET failed_attempts = failed_attempts + 1 WHERE id = $1 RETURNING failed_attempts",
+    )
+    .bind(id)
+    .fetch_one(db.pool())
+    .await?
+    .try_get("failed_attempts")?;
+    if let Some(until) = lock_until(failures) {
+        // Never shorten a lock that a parallel failure already set further out.
+        sqlx::query("UPDATE users SET locked_until = $2 WHERE id = $1 AND (locked_until IS NULL OR locked_until < $2)")
+            .bind(id)
+            .bind(until)
+            .execute(db.pool())
+            .await?;
+    }
+    Ok(failures)
 }

@@ -1,7 +1,9 @@
 //! Resource owner password credentials (RFC 6749 §4.3).
 
+use crate::account::lockout;
 use crate::account::password::PasswordHasher;
 use crate::account::types::{Password, UserStatus, Username};
+use crate::limits::{self, Limit};
 use crate::oauth::client::Client;
 use crate::oauth::error::OAuthError;
 use crate::oauth::issue::{self, TokenResponse, UserAuth};
@@ -19,13 +21,21 @@ pub async fn grant(
     meta: &RequestMeta,
 ) -> Result<TokenResponse, OAuthError> {
     let scope = client.grant_scope(requested)?;
+    limits::check(svc, Limit::Login, meta.ip.as_deref().unwrap_or("unknown")).await?;
     // A malformed username is just an unknown user: same error, same argon2 work.
     let found = match Username::parse(username) {
         Ok(name) => store::users::find_by_username(svc.db(), &name).await?,
         Err(_) => None,
     };
     let verified = svc.hasher().verify(password, found.as_ref().map(|f| f.password_hash.as_str())).await?;
-    let Some(found) = found.filter(|_| verified) else {
+    let now = store::now();
+    if let Some(found) = &found
+        && !verified
+    {
+        lockout::record_failure(svc, &found.user, meta).await?;
+    }
+    // A locked account answers exactly like a wrong password, even to the right one.
+    let Some(found) = found.filter(|f| verified && !lockout::is_locked(&f.user, now)) else {
         svc.audit(
             AuditEvent {
                 event: "login",
@@ -46,7 +56,6 @@ pub async fn grant(
     if !user.email_verified {
         return Err(OAuthError::invalid_grant("the email address has not been verified yet"));
     }
-    let now = store::now();
     let rehash = if PasswordHasher::needs_rehash(&found.password_hash) {
         Some(svc.hasher().hash(password).await?)
     } else {

@@ -1,6 +1,7 @@
 //! Refresh token grant (RFC 6749 §6) with rotation and reuse detection (RFC 9700 §4.14.2).
 
 use crate::account::types::UserStatus;
+use crate::limits::{self, Limit};
 use crate::oauth::client::Client;
 use crate::oauth::error::OAuthError;
 use crate::oauth::issue::{self, TokenResponse};
@@ -42,6 +43,7 @@ pub async fn grant(
     if !scope.is_subset(&granted) || !scope.is_subset(&client.scopes) {
         return Err(OAuthError::InvalidScope("a refresh may only narrow the scope".into()));
     }
+    limits::check(svc, Limit::Refresh, &session.user_id).await?;
     let user = store::users::find_by_id(svc.db(), &session.user_id).await?;
     let Some(user) = user.filter(|u| u.status == UserStatus::Active) else {
         return Err(invalid());

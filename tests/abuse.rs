@@ -1,0 +1,215 @@
+//! Attacks on the password grant: brute force, replicas, spoofed client IPs, lockout races,
+//! injection strings.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{PASSWORD, TestApp, spawn_app_with};
+use latchkey::config::RateLimit;
+use serde_json::Value;
+
+fn per(count: u32, secs: u64) -> RateLimit {
+    RateLimit::PerPeriod { count, period: Duration::from_secs(secs) }
+}
+
+async fn attempt(
+    app: &TestApp,
+    client: &common::TestClient,
+    password: &str,
+    forwarded_for: Option<&str>,
+) -> reqwest::Response {
+    let mut req = app.http.post(app.url("/oauth/token")).basic_auth(&client.id, client.secret.as_ref());
+    if let Some(xff) = forwarded_for {
+        req = req.header("x-forwarded-for", xff);
+    }
+    req.form(&[("grant_type", "password"), ("username", "alice"), ("password", password)])
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn sixth_login_attempt_from_one_ip_is_429() {
+    let app = spawn_app_with(|s| s.rate_limit_login = per(5, 900)).await;
+    app.create_user("alice", &[]).await;
+    let client = app.web_client().await;
+    for i in 0..5 {
+        let resp = attempt(&app, &client, "wrong password", None).await;
+        assert_eq!(resp.status(), 400, "attempt {i}");
+    }
+    let resp = attempt(&app, &client, PASSWORD, None).await;
+    assert_eq!(resp.status(), 429, "even the right password waits");
+    let retry: u64 = resp.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=180).contains(&retry), "one slot frees every 15m/5 = 180 s: {retry}");
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"], "too_many_requests");
+}
+
+#[tokio::test]
+async fn two_replicas_share_one_budget() {
+    let a = spawn_app_with(|s| s.rate_limit_login = per(5, 900)).await;
+    let (db, keys) = (a.database_url.clone(), a.dir.path().join("keys"));
+    let b = spawn_app_with(move |s| {
+        s.rate_limit_login = per(5, 900);
+        s.database_url = db;
+        s.keys_dir = keys;
+    })
+    .await;
+    a.create_user("alice", &[]).await;
+    let client = a.web_client().await;
+    let mut statuses = Vec::new();
+    for i in 0..6 {
+        let replica = if i % 2 == 0 { &a } else { &b };
+        statuses.push(attempt(replica, &client, "wrong password", None).await.status().as_u16());
+    }
+    assert_eq!(statuses, [400, 400, 400, 400, 400, 429], "5 in all across both replicas, not 10");
+}
+
+#[tokio::test]
+async fn forged_forwarded_for_from_untrusted_peers_is_ignored() {
+    let app = spawn_app_with(|s| s.rate_limit_login = per(5, 900)).await;
+    app.create_user("alice", &[]).await;
+    let client = app.web_client().await;
+    let mut statuses = Vec::new();
+    for i in 0..6 {
+        let spoofed = format!("203.0.113.{i}");
+        statuses.push(attempt(&app, &client, "wrong password", Some(&spoofed)).await.status().as_u16());
+    }
+    assert_eq!(statuses.last(), Some(&429), "a new X-Forwarded-For per request buys nothing: {statuses:?}");
+}
+
+#[tokio::test]
+async fn trusted_proxies_forward_the_client_ip() {
+    let app = spawn_app_with(|s| {
+        s.rate_limit_login = per(5, 900);
+        s.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+    })
+    .await;
+    app.create_user("alice", &[]).await;
+    let client = app.web_client().await;
+    // Each client behind the proxy has its own budget; the right-most untrusted entry counts.
+    for i in 0..6 {
+        let chain = format!("198.51.100.7, 203.0.113.{i}");
+        assert_eq!(attempt(&app, &client, "wrong password", Some(&chain)).await.status(), 400, "client {i}");
+    }
+    for _ in 0..5 {
+        attempt(&app, &client, "wrong password", Some("192.0.2.1")).await;
+    }
+    assert_eq!(attempt(&app, &client, "wrong password", Some("192.0.2.1")).await.status(), 429);
+    // Eleven wrong passwords in all: the account itself is locked now, whatever the IP.
+    assert_eq!(attempt(&app, &client, PASSWORD, Some("192.0.2.99")).await.status(), 400);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn parallel_wrong_passwords_all_count_and_lock_the_account() {
+    let app = spawn_app_with(|_| {}).await;
+    let user = app.create_user("alice", &[]).await;
+    let client = app.web_client().await;
+    let attempts = (0..12).map(|_| attempt(&app, &client, "wrong password", None));
+    let statuses: Vec<u16> =
+        futures::future::join_all(attempts).await.iter().map(|r| r.status().as_u16()).collect();
+    assert!(statuses.iter().all(|&s| s == 400), "{statuses:?}");
+    let failures: i64 = sqlx::query_scalar("SELECT failed_attempts FROM users WHERE id = $1")
+        .bind(&user.id)
+        .fetch_one(app.svc.db().pool())
+        .await
+        .unwrap();
+    assert_eq!(failures, 12, "no lost updates");
+
+    // Locked: the right password gets the wrong-password answer.
+    let wrong: Value = attempt(&app, &client, "wrong password", None).await.json().await.unwrap();
+    let resp = attempt(&app, &client, PASSWORD, None).await;
+    assert_eq!(resp.status(), 400);
+    assert_eq!(resp.json::<Value>().await.unwrap(), wrong, "a lock looks like a wrong password");
+    let lockouts: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM audit_events WHERE event = 'lockout'")
+        .fetch_one(app.svc.db().pool())
+        .await
+        .unwrap();
+    assert!(lockouts >= 1, "lockouts are audited");
+
+    // When the lock runs out, the right password works and clears the counter.
+    sqlx::query("UPDATE users SET locked_until = 1 WHERE id = $1")
+        .bind(&user.id)
+        .execute(app.svc.db().pool())
+        .await
+        .unwrap();
+    assert_eq!(attempt(&app, &client, PASSWORD, None).await.status(), 200);
+    let failures: i64 = sqlx::query_scalar("SELECT failed_attempts FROM users WHERE id = $1")
+        .bind(&user.id)
+        .fetch_one(app.svc.db().pool())
+        .await
+        .unwrap();
+    assert_eq!(failures, 0);
+}
+
+#[tokio::test]
+async fn refresh_is_limited_per_user() {
+    let app = spawn_app_with(|s| s.rate_limit_refresh = per(2, 3600)).await;
+    app.create_user("alice", &[]).await;
+    let client = app.web_client().await;
+    let mut refresh = app.login(&client, "alice").await["refresh_token"].as_str().unwrap().to_owned();
+    for _ in 0..2 {
+        let resp = app
+            .post_form(
+                "/oauth/token",
+                &client,
+                &[("grant_type", "refresh_token"), ("refresh_token", &refresh)],
+            )
+            .await;
+        assert_eq!(resp.status(), 200);
+        refresh = resp.json::<Value>().await.unwrap()["refresh_token"].as_str().unwrap().to_owned();
+    }
+    let resp = app
+        .post_form("/oauth/token", &client, &[("grant_type", "refresh_token"), ("refresh_token", &refresh)])
+        .await;
+    assert_eq!(resp.status(), 429);
+    assert!(resp.headers().contains_key("retry-after"));
+    // The limited request did not spend the token.
+    sqlx::query("DELETE FROM rate_limits").execute(app.svc.db().pool()).await.unwrap();
+    let resp = app
+        .post_form("/oauth/token", &client, &[("grant_type", "refresh_token"), ("refresh_token", &refresh)])
+        .await;
+    assert_eq!(resp.status(), 200);
+}
+
+#[tokio::test]
+async fn injection_strings_are_data() {
+    let app = spawn_app_with(|_| {}).await;
+    app.create_user("alice", &[]).await;
+    let client = app.web_client().await;
+    let payloads = [
+        "' OR '1'='1",
+        "alice' --",
+        "alice'; DROP TABLE users; --",
+        "\" OR 1=1 --",
+        "alice\0",
+        "%27%20OR%201%3D1",
+        "${jndi:ldap://x}",
+        "alice\u{202e}",
+    ];
+    for p in payloads {
+        for form in [
+            vec![("grant_type", "password"), ("username", p), ("password", PASSWORD)],
+            vec![("grant_type", "password"), ("username", "alice"), ("password", p)],
+            vec![("grant_type", "refresh_token"), ("refresh_token", p)],
+            vec![("grant_type", "password"), ("username", "alice"), ("password", PASSWORD), ("scope", p)],
+        ] {
+            let resp = app.post_form("/oauth/token", &client, &form).await;
+            assert!(resp.status().is_client_error(), "{p:?}: {}", resp.status());
+            let text = resp.text().await.unwrap();
+            assert!(!text.to_lowercase().contains("sql") && !text.contains("syntax"), "{text}");
+        }
+        let resp = app.post_form("/oauth/introspect", &client, &[("token", p)]).await;
+        assert_eq!(resp.json::<Value>().await.unwrap(), serde_json::json!({"active": false}));
+        let bad_client = common::TestClient { id: p.to_owned(), secret: Some(p.to_owned()) };
+        let resp = app.post_form("/oauth/token", &bad_client, &[("grant_type", "client_credentials")]).await;
+        assert_eq!(resp.status(), 401, "{p:?}");
+    }
+    let users: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM users").fetch_one(app.svc.db().pool()).await.unwrap();
+    assert_eq!(users, 1, "the table is intact");
+    // The wrong passwords above locked alice; once the lock ends she logs in as before.
+    sqlx::query("UPDATE users SET locked_until = NULL").execute(app.svc.db().pool()).await.unwrap();
+    assert_eq!(app.login(&client, "alice").await["token_type"], "Bearer");
+}
