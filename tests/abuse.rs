@@ -213,3 +213,37 @@ async fn injection_strings_are_data() {
     sqlx::query("UPDATE users SET locked_until = NULL").execute(app.svc.db().pool()).await.unwrap();
     assert_eq!(app.login(&client, "alice").await["token_type"], "Bearer");
 }
+
+/// Unknown users cost the same argon2 work as wrong passwords: the medians of many
+/// interleaved tries stay within a tight ratio (a missing dummy hash makes it ~50x).
+#[tokio::test]
+async fn login_timing_does_not_reveal_unknown_users() {
+    let app = spawn_app_with(|_| {}).await;
+    app.create_user("alice", &[]).await;
+    let client = app.web_client().await;
+    let time = |username: &'static str| {
+        let (app, client) = (&app, &client);
+        async move {
+            let started = std::time::Instant::now();
+            let resp = app.password_grant(client, username, "wrong password", None).await;
+            assert_eq!(resp.status(), 400);
+            started.elapsed().as_secs_f64()
+        }
+    };
+    let (mut known, mut unknown) = (Vec::new(), Vec::new());
+    for _ in 0..15 {
+        unknown.push(time("nobody").await);
+        known.push(time("alice").await);
+        // Keep alice below the lockout threshold so both paths stay "wrong password".
+        sqlx::query("UPDATE users SET failed_attempts = 0, locked_until = NULL")
+            .execute(app.svc.db().pool())
+            .await
+            .unwrap();
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let ratio = median(&mut unknown) / median(&mut known);
+    assert!((0.6..1.7).contains(&ratio), "unknown/known median ratio {ratio:.2}");
+}

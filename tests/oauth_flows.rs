@@ -523,3 +523,81 @@ async fn userinfo_returns_claims_for_granted_scopes() {
     assert_eq!(resp.status(), 401);
     assert_eq!(resp.json::<Value>().await.unwrap()["error"], "invalid_token");
 }
+
+#[tokio::test]
+async fn refresh_tokens_have_idle_and_absolute_lifetimes() {
+    let app = spawn_app().await;
+    app.create_user("alice", &[]).await;
+    let client = app.web_client().await;
+    let refresh = |token: String| {
+        let (app, client) = (&app, &client);
+        async move {
+            app.post_form(
+                "/oauth/token",
+                client,
+                &[("grant_type", "refresh_token"), ("refresh_token", &token)],
+            )
+            .await
+        }
+    };
+
+    // Idle: this token's own expiry has passed.
+    let idle = app.login(&client, "alice").await["refresh_token"].as_str().unwrap().to_owned();
+    sqlx::query("UPDATE refresh_tokens SET expires_at = 1 WHERE hash = $1")
+        .bind(latchkey::secrets::sha256_hex(&idle))
+        .execute(app.svc.db().pool())
+        .await
+        .unwrap();
+    let resp = refresh(idle).await;
+    assert_eq!(resp.status(), 400);
+    assert_eq!(resp.json::<Value>().await.unwrap()["error"], "invalid_grant");
+
+    // Absolute: the session is over, however fresh the token.
+    let fresh = app.login(&client, "alice").await["refresh_token"].as_str().unwrap().to_owned();
+    let resp = refresh(fresh).await;
+    assert_eq!(resp.status(), 200, "the control works");
+    let next = resp.json::<Value>().await.unwrap()["refresh_token"].as_str().unwrap().to_owned();
+    sqlx::query("UPDATE sessions SET expires_at = 1 WHERE id = (SELECT session_id FROM refresh_tokens WHERE hash = $1)")
+        .bind(latchkey::secrets::sha256_hex(&next))
+        .execute(app.svc.db().pool())
+        .await
+        .unwrap();
+    assert_eq!(refresh(next.clone()).await.status(), 400);
+
+    // Rotation caps each new token at the session's end.
+    let row: (i64, i64) = sqlx::query_as(
+        "SELECT r.expires_at, s.expires_at FROM refresh_tokens r JOIN sessions s ON s.id = r.session_id WHERE r.hash = $1",
+    )
+    .bind(latchkey::secrets::sha256_hex(&next))
+    .fetch_one(app.svc.db().pool())
+    .await
+    .unwrap();
+    assert!(row.0 > row.1, "expired session, token itself still within its idle time: {row:?}");
+}
+
+#[tokio::test]
+async fn stored_secrets_are_hashes() {
+    let app = spawn_app().await;
+    app.create_user("alice", &[]).await;
+    let client = app.web_client().await;
+    let body = app.login(&client, "alice").await;
+    let refresh = body["refresh_token"].as_str().unwrap();
+    let secret = client.secret.as_deref().unwrap();
+    let pool = app.svc.db().pool();
+    let hashes: Vec<String> =
+        sqlx::query_scalar("SELECT hash FROM refresh_tokens").fetch_all(pool).await.unwrap();
+    assert_eq!(hashes, [latchkey::secrets::sha256_hex(refresh)]);
+    let stored: Option<String> =
+        sqlx::query_scalar("SELECT secret_hash FROM clients WHERE id = 'web'").fetch_one(pool).await.unwrap();
+    assert_eq!(stored.as_deref(), Some(latchkey::secrets::sha256_hex(secret).as_str()));
+    let pw: String = sqlx::query_scalar("SELECT password_hash FROM users").fetch_one(pool).await.unwrap();
+    assert!(pw.starts_with("$argon2id$") && !pw.contains(PASSWORD));
+    let audit: Vec<String> =
+        sqlx::query_scalar("SELECT COALESCE(detail, '') FROM audit_events").fetch_all(pool).await.unwrap();
+    for detail in audit {
+        assert!(
+            !detail.contains(refresh) && !detail.contains(secret) && !detail.contains(PASSWORD),
+            "{detail}"
+        );
+    }
+}
