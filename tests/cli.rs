@@ -150,10 +150,14 @@ impl Drop for Server {
 }
 
 fn start_server(dir: &Path, db: &str, port: u16) -> Server {
-    let child = latchkey(dir, db)
+    start_server_with(latchkey(dir, db), port, Stdio::null())
+}
+
+fn start_server_with(mut cmd: Command, port: u16, stderr: Stdio) -> Server {
+    let child = cmd
         .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .spawn()
         .unwrap();
     let base = format!("http://127.0.0.1:{port}");
@@ -239,5 +243,53 @@ async fn sigterm_shuts_down_gracefully() {
         }
         assert!(Instant::now() < deadline, "did not stop on SIGTERM");
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test]
+async fn json_logs_carry_request_ids_and_no_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = database(dir.path()).await;
+    let mut cmd = latchkey(dir.path(), &db);
+    cmd.args(["user", "create", "--username", "alice", "--email", "alice@example.com", "--password-stdin"]);
+    json_stdout(&run_with_stdin(cmd, "correct horse battery staple\n"));
+    let out = latchkey(dir.path(), &db)
+        .args(["client", "create", "--name", "Web", "--id", "web"])
+        .output()
+        .unwrap();
+    let secret = json_stdout(&out)["client_secret"].as_str().unwrap().to_owned();
+
+    let log_path = dir.path().join("server.log");
+    let mut cmd = latchkey(dir.path(), &db);
+    cmd.env("LATCHKEY_LOG_FORMAT", "json").env("LATCHKEY_LOG", "debug");
+    let server = start_server_with(cmd, free_port(), Stdio::from(std::fs::File::create(&log_path).unwrap()));
+    let login =
+        [("grant_type", "password"), ("username", "alice"), ("password", "correct horse battery staple")];
+    let (status, body) = token_request(&server, &secret, &login).await;
+    assert_eq!(status, 200);
+    let (status, _) = token_request(
+        &server,
+        &secret,
+        &[("grant_type", "password"), ("username", "alice"), ("password", "wrong one!")],
+    )
+    .await;
+    assert_eq!(status, 400);
+    drop(server);
+
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    let lines: Vec<Value> =
+        log.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON: {l}"))).collect();
+    assert!(
+        lines.iter().any(|l| l["span"]["id"].is_string() && l["status"] == 200),
+        "request lines carry the request id: {log}"
+    );
+    for secret in [
+        secret.as_str(),
+        "correct horse",
+        "wrong one!",
+        body["access_token"].as_str().unwrap(),
+        body["refresh_token"].as_str().unwrap(),
+    ] {
+        assert!(!log.contains(secret), "the log leaks a secret");
     }
 }
