@@ -57,10 +57,18 @@ impl Limit {
     }
 }
 
+/// A refused request: when to retry, and the budget it ran out of (for `RateLimit-*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limited {
+    pub retry_after_secs: u64,
+    pub limit: u32,
+    pub window_secs: u64,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum LimitError {
-    #[error("too many requests; retry in {retry_after_secs} s")]
-    Limited { retry_after_secs: u64 },
+    #[error("too many requests; retry in {} s", .0.retry_after_secs)]
+    Limited(Limited),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -78,7 +86,11 @@ pub async fn check(svc: &Services, limit: Limit, subject: &str) -> Result<(), Li
         Ok(())
     } else {
         let wait_ms = (tat_ms - now_ms - tolerance_ms).max(1);
-        Err(LimitError::Limited { retry_after_secs: (wait_ms as u64).div_ceil(1000) })
+        Err(LimitError::Limited(Limited {
+            retry_after_secs: (wait_ms as u64).div_ceil(1000),
+            limit: count,
+            window_secs: period.as_secs(),
+        }))
     }
 }
 

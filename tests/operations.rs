@@ -165,3 +165,20 @@ async fn operations_endpoints() {
     let body = resp.text().await.unwrap();
     assert!(!body.contains("sqlite") && !body.contains("postgres"), "no internals: {body}");
 }
+
+#[tokio::test]
+async fn tokens_in_query_strings_are_refused() {
+    let app = spawn_app().await;
+    for path in [
+        "/oauth/userinfo?access_token=abc",
+        "/oauth/token?grant_type=password&username=a&password=b",
+        "/oauth/introspect?token=abc",
+        "/healthz?client_secret=x",
+    ] {
+        let resp = app.http.post(app.url(path)).send().await.unwrap();
+        assert_eq!(resp.status(), 400, "{path}");
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["error"], "invalid_request", "{path}");
+    }
+    assert_eq!(app.http.get(app.url("/healthz?verbose=1")).send().await.unwrap().status(), 200);
+}

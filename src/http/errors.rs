@@ -42,7 +42,24 @@ pub enum OAuthErrorResponse {
     Forbidden(Json<ErrorBody>),
     /// Too many attempts; retry after the given seconds.
     #[oai(status = 429)]
-    TooManyRequests(Json<ErrorBody>, #[oai(header = "Retry-After")] u64),
+    TooManyRequests(
+        Json<ErrorBody>,
+        /// Seconds until a retry can succeed.
+        #[oai(header = "Retry-After")]
+        u64,
+        /// Requests allowed per window.
+        #[oai(header = "RateLimit-Limit")]
+        u32,
+        /// Requests left in this window: 0.
+        #[oai(header = "RateLimit-Remaining")]
+        u32,
+        /// Seconds until the next request is allowed.
+        #[oai(header = "RateLimit-Reset")]
+        u64,
+        /// The policy, e.g. `5;w=900`: five per 900 seconds.
+        #[oai(header = "RateLimit-Policy")]
+        String,
+    ),
     /// Something failed on the server; the request id in the logs tells what.
     #[oai(status = 500)]
     ServerError(Json<ErrorBody>),
@@ -60,9 +77,14 @@ impl From<OAuthError> for OAuthErrorResponse {
                 OAuthErrorResponse::Forbidden(Json(ErrorBody { mfa_token: Some(mfa_token), ..body }))
             }
             OAuthError::MfaEnrollmentRequired => OAuthErrorResponse::Forbidden(Json(body)),
-            OAuthError::TooManyRequests { retry_after_secs } => {
-                OAuthErrorResponse::TooManyRequests(Json(body), retry_after_secs)
-            }
+            OAuthError::TooManyRequests(l) => OAuthErrorResponse::TooManyRequests(
+                Json(body),
+                l.retry_after_secs,
+                l.limit,
+                0,
+                l.retry_after_secs,
+                format!("{};w={}", l.limit, l.window_secs),
+            ),
             OAuthError::Server(source) => {
                 tracing::error!(error = %source, "internal error");
                 OAuthErrorResponse::ServerError(Json(ErrorBody::new("server_error", "internal error")))

@@ -30,7 +30,7 @@ pub async fn around<E: Endpoint>(
     let span = tracing::info_span!("request", id = %request_id, method = %method, path = %path);
     let oauth_endpoint = path.starts_with("/oauth/");
     let mut response = async {
-        let response = match read_capped_body(&mut req).await {
+        let response = match refuse_secrets_in_query(&req).and(read_capped_body(&mut req).await) {
             Err(err) => framework_error(err, oauth_endpoint),
             Ok(()) => match next.call(req).await {
                 Ok(r) => r.into_response(),
@@ -89,5 +89,22 @@ async fn read_capped_body(req: &mut Request) -> poem::Result<()> {
         other => poem::Error::new(other, poem::http::StatusCode::BAD_REQUEST),
     })?;
     req.set_body(body);
+    Ok(())
+}
+
+/// Query strings end up in logs, proxies and browser history: credentials and tokens are
+/// refused there outright (RFC 6750 §5.3, RFC 9700 §4.3.2) instead of being ignored.
+fn refuse_secrets_in_query(req: &Request) -> poem::Result<()> {
+    const SECRET_PARAMS: [&str; 7] =
+        ["access_token", "refresh_token", "token", "password", "client_secret", "mfa_token", "id_token_hint"];
+    let leaked = req.uri().query().is_some_and(|q| {
+        url::form_urlencoded::parse(q.as_bytes()).any(|(name, _)| SECRET_PARAMS.contains(&name.as_ref()))
+    });
+    if leaked {
+        return Err(poem::Error::from_string(
+            "credentials and tokens are not accepted in the query string; send them in the body or a header",
+            poem::http::StatusCode::BAD_REQUEST,
+        ));
+    }
     Ok(())
 }

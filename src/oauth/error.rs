@@ -22,7 +22,7 @@ pub enum OAuthError {
     #[error("this client requires multi-factor authentication; enrol a TOTP authenticator first")]
     MfaEnrollmentRequired,
     #[error("too many requests")]
-    TooManyRequests { retry_after_secs: u64 },
+    TooManyRequests(crate::limits::Limited),
     #[error("internal error")]
     Server(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
@@ -39,7 +39,7 @@ impl OAuthError {
             OAuthError::InvalidScope(_) => "invalid_scope",
             OAuthError::MfaRequired { .. } => "mfa_required",
             OAuthError::MfaEnrollmentRequired => "mfa_enrollment_required",
-            OAuthError::TooManyRequests { .. } => "too_many_requests",
+            OAuthError::TooManyRequests(_) => "too_many_requests",
             OAuthError::Server(_) => "server_error",
         }
     }
@@ -72,9 +72,7 @@ impl From<crate::account::password::HashError> for OAuthError {
 impl From<crate::limits::LimitError> for OAuthError {
     fn from(err: crate::limits::LimitError) -> Self {
         match err {
-            crate::limits::LimitError::Limited { retry_after_secs } => {
-                OAuthError::TooManyRequests { retry_after_secs }
-            }
+            crate::limits::LimitError::Limited(limited) => OAuthError::TooManyRequests(limited),
             crate::limits::LimitError::Store(e) => OAuthError::server(e),
         }
     }

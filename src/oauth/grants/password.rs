@@ -1,8 +1,8 @@
 //! Resource owner password credentials (RFC 6749 §4.3).
 
-use crate::account::lockout;
 use crate::account::password::PasswordHasher;
 use crate::account::types::{Password, UserStatus, Username};
+use crate::account::{User, lockout};
 use crate::limits::{self, Limit};
 use crate::oauth::client::Client;
 use crate::oauth::error::OAuthError;
@@ -29,25 +29,14 @@ pub async fn grant(
     };
     let verified = svc.hasher().verify(password, found.as_ref().map(|f| f.password_hash.as_str())).await?;
     let now = store::now();
-    if let Some(found) = &found
-        && !verified
-    {
-        lockout::record_failure(svc, &found.user, meta).await?;
-    }
     // A locked account answers exactly like a wrong password, even to the right one.
-    let Some(found) = found.filter(|f| verified && !lockout::is_locked(&f.user, now)) else {
-        svc.audit(
-            AuditEvent {
-                event: "login",
-                outcome: "failure",
-                client_id: Some(client.id.to_string()),
-                detail: Some("invalid username or password".into()),
-                ..Default::default()
-            },
-            meta,
-        )
-        .await;
-        return Err(OAuthError::invalid_grant("invalid username or password"));
+    let found = match found {
+        Some(f) if verified && !lockout::is_locked(&f.user, now) => f,
+        other => {
+            let wrong_password_for = other.filter(|_| !verified).map(|f| f.user);
+            record_failure(svc, client, wrong_password_for, meta);
+            return Err(OAuthError::invalid_grant("invalid username or password"));
+        }
     };
     let user = found.user;
     if user.status != UserStatus::Active {
@@ -64,4 +53,27 @@ pub async fn grant(
     store::users::record_login(svc.db(), &user.id, now, rehash.as_deref()).await?;
     let auth = UserAuth { amr: vec!["pwd".into()], auth_time: now };
     issue::start_session(svc, client, &user, scope, auth, meta).await
+}
+
+/// Failure bookkeeping (the lockout counter, the audit record) runs after the answer has
+/// gone: its extra writes would otherwise make a wrong password for a real user measurably
+/// slower than an unknown user, which tells an attacker which usernames exist.
+fn record_failure(svc: &Services, client: &Client, user: Option<User>, meta: &RequestMeta) {
+    let (svc, meta, client_id) = (svc.clone(), meta.clone(), client.id.to_string());
+    tokio::spawn(async move {
+        if let Some(user) = &user
+            && let Err(err) = lockout::record_failure(&svc, user, &meta).await
+        {
+            tracing::error!(error = %err, "could not count a failed login");
+        }
+        let event = AuditEvent {
+            event: "login",
+            outcome: "failure",
+            user_id: user.map(|u| u.id),
+            client_id: Some(client_id),
+            detail: Some("invalid username or password".into()),
+            ..Default::default()
+        };
+        svc.audit(event, &meta).await;
+    });
 }
