@@ -19,10 +19,10 @@ pub struct AuditFilter {
 
 pub async fn list(svc: &Services, filter: &AuditFilter) -> Result<Page<AuditRecord>, AdminError> {
     let limit = page_limit(filter.limit)?;
-    if let (Some(since), Some(until)) = (filter.since, filter.until) {
-        if since > until {
-            return Err(AdminError::invalid("since must not be after until"));
-        }
+    if let (Some(since), Some(until)) = (filter.since, filter.until)
+        && since > until
+    {
+        return Err(AdminError::invalid("since must not be after until"));
     }
     let before = decode_cursor("audit", filter.cursor.as_deref())?;
     let query = AuditQuery {

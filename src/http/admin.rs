@@ -75,7 +75,6 @@ pub struct CreateUserBody {
     username: String,
     email: String,
     /// Subject to the password policy; never returned.
-    #[oai(write_only)]
     password: String,
     /// Default `["user"]`.
     roles: Option<Vec<String>>,
@@ -321,6 +320,7 @@ impl AdminApi {
     ///
     /// Ordered by username. `q` matches a substring of the username or email; `status`
     /// is `active`, `disabled` or `locked`; `limit` is 1 to 200 (default 50).
+    #[allow(clippy::too_many_arguments)]
     #[oai(path = "/admin/users", method = "get")]
     async fn list_users(
         &self,
