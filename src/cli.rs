@@ -237,10 +237,9 @@ async fn execute(command: Command, settings: crate::config::Settings) -> anyhow:
         Command::User(cmd) => user_admin(cmd, settings).await,
         Command::Client(cmd) => client_admin(cmd, settings).await,
         Command::Keys(cmd) => {
-            let ttl = settings.access_token_ttl;
             let svc = app::open(settings).await?;
             if let KeysCommand::Rotate = cmd {
-                svc.keys().rotate(ttl).await?;
+                admin::rotate_key(&svc, &Actor::cli()).await.map_err(admin_error)?;
             }
             print_json(&svc.keys().list().await?)
         }

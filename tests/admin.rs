@@ -132,6 +132,10 @@ async fn every_admin_route_refuses_non_admins_and_anonymous_callers() {
         assert_eq!(resp.status(), 401, "{method} {path} with a bad token");
     }
 
+    // Each refusal of a signed-in user is on record.
+    let denied = f.audit(&format!("event=admin_access_denied&user_id={}&limit=200", f.user_id)).await;
+    assert_eq!(denied.len(), routes.len());
+
     // Nothing was changed by all that.
     let (status, body) = f.admin(Method::GET, &format!("/admin/users/{}", target.id), None).await;
     assert_eq!((status, body["status"].as_str()), (200, Some("active")));

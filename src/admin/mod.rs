@@ -93,6 +93,16 @@ pub async fn authorize(svc: &Services, token: &str, meta: RequestMeta) -> Result
     let claims = tokens::authenticate_bearer(svc, token).await?;
     let user = store::users::find_by_id(svc.db(), &claims.sub).await?.ok_or(BearerError::InvalidToken)?;
     if !user.roles.iter().any(|r| r == ADMIN_ROLE) {
+        // A signed-in user probing the admin API is worth a record.
+        let event = AuditEvent {
+            event: "admin_access_denied",
+            outcome: "failure",
+            actor_id: Some(user.id.clone()),
+            user_id: Some(user.id),
+            client_id: Some(claims.client_id),
+            ..Default::default()
+        };
+        svc.audit(event, &meta).await;
         return Err(BearerError::InsufficientScope);
     }
     Ok(Actor { user_id: Some(user.id), meta, via: "api" })
