@@ -201,7 +201,7 @@ pub async fn set_roles(db: &Db, id: &str, roles: &[Role], now: i64) -> StoreResu
     Ok(true)
 }
 
-/// Sets the status; leaving `locked` (for any status) clears the lockout counters.
+/// Sets the status; any status but `locked` also clears the lockout counters.
 /// `false`: no such user.
 pub async fn set_status(db: &Db, id: &str, status: UserStatus, now: i64) -> StoreResult<bool> {
     let changed = sqlx::query(
