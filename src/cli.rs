@@ -5,10 +5,11 @@ use std::io::{BufRead, IsTerminal};
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 
-use crate::account::types::{Email, Password, Role, Username};
+use crate::account::types::{Email, Password, Role, UserStatus, Username};
 use crate::account::{self, AccountError, NewUser, UserView};
+use crate::admin::{self, Actor, AdminError};
 use crate::config::RawSettings;
-use crate::oauth::client::{self, NewClient, RegisterError};
+use crate::oauth::client::{self, NewClient, RegisterError, RegisteredClient};
 use crate::oauth::types::{ClientId, GrantType, Scope};
 use crate::{app, http, telemetry};
 
@@ -59,6 +60,39 @@ enum UserCommand {
         #[arg(long)]
         password_stdin: bool,
     },
+    /// List users by username, a page at a time; prints `{"items", "next_cursor"}`.
+    List {
+        /// Substring of the username or email.
+        #[arg(long)]
+        q: Option<String>,
+        /// `active`, `disabled` or `locked`.
+        #[arg(long)]
+        status: Option<String>,
+        /// Page size, 1 to 200.
+        #[arg(long)]
+        limit: Option<i64>,
+        /// `next_cursor` of the previous page.
+        #[arg(long)]
+        cursor: Option<String>,
+    },
+    /// Disable a user and end all their sessions.
+    Disable {
+        /// User id or username.
+        user: String,
+    },
+    /// Clear a user's lockout and failed attempts.
+    Unlock {
+        /// User id or username.
+        user: String,
+    },
+    /// Replace a user's roles.
+    SetRoles {
+        /// User id or username.
+        user: String,
+        /// A role (repeatable); none leaves the user without roles.
+        #[arg(long = "role")]
+        roles: Vec<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -85,6 +119,18 @@ enum ClientCommand {
         /// Refuse users who have not enrolled a second factor.
         #[arg(long)]
         require_mfa: bool,
+    },
+    /// List clients (never their secrets).
+    List,
+    /// Give a confidential client a new secret, printed this once; the old one stops working.
+    RotateSecret {
+        /// Client id.
+        id: String,
+    },
+    /// Delete a client and its sessions.
+    Delete {
+        /// Client id.
+        id: String,
     },
 }
 
@@ -188,14 +234,71 @@ async fn execute(command: Command, settings: crate::config::Settings) -> anyhow:
             })?;
             print_json(&registered)
         }
+        Command::User(cmd) => user_admin(cmd, settings).await,
+        Command::Client(cmd) => client_admin(cmd, settings).await,
         Command::Keys(cmd) => {
-            let ttl = settings.access_token_ttl;
             let svc = app::open(settings).await?;
             if let KeysCommand::Rotate = cmd {
-                svc.keys().rotate(ttl).await?;
+                admin::rotate_key(&svc, &Actor::cli()).await.map_err(admin_error)?;
             }
             print_json(&svc.keys().list().await?)
         }
+    }
+}
+
+/// The operator commands of `latchkey user`, through the same domain functions as the
+/// admin API.
+async fn user_admin(cmd: UserCommand, settings: crate::config::Settings) -> anyhow::Result<()> {
+    let svc = app::open(settings).await?;
+    let actor = Actor::cli();
+    let user = match cmd {
+        UserCommand::Create { .. } => unreachable!("handled in execute"),
+        UserCommand::List { q, status, limit, cursor } => {
+            let filter = admin::users::UserFilter { q, status, limit, cursor };
+            let page = admin::users::list(&svc, &filter).await.map_err(admin_error)?;
+            let items: Vec<UserView> = page.items.iter().map(UserView::from).collect();
+            return print_json(&serde_json::json!({ "items": items, "next_cursor": page.next_cursor }));
+        }
+        UserCommand::Disable { user } => {
+            let id = admin::users::find(&svc, &user).await.map_err(admin_error)?.id;
+            admin::users::set_status(&svc, &actor, &id, UserStatus::Disabled).await
+        }
+        UserCommand::Unlock { user } => {
+            let id = admin::users::find(&svc, &user).await.map_err(admin_error)?.id;
+            admin::users::unlock(&svc, &actor, &id).await
+        }
+        UserCommand::SetRoles { user, roles } => {
+            let id = admin::users::find(&svc, &user).await.map_err(admin_error)?.id;
+            admin::users::set_roles(&svc, &actor, &id, roles).await
+        }
+    };
+    print_json(&UserView::from(&user.map_err(admin_error)?))
+}
+
+/// The operator commands of `latchkey client` beyond `create`.
+async fn client_admin(cmd: ClientCommand, settings: crate::config::Settings) -> anyhow::Result<()> {
+    let svc = app::open(settings).await?;
+    let actor = Actor::cli();
+    match cmd {
+        ClientCommand::Create { .. } => unreachable!("handled in execute"),
+        ClientCommand::List => {
+            let clients = admin::clients::list(&svc).await.map_err(admin_error)?;
+            print_json(&clients.iter().map(|c| RegisteredClient::new(c, None)).collect::<Vec<_>>())
+        }
+        ClientCommand::RotateSecret { id } => {
+            print_json(&admin::clients::rotate_secret(&svc, &actor, &id).await.map_err(admin_error)?)
+        }
+        ClientCommand::Delete { id } => {
+            admin::clients::delete(&svc, &actor, &id).await.map_err(admin_error)?;
+            print_json(&serde_json::json!({ "deleted": id }))
+        }
+    }
+}
+
+fn admin_error(err: AdminError) -> anyhow::Error {
+    match err {
+        AdminError::Invalid(reasons) => anyhow::anyhow!(reasons.join("; ")),
+        other => anyhow::Error::new(other),
     }
 }
 

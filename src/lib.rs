@@ -9,6 +9,7 @@
 //! - `config`, `cli`, `app`: settings, command line, wiring
 
 pub mod account;
+pub mod admin;
 pub mod app;
 pub mod cli;
 pub mod config;

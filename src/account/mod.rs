@@ -6,6 +6,7 @@ pub mod types;
 
 use serde::Serialize;
 
+use crate::oauth::types::Scope;
 use crate::services::Services;
 use crate::store::{self, StoreError};
 use types::{Email, Password, Role, UserStatus, Username};
@@ -111,4 +112,23 @@ pub async fn create_user(svc: &Services, new: NewUser) -> Result<User, AccountEr
         }
     })?;
     Ok(user)
+}
+
+/// The tokens of `scope` that `roles` do not permit. Permissions are scopes restricted to
+/// roles (table role_scopes, e.g. `admin` only for role admin); unlisted scopes are open.
+pub async fn forbidden_scopes(
+    svc: &Services,
+    roles: &[String],
+    scope: &Scope,
+) -> Result<Vec<String>, StoreError> {
+    let restricted = store::users::role_scopes(svc.db()).await?;
+    Ok(scope
+        .iter()
+        .filter(|token| {
+            let holders: Vec<&str> =
+                restricted.iter().filter(|(_, s)| s == token).map(|(role, _)| role.as_str()).collect();
+            !holders.is_empty() && !holders.iter().any(|h| roles.iter().any(|r| r == h))
+        })
+        .map(str::to_owned)
+        .collect())
 }

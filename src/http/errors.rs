@@ -6,6 +6,7 @@ use poem::{IntoResponse, Response};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object};
 
+use crate::admin::AdminError;
 use crate::oauth::OAuthError;
 use crate::oauth::tokens::BearerError;
 
@@ -20,11 +21,24 @@ pub struct ErrorBody {
     /// With `mfa_required`: present it to the MFA grant with the code.
     #[oai(skip_serializing_if_is_none)]
     pub mfa_token: Option<String>,
+    /// On validation failures: every reason the input was refused.
+    #[oai(skip_serializing_if_is_none)]
+    pub errors: Option<Vec<String>>,
 }
 
 impl ErrorBody {
     pub fn new(error: &str, description: impl Into<String>) -> ErrorBody {
-        ErrorBody { error: error.to_owned(), error_description: Some(description.into()), mfa_token: None }
+        ErrorBody {
+            error: error.to_owned(),
+            error_description: Some(description.into()),
+            mfa_token: None,
+            errors: None,
+        }
+    }
+
+    /// A 400 body listing every reason.
+    pub fn invalid(reasons: Vec<String>) -> ErrorBody {
+        ErrorBody { errors: Some(reasons), ..ErrorBody::new("invalid_request", "the input is not valid") }
     }
 }
 
@@ -159,4 +173,57 @@ pub fn framework_error(err: poem::Error, oauth_endpoint: bool) -> Response {
         );
     }
     response
+}
+
+/// Error responses of the admin API: Bearer errors (RFC 6750) and domain errors.
+#[derive(ApiResponse, Debug)]
+pub enum AdminErrorResponse {
+    /// The input is not valid; `errors` lists every reason.
+    #[oai(status = 400)]
+    BadRequest(Json<ErrorBody>),
+    /// The access token is missing, invalid, expired or revoked.
+    #[oai(status = 401)]
+    Unauthorized(Json<ErrorBody>, #[oai(header = "WWW-Authenticate")] String),
+    /// The token's user does not have role `admin` (`insufficient_scope`).
+    #[oai(status = 403)]
+    Forbidden(Json<ErrorBody>, #[oai(header = "WWW-Authenticate")] String),
+    /// No such user or client.
+    #[oai(status = 404)]
+    NotFound(Json<ErrorBody>),
+    /// The username, email or client id is taken.
+    #[oai(status = 409)]
+    Conflict(Json<ErrorBody>),
+    /// Something failed on the server.
+    #[oai(status = 500)]
+    ServerError(Json<ErrorBody>),
+}
+
+impl From<BearerError> for AdminErrorResponse {
+    fn from(err: BearerError) -> Self {
+        match BearerErrorResponse::from(err) {
+            BearerErrorResponse::Unauthorized(body, challenge) => {
+                AdminErrorResponse::Unauthorized(body, challenge)
+            }
+            BearerErrorResponse::Forbidden(body, challenge) => AdminErrorResponse::Forbidden(body, challenge),
+            BearerErrorResponse::ServerError(body) => AdminErrorResponse::ServerError(body),
+        }
+    }
+}
+
+impl From<AdminError> for AdminErrorResponse {
+    fn from(err: AdminError) -> Self {
+        match err {
+            AdminError::Invalid(reasons) => AdminErrorResponse::BadRequest(Json(ErrorBody::invalid(reasons))),
+            AdminError::NotFound(_) => {
+                AdminErrorResponse::NotFound(Json(ErrorBody::new("not_found", err.to_string())))
+            }
+            AdminError::Duplicate(_) => {
+                AdminErrorResponse::Conflict(Json(ErrorBody::new("conflict", err.to_string())))
+            }
+            AdminError::Store(_) | AdminError::Hash(_) | AdminError::Key(_) => {
+                tracing::error!(error = %err, "internal error");
+                AdminErrorResponse::ServerError(Json(ErrorBody::new("server_error", "internal error")))
+            }
+        }
+    }
 }

@@ -1,6 +1,7 @@
 //! The HTTP layer: routes, OpenAPI document, middleware. Handlers are thin: they parse,
 //! call the domain modules and map results; nothing here decides policy.
 
+mod admin;
 mod auth;
 mod discovery;
 mod errors;
@@ -27,13 +28,15 @@ pub enum ApiTags {
     Discovery,
     /// Health, readiness and metrics.
     Operations,
+    /// Users, clients, signing keys and the audit log; role `admin` only.
+    Admin,
 }
 
-type Apis = (oauth::OAuthApi, discovery::DiscoveryApi, ops::OpsApi);
+type Apis = (oauth::OAuthApi, discovery::DiscoveryApi, ops::OpsApi, admin::AdminApi);
 
 fn api_service(issuer: &str) -> OpenApiService<Apis, ()> {
     OpenApiService::new(
-        (oauth::OAuthApi, discovery::DiscoveryApi, ops::OpsApi),
+        (oauth::OAuthApi, discovery::DiscoveryApi, ops::OpsApi, admin::AdminApi),
         "latchkey",
         env!("CARGO_PKG_VERSION"),
     )

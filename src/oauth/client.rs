@@ -94,20 +94,15 @@ pub enum RegisterError {
 }
 
 pub async fn register(svc: &Services, new: NewClient) -> Result<RegisteredClient, RegisterError> {
-    if new.name.trim().is_empty() || new.name.len() > 200 {
-        return Err(RegisterError::Invalid("name must be 1 to 200 characters".into()));
-    }
-    if new.public && new.grants.contains(&GrantType::ClientCredentials) {
-        return Err(RegisterError::Invalid("a public client cannot use client_credentials".into()));
-    }
+    check_rules(&new.name, new.public, &new.grants)?;
     let id = new.id.unwrap_or_else(|| {
         ClientId::parse(&uuid::Uuid::new_v4().simple().to_string()).expect("hex is URL-safe")
     });
-    let secret = (!new.public).then(secrets::random_token);
+    let secret = (!new.public).then(new_secret);
     let client = Client {
         id,
         name: new.name.trim().to_owned(),
-        secret_hash: secret.as_deref().map(secrets::sha256_hex),
+        secret_hash: secret.as_ref().map(|(_, hash)| hash.clone()),
         grants: new.grants,
         scopes: new.scopes,
         audiences: new.audiences,
@@ -117,16 +112,41 @@ pub async fn register(svc: &Services, new: NewClient) -> Result<RegisteredClient
     store::clients::insert(svc.db(), &client).await.map_err(|e| {
         if e.is_unique_violation() { RegisterError::Duplicate } else { RegisterError::Store(e) }
     })?;
-    Ok(RegisteredClient {
-        client_id: client.id.to_string(),
-        client_secret: secret,
-        name: client.name,
-        public: client.secret_hash.is_none(),
-        grants: client.grants.iter().map(|g| g.as_str().to_owned()).collect(),
-        scopes: client.scopes.iter().map(str::to_owned).collect(),
-        audiences: client.audiences,
-        require_mfa: client.require_mfa,
-    })
+    Ok(RegisteredClient::new(&client, secret.map(|(secret, _)| secret)))
+}
+
+/// Rules every stored client keeps, at registration and at every change.
+pub fn check_rules(name: &str, public: bool, grants: &[GrantType]) -> Result<(), RegisterError> {
+    if name.trim().is_empty() || name.len() > 200 {
+        return Err(RegisterError::Invalid("name must be 1 to 200 characters".into()));
+    }
+    if public && grants.contains(&GrantType::ClientCredentials) {
+        return Err(RegisterError::Invalid("a public client cannot use client_credentials".into()));
+    }
+    Ok(())
+}
+
+/// A fresh client secret and the hash to store; only the hash is ever kept.
+pub fn new_secret() -> (String, String) {
+    let secret = secrets::random_token();
+    let hash = secrets::sha256_hex(&secret);
+    (secret, hash)
+}
+
+impl RegisteredClient {
+    /// The public view of `client`, with `secret` when it was just generated.
+    pub fn new(client: &Client, secret: Option<String>) -> RegisteredClient {
+        RegisteredClient {
+            client_id: client.id.to_string(),
+            client_secret: secret,
+            name: client.name.clone(),
+            public: client.is_public(),
+            grants: client.grants.iter().map(|g| g.as_str().to_owned()).collect(),
+            scopes: client.scopes.iter().map(str::to_owned).collect(),
+            audiences: client.audiences.clone(),
+            require_mfa: client.require_mfa,
+        }
+    }
 }
 
 /// Authenticates the calling client. Every failure is the same `invalid_client`, and a

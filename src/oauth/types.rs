@@ -48,6 +48,11 @@ impl Scope {
     pub fn iter(&self) -> impl Iterator<Item = &str> {
         self.0.iter().map(String::as_str)
     }
+
+    /// This scope minus the given tokens.
+    pub fn without(&self, drop: &[String]) -> Scope {
+        Scope(self.0.iter().filter(|t| !drop.contains(t)).cloned().collect())
+    }
 }
 
 impl fmt::Display for Scope {

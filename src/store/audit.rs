@@ -1,3 +1,5 @@
+use sqlx::Row;
+
 use super::{Db, StoreResult};
 
 /// One audit record. Never carries a secret: ids, names and outcomes only.
@@ -31,4 +33,73 @@ pub async fn insert(db: &Db, event: &AuditEvent, at: i64) -> StoreResult<()> {
     .execute(db.pool())
     .await?;
     Ok(())
+}
+
+/// A stored audit record.
+#[derive(Debug, Clone)]
+pub struct AuditRecord {
+    pub id: String,
+    pub at: i64,
+    pub event: String,
+    pub outcome: String,
+    pub actor_id: Option<String>,
+    pub user_id: Option<String>,
+    pub client_id: Option<String>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub detail: Option<String>,
+}
+
+/// Filters and keyset position for the audit list, newest first.
+#[derive(Debug, Default)]
+pub struct AuditQuery<'a> {
+    pub user_id: Option<&'a str>,
+    pub client_id: Option<&'a str>,
+    pub event: Option<&'a str>,
+    /// Unix seconds, inclusive.
+    pub since: Option<i64>,
+    /// Unix seconds, inclusive.
+    pub until: Option<i64>,
+    /// Ids are UUIDv7, so ordering by id is ordering by time: records before this one.
+    pub before_id: Option<&'a str>,
+    pub limit: i64,
+}
+
+pub async fn list(db: &Db, q: &AuditQuery<'_>) -> StoreResult<Vec<AuditRecord>> {
+    let rows = sqlx::query(
+        "SELECT id, at, event, outcome, actor_id, user_id, client_id, ip, user_agent, detail
+         FROM audit_events
+         WHERE ($1 IS NULL OR user_id = $1)
+           AND ($2 IS NULL OR client_id = $2)
+           AND ($3 IS NULL OR event = $3)
+           AND ($4 IS NULL OR at >= $4)
+           AND ($5 IS NULL OR at <= $5)
+           AND ($6 IS NULL OR id < $6)
+         ORDER BY id DESC LIMIT $7",
+    )
+    .bind(q.user_id)
+    .bind(q.client_id)
+    .bind(q.event)
+    .bind(q.since)
+    .bind(q.until)
+    .bind(q.before_id)
+    .bind(q.limit)
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(AuditRecord {
+                id: r.try_get("id")?,
+                at: r.try_get("at")?,
+                event: r.try_get("event")?,
+                outcome: r.try_get("outcome")?,
+                actor_id: r.try_get("actor_id")?,
+                user_id: r.try_get("user_id")?,
+                client_id: r.try_get("client_id")?,
+                ip: r.try_get("ip")?,
+                user_agent: r.try_get("user_agent")?,
+                detail: r.try_get("detail")?,
+            })
+        })
+        .collect()
 }

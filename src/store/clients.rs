@@ -55,3 +55,53 @@ fn from_row(row: &AnyRow) -> StoreResult<Client> {
         created_at: row.try_get("created_at")?,
     })
 }
+
+pub async fn list(db: &Db) -> StoreResult<Vec<Client>> {
+    let rows =
+        sqlx::query(concat!("SELECT ", columns!(), " FROM clients ORDER BY id")).fetch_all(db.pool()).await?;
+    rows.iter().map(from_row).collect()
+}
+
+/// Stores the client's changeable fields (everything but id, secret and created_at).
+/// `false`: no such client.
+pub async fn update(db: &Db, client: &Client, now: i64) -> StoreResult<bool> {
+    let changed = sqlx::query(
+        "UPDATE clients SET name = $2, grants = $3, scopes = $4, audiences = $5, require_mfa = $6, updated_at = $7
+         WHERE id = $1",
+    )
+    .bind(client.id.as_str())
+    .bind(&client.name)
+    .bind(join_words(client.grants.iter().map(|g| g.as_str())))
+    .bind(client.scopes.to_string())
+    .bind(join_words(&client.audiences))
+    .bind(i64::from(client.require_mfa))
+    .bind(now)
+    .execute(db.pool())
+    .await?
+    .rows_affected();
+    Ok(changed == 1)
+}
+
+/// Replaces the secret hash of a confidential client. `false`: no such confidential client.
+pub async fn set_secret_hash(db: &Db, id: &ClientId, hash: &str, now: i64) -> StoreResult<bool> {
+    let changed = sqlx::query(
+        "UPDATE clients SET secret_hash = $2, updated_at = $3 WHERE id = $1 AND secret_hash IS NOT NULL",
+    )
+    .bind(id.as_str())
+    .bind(hash)
+    .bind(now)
+    .execute(db.pool())
+    .await?
+    .rows_affected();
+    Ok(changed == 1)
+}
+
+/// Deletes the client; its sessions (and so its tokens) go with it. `false`: no such client.
+pub async fn delete(db: &Db, id: &ClientId) -> StoreResult<bool> {
+    let gone = sqlx::query("DELETE FROM clients WHERE id = $1")
+        .bind(id.as_str())
+        .execute(db.pool())
+        .await?
+        .rows_affected();
+    Ok(gone == 1)
+}

@@ -232,3 +232,16 @@ fn session_from_row(r: &AnyRow) -> StoreResult<Session> {
         revoked_at: r.try_get("revoked_at")?,
     })
 }
+
+/// Ends every live session of a user (and so their refresh and access tokens).
+/// Returns how many were live.
+pub async fn revoke_all_for_user(db: &Db, user_id: &str, now: i64) -> StoreResult<u64> {
+    let changed =
+        sqlx::query("UPDATE sessions SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL")
+            .bind(user_id)
+            .bind(now)
+            .execute(db.pool())
+            .await?
+            .rows_affected();
+    Ok(changed)
+}

@@ -149,3 +149,126 @@ pub async fn record_failed_login(
     }
     Ok(failures)
 }
+
+/// Filters and keyset position for the admin user list, ordered by username.
+pub struct UserQuery<'a> {
+    /// Lower-case substring of the username or email.
+    pub search: Option<&'a str>,
+    pub status: Option<UserStatus>,
+    /// Usernames after this one.
+    pub after: Option<&'a str>,
+    pub limit: i64,
+}
+
+pub async fn list(db: &Db, q: &UserQuery<'_>) -> StoreResult<Vec<User>> {
+    // LIKE wildcards in the search text are matched literally.
+    let pattern = q.search.map(|s| {
+        let escaped = s.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+        format!("%{escaped}%")
+    });
+    let rows = sqlx::query(concat!(
+        "SELECT ",
+        columns!(),
+        " FROM users
+         WHERE ($1 IS NULL OR username LIKE $1 ESCAPE '\\' OR email LIKE $1 ESCAPE '\\')
+           AND ($2 IS NULL OR status = $2)
+           AND ($3 IS NULL OR username > $3)
+         ORDER BY username LIMIT $4"
+    ))
+    .bind(pattern)
+    .bind(q.status.map(UserStatus::as_str))
+    .bind(q.after)
+    .bind(q.limit)
+    .fetch_all(db.pool())
+    .await?;
+    let mut users = Vec::with_capacity(rows.len());
+    for row in &rows {
+        users.push(from_row(db, row).await?);
+    }
+    Ok(users)
+}
+
+/// Changes the email (admin-set addresses count as verified). `false`: no such user.
+pub async fn set_email(db: &Db, id: &str, email: &Email, now: i64) -> StoreResult<bool> {
+    let changed =
+        sqlx::query("UPDATE users SET email = $2, email_verified = 1, updated_at = $3 WHERE id = $1")
+            .bind(id)
+            .bind(email.as_str())
+            .bind(now)
+            .execute(db.pool())
+            .await?
+            .rows_affected();
+    Ok(changed == 1)
+}
+
+/// Replaces the user's roles in one transaction. `false`: no such user.
+pub async fn set_roles(db: &Db, id: &str, roles: &[Role], now: i64) -> StoreResult<bool> {
+    let mut tx = db.pool().begin().await?;
+    let changed = sqlx::query("UPDATE users SET updated_at = $2 WHERE id = $1")
+        .bind(id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    if changed != 1 {
+        tx.rollback().await?;
+        return Ok(false);
+    }
+    sqlx::query("DELETE FROM user_roles WHERE user_id = $1").bind(id).execute(&mut *tx).await?;
+    for role in roles {
+        sqlx::query("INSERT INTO user_roles (user_id, role) VALUES ($1, $2)")
+            .bind(id)
+            .bind(role.as_str())
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(true)
+}
+
+/// Sets the status; any status but `locked` also clears the lockout counters.
+/// `false`: no such user.
+pub async fn set_status(db: &Db, id: &str, status: UserStatus, now: i64) -> StoreResult<bool> {
+    let changed = sqlx::query(
+        "UPDATE users SET status = $2, updated_at = $3,
+                failed_attempts = CASE WHEN $2 = 'locked' THEN failed_attempts ELSE 0 END,
+                locked_until = CASE WHEN $2 = 'locked' THEN locked_until ELSE NULL END
+         WHERE id = $1",
+    )
+    .bind(id)
+    .bind(status.as_str())
+    .bind(now)
+    .execute(db.pool())
+    .await?
+    .rows_affected();
+    Ok(changed == 1)
+}
+
+/// Ends a lockout: failed attempts reset, and a `locked` user becomes `active` (a
+/// `disabled` one stays disabled). `false`: no such user.
+pub async fn unlock(db: &Db, id: &str, now: i64) -> StoreResult<bool> {
+    let changed = sqlx::query(
+        "UPDATE users SET failed_attempts = 0, locked_until = NULL, updated_at = $2,
+                status = CASE WHEN status = 'locked' THEN 'active' ELSE status END
+         WHERE id = $1",
+    )
+    .bind(id)
+    .bind(now)
+    .execute(db.pool())
+    .await?
+    .rows_affected();
+    Ok(changed == 1)
+}
+
+/// Deletes the user; sessions and roles go with it (ON DELETE CASCADE). `false`: no such user.
+pub async fn delete(db: &Db, id: &str) -> StoreResult<bool> {
+    let gone =
+        sqlx::query("DELETE FROM users WHERE id = $1").bind(id).execute(db.pool()).await?.rows_affected();
+    Ok(gone == 1)
+}
+
+/// Restricted scopes (role_scopes) and the roles that may have each.
+pub async fn role_scopes(db: &Db) -> StoreResult<Vec<(String, String)>> {
+    let rows = sqlx::query("SELECT role, scope FROM role_scopes").fetch_all(db.pool()).await?;
+    rows.iter().map(|r| Ok((r.try_get("role")?, r.try_get("scope")?))).collect()
+}

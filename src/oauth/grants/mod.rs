@@ -10,6 +10,7 @@ use super::error::OAuthError;
 use super::issue::TokenResponse;
 use super::types::{GrantType, Scope};
 use crate::account::types::Password;
+use crate::account::{self, User};
 use crate::services::{RequestMeta, Services};
 
 /// A token request whose parameters have been parsed; what each grant needs, no more.
@@ -54,5 +55,23 @@ pub async fn exchange(
         GrantRequest::ClientCredentials { scope } => {
             client_credentials::grant(svc, &client, scope.as_ref(), meta).await
         }
+    }
+}
+
+/// Limits `scope` to what the user's roles permit. A scope the client asked for explicitly
+/// and the user may not have is `invalid_scope`; from a defaulted scope it is dropped.
+async fn scope_for_user(
+    svc: &Services,
+    user: &User,
+    scope: Scope,
+    explicit: bool,
+) -> Result<Scope, OAuthError> {
+    let forbidden = account::forbidden_scopes(svc, &user.roles, &scope).await?;
+    if forbidden.is_empty() {
+        Ok(scope)
+    } else if explicit {
+        Err(OAuthError::InvalidScope(format!("this user may not have the scope {}", forbidden.join(" "))))
+    } else {
+        Ok(scope.without(&forbidden))
     }
 }

@@ -45,6 +45,7 @@ pub async fn grant(
     if !user.email_verified {
         return Err(OAuthError::invalid_grant("the email address has not been verified yet"));
     }
+    let scope = super::scope_for_user(svc, &user, scope, requested.is_some()).await?;
     let rehash = if PasswordHasher::needs_rehash(&found.password_hash) {
         Some(svc.hasher().hash(password).await?)
     } else {

@@ -48,6 +48,8 @@ pub async fn grant(
     let Some(user) = user.filter(|u| u.status == UserStatus::Active) else {
         return Err(invalid());
     };
+    // Roles may have changed since the login: a permission lost is a scope lost.
+    let scope = super::scope_for_user(svc, &user, scope, false).await?;
     let next = secrets::random_token();
     let next_hash = secrets::sha256_hex(&next);
     let scope_text = scope.to_string();
