@@ -4,6 +4,7 @@
 mod auth;
 mod discovery;
 mod errors;
+mod mfa;
 mod middleware;
 mod oauth;
 mod ops;
@@ -25,15 +26,18 @@ pub enum ApiTags {
     OAuth,
     /// Discovery documents and signing keys.
     Discovery,
+    /// TOTP second factor of the signed-in user.
+    #[oai(rename = "MFA")]
+    Mfa,
     /// Health, readiness and metrics.
     Operations,
 }
 
-type Apis = (oauth::OAuthApi, discovery::DiscoveryApi, ops::OpsApi);
+type Apis = (oauth::OAuthApi, discovery::DiscoveryApi, ops::OpsApi, mfa::MfaApi);
 
 fn api_service(issuer: &str) -> OpenApiService<Apis, ()> {
     OpenApiService::new(
-        (oauth::OAuthApi, discovery::DiscoveryApi, ops::OpsApi),
+        (oauth::OAuthApi, discovery::DiscoveryApi, ops::OpsApi, mfa::MfaApi),
         "latchkey",
         env!("CARGO_PKG_VERSION"),
     )

@@ -74,3 +74,9 @@ impl From<crate::keys::KeyError> for OAuthError {
         OAuthError::server(err)
     }
 }
+
+impl From<crate::mfa::MfaError> for OAuthError {
+    fn from(err: crate::mfa::MfaError) -> Self {
+        OAuthError::server(err)
+    }
+}

@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod clients;
 pub mod keys;
+pub mod mfa;
 pub mod sessions;
 pub mod users;
 

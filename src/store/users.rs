@@ -124,3 +124,12 @@ async fn from_row(db: &Db, row: &AnyRow) -> StoreResult<User> {
         id,
     })
 }
+
+/// The password hash alone, to confirm a signed-in user's password. `None`: no such user.
+pub async fn password_hash(db: &Db, id: &str) -> StoreResult<Option<String>> {
+    let row = sqlx::query("SELECT password_hash FROM users WHERE id = $1")
+        .bind(id)
+        .fetch_optional(db.pool())
+        .await?;
+    row.map(|r| r.try_get("password_hash")).transpose().map_err(StoreError::from)
+}
