@@ -19,7 +19,7 @@ pub enum OAuthError {
     InvalidScope(String),
     #[error("a second factor is required: send the mfa_token with an otp")]
     MfaRequired { mfa_token: String },
-    #[error("this client requires multi-factor authentication; enrol a TOTP authenticator first")]
+    #[error("this login requires a second factor; enrol a TOTP authenticator first")]
     MfaEnrollmentRequired,
     #[error("too many requests")]
     TooManyRequests { retry_after_secs: u64 },
