@@ -53,6 +53,8 @@ pub async fn grant(
     } else {
         None
     };
+    // Recorded once the password is right, even when a second factor is still due: the
+    // plain password (needed for a re-hash) is only at hand here.
     store::users::record_login(svc.db(), &user.id, now, rehash.as_deref()).await?;
     let amr = mfa_otp::after_password(svc, client, &user, &scope, otp, meta).await?;
     let auth = UserAuth { amr, auth_time: store::now() };
