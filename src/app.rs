@@ -9,16 +9,18 @@ use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
 
 use crate::config::Settings;
 use crate::keys::{self, KeyRing};
+use crate::mfa::sealed::SecretBox;
 use crate::services::Services;
 use crate::store::{self, Db};
 
 /// Opens everything the server and the CLI commands need.
 pub async fn open(settings: Settings) -> anyhow::Result<Services> {
     keys::install_crypto_provider();
+    let secret_box = SecretBox::load(&settings).context("cannot load the secret key")?;
     let db = Db::connect(&settings.database_url).await.context("cannot open the database")?;
     db.migrate().await.context("cannot apply migrations")?;
     let keys = KeyRing::open(db.clone(), &settings.keys_dir).await.context("cannot load signing keys")?;
-    Ok(Services::new(settings, db, keys))
+    Ok(Services::new(settings, db, keys, secret_box))
 }
 
 /// Runs the server on an already-bound listener (tests bind port 0 and pass it here).
@@ -70,6 +72,9 @@ async fn housekeeping(svc: Services) {
                 Ok(n) if n > 0 => tracing::info!(rows = n, "pruned expired token records"),
                 Ok(_) => {}
                 Err(err) => tracing::warn!(error = %err, "pruning failed"),
+            }
+            if let Err(err) = store::mfa::prune_challenges(svc.db(), store::now()).await {
+                tracing::warn!(error = %err, "pruning MFA challenges failed");
             }
         }
     }

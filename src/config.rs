@@ -75,6 +75,14 @@ impl Settings {
     pub fn issuer_str(&self) -> &str {
         self.issuer.as_str().trim_end_matches('/')
     }
+
+    /// The decoded `--secret-key`, when one is set.
+    pub fn secret_key_bytes(&self) -> Result<Option<[u8; 32]>, SettingError> {
+        self.secret_key
+            .as_deref()
+            .map(|text| parse_secret_key(text).map_err(|r| bad("secret-key", "LATCHKEY_SECRET_KEY", r)))
+            .transpose()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -139,7 +147,7 @@ impl RawSettings {
                 .and_then(|d| if d.is_zero() { Err(bad(flag, env, "must be longer than 0s")) } else { Ok(d) })
         };
         let rate = |flag, env, text: &str| parse_rate_limit(text).map_err(|r| bad(flag, env, r));
-        Ok(Settings {
+        let settings = Settings {
             bind,
             database_url: self.database_url.clone(),
             issuer,
@@ -176,7 +184,9 @@ impl RawSettings {
                     ));
                 }
             },
-        })
+        };
+        settings.secret_key_bytes()?;
+        Ok(settings)
     }
 }
 
@@ -213,6 +223,26 @@ pub fn parse_rate_limit(text: &str) -> Result<RateLimit, String> {
         return Err("the period must be longer than 0s".into());
     }
     Ok(RateLimit::PerPeriod { count, period })
+}
+
+/// 32 bytes as 64 hex digits or as base64 (standard or URL-safe, padded or not). The
+/// reason never repeats the value: it is a secret.
+pub fn parse_secret_key(text: &str) -> Result<[u8; 32], String> {
+    use base64::Engine;
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+    let text = text.trim();
+    let hex = || -> Option<Vec<u8>> {
+        if text.len() != 64 {
+            return None;
+        }
+        (0..64).step_by(2).map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok()).collect()
+    };
+    let bytes = hex().or_else(|| {
+        [STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD].iter().find_map(|e| e.decode(text).ok())
+    });
+    bytes.and_then(|b| <[u8; 32]>::try_from(b).ok()).ok_or_else(|| {
+        "must be 32 bytes written as base64 or 64 hex digits (e.g. openssl rand -base64 32)".into()
+    })
 }
 
 fn parse_mail(text: &str) -> Result<MailTransport, String> {
@@ -281,6 +311,25 @@ mod tests {
         );
         for bad in ["5", "0/1m", "x/1m", "5/", "5/0s"] {
             assert!(parse_rate_limit(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn secret_keys_parse() {
+        let hex = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+        assert_eq!(parse_secret_key(hex).unwrap()[1], 0x11);
+        let b64 = "ABEiM0RVZneImaq7zN3u/wARIjNEVWZ3iJmqu8zd7v8=";
+        assert_eq!(parse_secret_key(b64), parse_secret_key(hex));
+        assert_eq!(parse_secret_key(b64.trim_end_matches('=')), parse_secret_key(hex));
+        for bad in [
+            "",
+            "short",
+            &hex[..62],
+            "ABEiM0RVZneImaq7zN3u",
+            "zz112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
+        ] {
+            let err = parse_secret_key(bad).unwrap_err();
+            assert!(bad.is_empty() || !err.contains(bad), "the reason must not echo the key");
         }
     }
 

@@ -3,6 +3,7 @@
 //! Where things live:
 //! - `oauth/`: grants, token issue, introspection, revocation (no HTTP)
 //! - `account/`: users, passwords (no HTTP)
+//! - `mfa/`: TOTP second factor, recovery codes, the second-factor policy (no HTTP)
 //! - `keys/`: signing keys, JWKS, JWT sign/verify
 //! - `store/`: all SQL, for SQLite and PostgreSQL alike
 //! - `http/`: routes, handlers, middleware, error responses
@@ -16,6 +17,7 @@ pub mod config;
 pub mod http;
 pub mod keys;
 pub mod limits;
+pub mod mfa;
 pub mod oauth;
 pub mod secrets;
 pub mod services;

@@ -5,12 +5,15 @@ use std::sync::Arc;
 use crate::account::password::PasswordHasher;
 use crate::config::Settings;
 use crate::keys::KeyRing;
+use crate::mfa::policy::{DefaultPolicy, SecondFactorPolicy};
+use crate::mfa::sealed::SecretBox;
 use crate::store::audit::AuditEvent;
 use crate::store::{self, Db};
 
 #[derive(Clone)]
 pub struct Services {
     inner: Arc<Inner>,
+    second_factor: Arc<dyn SecondFactorPolicy>,
 }
 
 struct Inner {
@@ -18,11 +21,22 @@ struct Inner {
     db: Db,
     keys: KeyRing,
     hasher: PasswordHasher,
+    secret_box: SecretBox,
 }
 
 impl Services {
-    pub fn new(settings: Settings, db: Db, keys: KeyRing) -> Services {
-        Services { inner: Arc::new(Inner { settings, db, keys, hasher: PasswordHasher::new() }) }
+    pub fn new(settings: Settings, db: Db, keys: KeyRing, secret_box: SecretBox) -> Services {
+        Services {
+            inner: Arc::new(Inner { settings, db, keys, hasher: PasswordHasher::new(), secret_box }),
+            second_factor: Arc::new(DefaultPolicy),
+        }
+    }
+
+    /// Replaces the built-in "enrolled, or the client requires it" rule for when a login
+    /// needs a second factor.
+    pub fn with_second_factor_policy(mut self, policy: impl SecondFactorPolicy) -> Services {
+        self.second_factor = Arc::new(policy);
+        self
     }
 
     pub fn settings(&self) -> &Settings {
@@ -43,6 +57,15 @@ impl Services {
 
     pub fn hasher(&self) -> &PasswordHasher {
         &self.inner.hasher
+    }
+
+    /// Seals TOTP secrets at rest.
+    pub fn secret_box(&self) -> &SecretBox {
+        &self.inner.secret_box
+    }
+
+    pub fn second_factor_policy(&self) -> &dyn SecondFactorPolicy {
+        self.second_factor.as_ref()
     }
 
     /// Writes an audit record. A failure is logged loudly but does not undo the action

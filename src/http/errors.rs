@@ -141,6 +141,57 @@ impl From<BearerError> for BearerErrorResponse {
     }
 }
 
+/// Error responses of the MFA account endpoints.
+#[derive(ApiResponse, Debug)]
+pub enum MfaErrorResponse {
+    /// The code is wrong, malformed or already used (`invalid_code`).
+    #[oai(status = 400)]
+    BadRequest(Json<ErrorBody>),
+    /// The access token is missing, invalid, expired or revoked.
+    #[oai(status = 401)]
+    Unauthorized(Json<ErrorBody>, #[oai(header = "WWW-Authenticate")] String),
+    /// The password is not correct (`wrong_password`).
+    #[oai(status = 403)]
+    Forbidden(Json<ErrorBody>),
+    /// No authenticator is enrolled, or none is waiting for confirmation.
+    #[oai(status = 404)]
+    NotFound(Json<ErrorBody>),
+    /// An authenticator is already active; disable it first.
+    #[oai(status = 409)]
+    Conflict(Json<ErrorBody>),
+    /// Something failed on the server.
+    #[oai(status = 500)]
+    ServerError(Json<ErrorBody>),
+}
+
+impl From<crate::mfa::MfaError> for MfaErrorResponse {
+    fn from(err: crate::mfa::MfaError) -> Self {
+        use crate::mfa::MfaError;
+        let body = |code: &str| Json(ErrorBody::new(code, err.to_string()));
+        match &err {
+            MfaError::InvalidCode => MfaErrorResponse::BadRequest(body("invalid_code")),
+            MfaError::WrongPassword => MfaErrorResponse::Forbidden(body("wrong_password")),
+            MfaError::NotEnrolled => MfaErrorResponse::NotFound(body("not_found")),
+            MfaError::AlreadyEnabled => MfaErrorResponse::Conflict(body("conflict")),
+            MfaError::Store(_) | MfaError::Hash(_) | MfaError::Unsealable(_) => {
+                tracing::error!(error = %err, "internal error");
+                MfaErrorResponse::ServerError(Json(ErrorBody::new("server_error", "internal error")))
+            }
+        }
+    }
+}
+
+impl From<BearerError> for MfaErrorResponse {
+    fn from(err: BearerError) -> Self {
+        match BearerErrorResponse::from(err) {
+            BearerErrorResponse::Unauthorized(body, challenge) => {
+                MfaErrorResponse::Unauthorized(body, challenge)
+            }
+            BearerErrorResponse::Forbidden(body, _) => MfaErrorResponse::Forbidden(body),
+            BearerErrorResponse::ServerError(body) => MfaErrorResponse::ServerError(body),
+        }
+    }
+}
 /// Framework errors (failed parsing, unknown route, body too large …) in our JSON shape.
 /// Messages of 5xx errors stay in the log.
 pub fn framework_error(err: poem::Error, oauth_endpoint: bool) -> Response {

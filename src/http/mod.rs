@@ -5,6 +5,7 @@ mod admin;
 mod auth;
 mod discovery;
 mod errors;
+mod mfa;
 mod middleware;
 mod oauth;
 mod ops;
@@ -26,17 +27,20 @@ pub enum ApiTags {
     OAuth,
     /// Discovery documents and signing keys.
     Discovery,
+    /// TOTP second factor of the signed-in user.
+    #[oai(rename = "MFA")]
+    Mfa,
     /// Health, readiness and metrics.
     Operations,
     /// Users, clients, signing keys and the audit log; role `admin` only.
     Admin,
 }
 
-type Apis = (oauth::OAuthApi, discovery::DiscoveryApi, ops::OpsApi, admin::AdminApi);
+type Apis = (oauth::OAuthApi, discovery::DiscoveryApi, ops::OpsApi, admin::AdminApi, mfa::MfaApi);
 
 fn api_service(issuer: &str) -> OpenApiService<Apis, ()> {
     OpenApiService::new(
-        (oauth::OAuthApi, discovery::DiscoveryApi, ops::OpsApi, admin::AdminApi),
+        (oauth::OAuthApi, discovery::DiscoveryApi, ops::OpsApi, admin::AdminApi, mfa::MfaApi),
         "latchkey",
         env!("CARGO_PKG_VERSION"),
     )

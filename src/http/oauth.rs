@@ -10,7 +10,7 @@ use super::ApiTags;
 use super::auth::{ClientAuth, UserToken, presented_client, request_meta};
 use super::errors::{BearerErrorResponse, OAuthErrorResponse};
 use crate::account::types::Password;
-use crate::oauth::grants::{self, GrantRequest};
+use crate::oauth::grants::{self, GrantRequest, SecondFactor};
 use crate::oauth::introspect::{self, ActiveToken};
 use crate::oauth::types::{GrantType, Scope};
 use crate::oauth::{OAuthError, userinfo};
@@ -40,6 +40,7 @@ pub struct TokenForm {
     #[oai(write_only)]
     client_secret: Option<String>,
     /// A TOTP code (password or MFA grant).
+    #[oai(write_only)]
     otp: Option<String>,
     /// MFA grant: the `mfa_token` from the `mfa_required` error.
     #[oai(write_only)]
@@ -205,7 +206,19 @@ fn grant_request(form: TokenForm) -> Result<GrantRequest, OAuthError> {
             scope,
         },
         GrantType::ClientCredentials => GrantRequest::ClientCredentials { scope },
-        GrantType::MfaOtp => return Err(OAuthError::UnsupportedGrantType),
+        GrantType::MfaOtp => GrantRequest::MfaOtp {
+            mfa_token: required(form.mfa_token, "mfa_token")?,
+            factor: match (form.otp.filter(|v| !v.is_empty()), form.recovery_code.filter(|v| !v.is_empty())) {
+                (Some(otp), None) => SecondFactor::Otp(otp),
+                (None, Some(code)) => SecondFactor::RecoveryCode(code),
+                (None, None) => {
+                    return Err(OAuthError::invalid_request("missing parameter otp or recovery_code"));
+                }
+                (Some(_), Some(_)) => {
+                    return Err(OAuthError::invalid_request("send otp or recovery_code, not both"));
+                }
+            },
+        },
     })
 }
 
@@ -213,9 +226,16 @@ fn grant_request(form: TokenForm) -> Result<GrantRequest, OAuthError> {
 impl OAuthApi {
     /// Token endpoint
     ///
-    /// Password (RFC 6749 §4.3), refresh token (§6) and client credentials (§4.4) grants.
+    /// Password (RFC 6749 §4.3), refresh token (§6) and client credentials (§4.4) grants,
+    /// and the MFA grant `urn:latchkey:params:oauth:grant-type:mfa-otp`.
     /// Clients authenticate with HTTP Basic or `client_id`/`client_secret` in the form;
     /// public clients send only `client_id`.
+    ///
+    /// A user with a TOTP authenticator gets 403 `mfa_required` with an `mfa_token` from
+    /// the password grant (unless it carried `otp`); the MFA grant then takes `mfa_token`
+    /// with `otp` or `recovery_code`. The `mfa_token` lives 5 minutes and takes at most 5
+    /// codes. A wrong, replayed or used code, or a dead `mfa_token`, is 400 `invalid_grant`.
+    /// A client that requires MFA refuses users without TOTP: 403 `mfa_enrollment_required`.
     #[oai(path = "/oauth/token", method = "post")]
     async fn token(
         &self,

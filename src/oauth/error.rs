@@ -19,7 +19,7 @@ pub enum OAuthError {
     InvalidScope(String),
     #[error("a second factor is required: send the mfa_token with an otp")]
     MfaRequired { mfa_token: String },
-    #[error("this client requires multi-factor authentication; enrol a TOTP authenticator first")]
+    #[error("this login requires a second factor; enrol a TOTP authenticator first")]
     MfaEnrollmentRequired,
     #[error("too many requests")]
     TooManyRequests(crate::limits::Limited),
@@ -80,6 +80,12 @@ impl From<crate::limits::LimitError> for OAuthError {
 
 impl From<crate::keys::KeyError> for OAuthError {
     fn from(err: crate::keys::KeyError) -> Self {
+        OAuthError::server(err)
+    }
+}
+
+impl From<crate::mfa::MfaError> for OAuthError {
+    fn from(err: crate::mfa::MfaError) -> Self {
         OAuthError::server(err)
     }
 }

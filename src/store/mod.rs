@@ -5,6 +5,7 @@ pub mod audit;
 pub mod clients;
 pub mod keys;
 pub mod limits;
+pub mod mfa;
 pub mod sessions;
 pub mod users;
 

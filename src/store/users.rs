@@ -272,3 +272,12 @@ pub async fn role_scopes(db: &Db) -> StoreResult<Vec<(String, String)>> {
     let rows = sqlx::query("SELECT role, scope FROM role_scopes").fetch_all(db.pool()).await?;
     rows.iter().map(|r| Ok((r.try_get("role")?, r.try_get("scope")?))).collect()
 }
+
+/// The password hash alone, to confirm a signed-in user's password. `None`: no such user.
+pub async fn password_hash(db: &Db, id: &str) -> StoreResult<Option<String>> {
+    let row = sqlx::query("SELECT password_hash FROM users WHERE id = $1")
+        .bind(id)
+        .fetch_optional(db.pool())
+        .await?;
+    row.map(|r| r.try_get("password_hash")).transpose().map_err(StoreError::from)
+}

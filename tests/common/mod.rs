@@ -198,3 +198,22 @@ pub fn jwt_part(token: &str, index: usize) -> Value {
     let part = token.split('.').nth(index).unwrap();
     serde_json::from_slice(&base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(part).unwrap()).unwrap()
 }
+
+/// Like `spawn_app`, with the `Services` adjusted before the server starts (e.g. a
+/// deployment's own second-factor policy).
+pub async fn spawn_app_with_services(adjust: impl FnOnce(Services) -> Services) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let settings = test_settings(port, dir.path()).await;
+    let database_url = settings.database_url.clone();
+    let svc = adjust(latchkey::app::open(settings).await.expect("open services"));
+    tokio::spawn(latchkey::app::run(svc.clone(), listener));
+    TestApp {
+        base: format!("http://127.0.0.1:{port}"),
+        svc,
+        http: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap(),
+        dir,
+        database_url,
+    }
+}

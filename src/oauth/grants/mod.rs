@@ -1,7 +1,9 @@
-//! The token endpoint's grants, one file each (RFC 6749 §4.3, §4.4, §6). They all end in
-//! `oauth::issue`, so lifetimes, audiences and claims are decided in one place.
+//! The token endpoint's grants, one file each (RFC 6749 §4.3, §4.4, §6, and the MFA
+//! extension grant). They all end in `oauth::issue`, so lifetimes, audiences and claims
+//! are decided in one place.
 
 mod client_credentials;
+pub mod mfa_otp;
 mod password;
 mod refresh_token;
 
@@ -12,6 +14,7 @@ use super::types::{GrantType, Scope};
 use crate::account::types::Password;
 use crate::account::{self, User};
 use crate::services::{RequestMeta, Services};
+pub use mfa_otp::SecondFactor;
 
 /// A token request whose parameters have been parsed; what each grant needs, no more.
 #[derive(Debug)]
@@ -19,6 +22,7 @@ pub enum GrantRequest {
     Password { username: String, password: Password, scope: Option<Scope>, otp: Option<String> },
     RefreshToken { refresh_token: String, scope: Option<Scope> },
     ClientCredentials { scope: Option<Scope> },
+    MfaOtp { mfa_token: String, factor: SecondFactor },
 }
 
 impl GrantRequest {
@@ -27,6 +31,7 @@ impl GrantRequest {
             GrantRequest::Password { .. } => GrantType::Password,
             GrantRequest::RefreshToken { .. } => GrantType::RefreshToken,
             GrantRequest::ClientCredentials { .. } => GrantType::ClientCredentials,
+            GrantRequest::MfaOtp { .. } => GrantType::MfaOtp,
         }
     }
 }
@@ -54,6 +59,9 @@ pub async fn exchange(
         }
         GrantRequest::ClientCredentials { scope } => {
             client_credentials::grant(svc, &client, scope.as_ref(), meta).await
+        }
+        GrantRequest::MfaOtp { mfa_token, factor } => {
+            mfa_otp::grant(svc, &client, &mfa_token, factor, meta).await
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Resource owner password credentials (RFC 6749 §4.3).
 
+use super::mfa_otp;
 use crate::account::password::PasswordHasher;
 use crate::account::types::{Password, UserStatus, Username};
 use crate::account::{User, lockout};
@@ -17,7 +18,7 @@ pub async fn grant(
     username: &str,
     password: &Password,
     requested: Option<&Scope>,
-    _otp: Option<&str>,
+    otp: Option<&str>,
     meta: &RequestMeta,
 ) -> Result<TokenResponse, OAuthError> {
     let scope = client.grant_scope(requested)?;
@@ -51,8 +52,11 @@ pub async fn grant(
     } else {
         None
     };
+    // Recorded once the password is right, even when a second factor is still due: the
+    // plain password (needed for a re-hash) is only at hand here.
     store::users::record_login(svc.db(), &user.id, now, rehash.as_deref()).await?;
-    let auth = UserAuth { amr: vec!["pwd".into()], auth_time: now };
+    let amr = mfa_otp::after_password(svc, client, &user, &scope, otp, meta).await?;
+    let auth = UserAuth { amr, auth_time: store::now() };
     issue::start_session(svc, client, &user, scope, auth, meta).await
 }
 
