@@ -18,7 +18,7 @@ pub async fn open(settings: Settings) -> anyhow::Result<Services> {
     let db = Db::connect(&settings.database_url).await.context("cannot open the database")?;
     db.migrate().await.context("cannot apply migrations")?;
     let keys = KeyRing::open(db.clone(), &settings.keys_dir).await.context("cannot load signing keys")?;
-    Ok(Services::new(settings, db, keys))
+    Services::new(settings, db, keys).context("cannot set up mail delivery")
 }
 
 /// Runs the server on an already-bound listener (tests bind port 0 and pass it here).
@@ -63,7 +63,12 @@ async fn housekeeping(svc: Services) {
         }
         rounds += 1;
         if rounds % 120 == 1 {
-            match store::sessions::prune(svc.db(), store::now()).await {
+            let now = store::now();
+            let pruned = match store::sessions::prune(svc.db(), now).await {
+                Ok(n) => store::account_tokens::prune(svc.db(), now).await.map(|m| n + m),
+                Err(err) => Err(err),
+            };
+            match pruned {
                 Ok(n) if n > 0 => tracing::info!(rows = n, "pruned expired token records"),
                 Ok(_) => {}
                 Err(err) => tracing::warn!(error = %err, "pruning failed"),

@@ -4,6 +4,7 @@
 //! - `oauth/`: grants, token issue, introspection, revocation (no HTTP)
 //! - `account/`: users, passwords (no HTTP)
 //! - `keys/`: signing keys, JWKS, JWT sign/verify
+//! - `mail/`: queued mail delivery (log, dir, smtp)
 //! - `store/`: all SQL, for SQLite and PostgreSQL alike
 //! - `http/`: routes, handlers, middleware, error responses
 //! - `config`, `cli`, `app`: settings, command line, wiring
@@ -14,6 +15,7 @@ pub mod cli;
 pub mod config;
 pub mod http;
 pub mod keys;
+pub mod mail;
 pub mod oauth;
 pub mod secrets;
 pub mod services;

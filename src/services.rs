@@ -1,10 +1,11 @@
-//! The handle every domain function takes: settings, database, keys, password hasher.
+//! The handle every domain function takes: settings, database, keys, password hasher, mailer.
 
 use std::sync::Arc;
 
 use crate::account::password::PasswordHasher;
 use crate::config::Settings;
 use crate::keys::KeyRing;
+use crate::mail::{MailError, Mailer};
 use crate::store::audit::AuditEvent;
 use crate::store::{self, Db};
 
@@ -18,11 +19,14 @@ struct Inner {
     db: Db,
     keys: KeyRing,
     hasher: PasswordHasher,
+    mailer: Mailer,
 }
 
 impl Services {
-    pub fn new(settings: Settings, db: Db, keys: KeyRing) -> Services {
-        Services { inner: Arc::new(Inner { settings, db, keys, hasher: PasswordHasher::new() }) }
+    /// Starts the mail delivery task, so it must run inside the tokio runtime.
+    pub fn new(settings: Settings, db: Db, keys: KeyRing) -> Result<Services, MailError> {
+        let mailer = Mailer::new(&settings)?;
+        Ok(Services { inner: Arc::new(Inner { settings, db, keys, hasher: PasswordHasher::new(), mailer }) })
     }
 
     pub fn settings(&self) -> &Settings {
@@ -43,6 +47,10 @@ impl Services {
 
     pub fn hasher(&self) -> &PasswordHasher {
         &self.inner.hasher
+    }
+
+    pub fn mailer(&self) -> &Mailer {
+        &self.inner.mailer
     }
 
     /// Writes an audit record. A failure is logged loudly but does not undo the action

@@ -1,6 +1,7 @@
 //! Users: creation, lookup and password checks. Knows nothing of HTTP.
 
 pub mod password;
+pub mod self_service;
 pub mod types;
 
 use serde::Serialize;
@@ -67,6 +68,11 @@ pub enum AccountError {
     Duplicate(&'static str),
     #[error("not found")]
     NotFound,
+    /// A mailed one-time token that is unknown, expired or already used.
+    #[error("the token is invalid, expired or already used")]
+    InvalidToken,
+    #[error("the current password is wrong")]
+    WrongPassword,
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]

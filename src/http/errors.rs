@@ -6,10 +6,12 @@ use poem::{IntoResponse, Response};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object};
 
+use crate::account::AccountError;
 use crate::oauth::OAuthError;
 use crate::oauth::tokens::BearerError;
 
-/// `{"error", "error_description"}`, plus `mfa_token` on `mfa_required`.
+/// `{"error", "error_description"}`, plus `mfa_token` on `mfa_required` and `errors` on
+/// validation failures.
 #[derive(Debug, Clone, Object)]
 pub struct ErrorBody {
     /// A machine-readable error code.
@@ -20,11 +22,19 @@ pub struct ErrorBody {
     /// With `mfa_required`: present it to the MFA grant with the code.
     #[oai(skip_serializing_if_is_none)]
     pub mfa_token: Option<String>,
+    /// On validation failures: every reason the input was refused.
+    #[oai(skip_serializing_if_is_none)]
+    pub errors: Option<Vec<String>>,
 }
 
 impl ErrorBody {
     pub fn new(error: &str, description: impl Into<String>) -> ErrorBody {
-        ErrorBody { error: error.to_owned(), error_description: Some(description.into()), mfa_token: None }
+        ErrorBody {
+            error: error.to_owned(),
+            error_description: Some(description.into()),
+            mfa_token: None,
+            errors: None,
+        }
     }
 }
 
@@ -101,6 +111,68 @@ impl From<BearerError> for BearerErrorResponse {
                 tracing::error!(error = %source, "internal error");
                 BearerErrorResponse::ServerError(Json(ErrorBody::new("server_error", "internal error")))
             }
+        }
+    }
+}
+
+/// Error responses of the account endpoints.
+#[derive(ApiResponse, Debug)]
+pub enum AccountErrorResponse {
+    /// Invalid input (`errors` lists every reason), or an invalid, expired or used token.
+    #[oai(status = 400)]
+    BadRequest(Json<ErrorBody>),
+    /// The access token is missing, invalid, expired or revoked.
+    #[oai(status = 401)]
+    Unauthorized(Json<ErrorBody>, #[oai(header = "WWW-Authenticate")] String),
+    /// The current password is wrong.
+    #[oai(status = 403)]
+    Forbidden(Json<ErrorBody>),
+    /// No such resource of the caller's.
+    #[oai(status = 404)]
+    NotFound(Json<ErrorBody>),
+    /// The username or email is already taken.
+    #[oai(status = 409)]
+    Conflict(Json<ErrorBody>),
+    /// Something failed on the server.
+    #[oai(status = 500)]
+    ServerError(Json<ErrorBody>),
+}
+
+impl From<AccountError> for AccountErrorResponse {
+    fn from(err: AccountError) -> Self {
+        match err {
+            AccountError::Invalid(reasons) => AccountErrorResponse::BadRequest(Json(ErrorBody {
+                errors: Some(reasons),
+                ..ErrorBody::new("invalid_request", "the input is not valid; see errors")
+            })),
+            AccountError::InvalidToken => {
+                AccountErrorResponse::BadRequest(Json(ErrorBody::new("invalid_request", err.to_string())))
+            }
+            AccountError::Duplicate(_) => {
+                AccountErrorResponse::Conflict(Json(ErrorBody::new("conflict", err.to_string())))
+            }
+            AccountError::NotFound => {
+                AccountErrorResponse::NotFound(Json(ErrorBody::new("not_found", "no such resource")))
+            }
+            AccountError::WrongPassword => {
+                AccountErrorResponse::Forbidden(Json(ErrorBody::new("wrong_password", err.to_string())))
+            }
+            AccountError::Store(_) | AccountError::Hash(_) => {
+                tracing::error!(error = %err, "internal error");
+                AccountErrorResponse::ServerError(Json(ErrorBody::new("server_error", "internal error")))
+            }
+        }
+    }
+}
+
+impl From<BearerError> for AccountErrorResponse {
+    fn from(err: BearerError) -> Self {
+        match BearerErrorResponse::from(err) {
+            BearerErrorResponse::Unauthorized(body, challenge) => {
+                AccountErrorResponse::Unauthorized(body, challenge)
+            }
+            BearerErrorResponse::Forbidden(body, _) => AccountErrorResponse::Forbidden(body),
+            BearerErrorResponse::ServerError(body) => AccountErrorResponse::ServerError(body),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The HTTP layer: routes, OpenAPI document, middleware. Handlers are thin: they parse,
 //! call the domain modules and map results; nothing here decides policy.
 
+mod account;
 mod auth;
 mod discovery;
 mod errors;
@@ -27,13 +28,15 @@ pub enum ApiTags {
     Discovery,
     /// Health, readiness and metrics.
     Operations,
+    /// Self-service: registration, email verification, passwords, sessions, logout.
+    Account,
 }
 
-type Apis = (oauth::OAuthApi, discovery::DiscoveryApi, ops::OpsApi);
+type Apis = (oauth::OAuthApi, discovery::DiscoveryApi, ops::OpsApi, account::AccountApi);
 
 fn api_service(issuer: &str) -> OpenApiService<Apis, ()> {
     OpenApiService::new(
-        (oauth::OAuthApi, discovery::DiscoveryApi, ops::OpsApi),
+        (oauth::OAuthApi, discovery::DiscoveryApi, ops::OpsApi, account::AccountApi),
         "latchkey",
         env!("CARGO_PKG_VERSION"),
     )
