@@ -97,8 +97,9 @@ mod tests {
         "https://auth.example.com".parse().unwrap()
     }
 
-    #[test]
-    fn urls_are_understood() {
+    /// The connection pool starts a task, hence the runtime.
+    #[tokio::test]
+    async fn urls_are_understood() {
         for ok in [
             "smtp://mail.example.com",
             "smtp://user:p%40ss@mail.example.com:587?tls=opportunistic",
@@ -110,6 +111,64 @@ mod tests {
         for bad in ["smtp://mail.example.com?tls=maybe", "smtp://mail.example.com?from=not-an-address"] {
             assert!(SmtpTransport::new(&bad.parse().unwrap(), &issuer()).is_err(), "{bad}");
         }
+    }
+
+    /// Just enough of an SMTP server to accept one message; returns what it received.
+    async fn fake_smtp_server(listener: tokio::net::TcpListener) -> String {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+        let (stream, _) = listener.accept().await.unwrap();
+        let (read, mut write) = stream.into_split();
+        let mut lines = BufReader::new(read).lines();
+        write.write_all(b"220 fake ESMTP\r\n").await.unwrap();
+        let mut received = String::new();
+        let mut in_data = false;
+        while let Some(line) = lines.next_line().await.unwrap() {
+            received.push_str(&line);
+            received.push('\n');
+            let reply: &[u8] = if in_data {
+                if line != "." {
+                    continue;
+                }
+                in_data = false;
+                b"250 queued\r\n"
+            } else if line.starts_with("EHLO") {
+                b"250 fake\r\n"
+            } else if line == "DATA" {
+                in_data = true;
+                b"354 go on\r\n"
+            } else if line == "QUIT" {
+                write.write_all(b"221 bye\r\n").await.unwrap();
+                break;
+            } else {
+                b"250 ok\r\n"
+            };
+            write.write_all(reply).await.unwrap();
+        }
+        received
+    }
+
+    #[tokio::test]
+    async fn a_message_reaches_the_smtp_server() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(fake_smtp_server(listener));
+        let url = format!("smtp://127.0.0.1:{port}?tls=none&from=auth@example.com").parse().unwrap();
+        let transport = SmtpTransport::new(&url, &issuer()).unwrap();
+        let mail = Mail {
+            to: "alice@example.com".into(),
+            subject: "Verify your email address".into(),
+            body: "the token is tok123".into(),
+            kind: super::super::MailKind::VerifyEmail,
+            token: "tok123".into(),
+        };
+        transport.send(&mail).await.unwrap();
+        drop(transport);
+        let received =
+            tokio::time::timeout(std::time::Duration::from_secs(5), server).await.unwrap().unwrap();
+        assert!(received.contains("MAIL FROM:<auth@example.com>"), "{received}");
+        assert!(received.contains("RCPT TO:<alice@example.com>"), "{received}");
+        assert!(received.contains("Subject: Verify your email address"), "{received}");
+        assert!(received.contains("the token is tok123"), "{received}");
     }
 
     /// Nothing listens on the port: the attempt fails rather than hangs.
