@@ -18,7 +18,7 @@ pub async fn open(settings: Settings) -> anyhow::Result<Services> {
     let db = Db::connect(&settings.database_url).await.context("cannot open the database")?;
     db.migrate().await.context("cannot apply migrations")?;
     let keys = KeyRing::open(db.clone(), &settings.keys_dir).await.context("cannot load signing keys")?;
-    Services::new(settings, db, keys).context("cannot set up mail delivery")
+    Services::new(settings, db, keys).context("cannot set up mail delivery (--mail)")
 }
 
 /// Runs the server on an already-bound listener (tests bind port 0 and pass it here).

@@ -202,6 +202,26 @@ async fn password_reset_sets_the_password_and_ends_every_session() {
 }
 
 #[tokio::test]
+async fn a_password_reset_also_verifies_the_address() {
+    let app = spawn_app().await;
+    let client = app.web_client().await;
+    assert_eq!(register(&app, "alice", "alice@example.com", PASSWORD).await.status(), 201);
+    assert_eq!(app.password_grant(&client, "alice", PASSWORD, None).await.status(), 400);
+
+    post_json(&app, "/account/password/forgot", None, json!({"email": "alice@example.com"})).await;
+    let token = token_of(&wait_for_mail(&app, "alice@example.com", "password_reset").await);
+    let done = post_json(
+        &app,
+        "/account/password/reset",
+        None,
+        json!({"token": token, "new_password": NEW_PASSWORD}),
+    )
+    .await;
+    assert_eq!(done.status(), 204);
+    assert_eq!(app.password_grant(&client, "alice", NEW_PASSWORD, None).await.status(), 200);
+}
+
+#[tokio::test]
 async fn an_expired_reset_token_is_refused() {
     let app = spawn_app().await;
     app.create_user("alice", &[]).await;
@@ -235,6 +255,14 @@ async fn forgot_password_for_an_unknown_address_is_202_and_mails_nothing() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     let sent = mails(&app);
     assert_eq!(sent.len(), 1, "{sent:?}");
+    // Both requests did the same write: one token row each, the unknown one without a user.
+    let rows: Vec<(Option<String>,)> =
+        sqlx::query_as("SELECT user_id FROM account_tokens ORDER BY created_at")
+            .fetch_all(app.svc.db().pool())
+            .await
+            .unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows.iter().filter(|(user,)| user.is_none()).count(), 1);
 
     let malformed =
         post_json(&app, "/account/password/forgot", None, json!({"email": "not an address"})).await;

@@ -53,15 +53,17 @@ pub async fn verify_email(svc: &Services, token: &str, meta: &RequestMeta) -> Re
 }
 
 /// Mails a reset token when the address belongs to a user. Known and unknown addresses
-/// take the same path (one token generated, hashed and offered to the same INSERT), so
-/// neither the answer nor its timing tells them apart.
+/// take the same path (one token generated, hashed and stored by the same INSERT; only
+/// the queueing of the mail differs, which does not wait), so neither the answer nor its
+/// timing tells them apart.
 pub async fn forgot_password(svc: &Services, email: &str) -> Result<(), AccountError> {
     let email = Email::parse(email).map_err(|r| AccountError::Invalid(vec![r]))?;
     mail_token(svc, email.as_str(), MailKind::PasswordReset).await?;
     Ok(())
 }
 
-/// Sets a new password with a reset token and ends every session of the user.
+/// Sets a new password with a reset token and ends every session of the user. The token
+/// came by mail, so the address counts as verified from then on.
 pub async fn reset_password(
     svc: &Services,
     token: &str,

@@ -4,8 +4,9 @@ use sqlx::Row;
 
 use super::{Db, StoreResult};
 
-/// Stores a token for the user with `email`, in one statement whether or not such a user
-/// exists, so both cases cost the same. Returns the user's id when there was one.
+/// Stores a token for the user with `email`: one row in one statement whether or not such
+/// a user exists (with no user when there is none), so both cases do the same work.
+/// Returns the user's id when there was one.
 pub async fn insert_for_email(
     db: &Db,
     hash: &str,
@@ -16,7 +17,7 @@ pub async fn insert_for_email(
 ) -> StoreResult<Option<String>> {
     let row = sqlx::query(
         "INSERT INTO account_tokens (hash, user_id, kind, created_at, expires_at)
-         SELECT $1, id, $3, $4, $5 FROM users WHERE email = $2
+         VALUES ($1, (SELECT id FROM users WHERE email = $2), $3, $4, $5)
          RETURNING user_id",
     )
     .bind(hash)
@@ -24,15 +25,16 @@ pub async fn insert_for_email(
     .bind(kind)
     .bind(now)
     .bind(expires_at)
-    .fetch_optional(db.pool())
+    .fetch_one(db.pool())
     .await?;
-    Ok(row.map(|r| r.try_get("user_id")).transpose()?)
+    Ok(row.try_get("user_id")?)
 }
 
 /// The user a live (unused, unexpired) token of `kind` belongs to, without spending it.
 pub async fn find_live(db: &Db, hash: &str, kind: &str, now: i64) -> StoreResult<Option<String>> {
     let row = sqlx::query(
-        "SELECT user_id FROM account_tokens WHERE hash = $1 AND kind = $2 AND used_at IS NULL AND expires_at > $3",
+        "SELECT user_id FROM account_tokens
+         WHERE hash = $1 AND kind = $2 AND user_id IS NOT NULL AND used_at IS NULL AND expires_at > $3",
     )
     .bind(hash)
     .bind(kind)
@@ -59,8 +61,9 @@ pub async fn verify_email(db: &Db, hash: &str, now: i64) -> StoreResult<Option<S
     Ok(Some(user_id))
 }
 
-/// Spends a password reset token: sets the new hash, spends the user's other reset tokens
-/// and ends every session of the user, atomically. `None` when the token was not live
+/// Spends a password reset token: sets the new hash, marks the address verified (the
+/// mailed token proves it), spends the user's other reset tokens and ends every session
+/// of the user, atomically. `None` when the token was not live
 /// (or not `user_id`'s).
 pub async fn reset_password(
     db: &Db,
@@ -74,7 +77,7 @@ pub async fn reset_password(
         tx.rollback().await?;
         return Ok(None);
     }
-    sqlx::query("UPDATE users SET password_hash = $2, failed_attempts = 0, updated_at = $3 WHERE id = $1")
+    sqlx::query("UPDATE users SET password_hash = $2, email_verified = 1, failed_attempts = 0, updated_at = $3 WHERE id = $1")
         .bind(user_id)
         .bind(password_hash)
         .bind(now)
@@ -106,7 +109,7 @@ async fn spend(
 ) -> StoreResult<Option<String>> {
     let row = sqlx::query(
         "UPDATE account_tokens SET used_at = $3
-         WHERE hash = $1 AND kind = $2 AND used_at IS NULL AND expires_at > $3
+         WHERE hash = $1 AND kind = $2 AND user_id IS NOT NULL AND used_at IS NULL AND expires_at > $3
          RETURNING user_id",
     )
     .bind(hash)
