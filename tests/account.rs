@@ -64,6 +64,19 @@ async fn error_of(resp: reqwest::Response) -> Value {
     resp.json().await.unwrap()
 }
 
+/// `(event, outcome)` of every audit record about `user_id`, oldest first.
+async fn audit_trail(app: &TestApp, user_id: &str) -> Vec<(String, String)> {
+    sqlx::query_as("SELECT event, outcome FROM audit_events WHERE user_id = $1 ORDER BY id")
+        .bind(user_id)
+        .fetch_all(app.svc.db().pool())
+        .await
+        .unwrap()
+}
+
+fn has_event(trail: &[(String, String)], event: &str, outcome: &str) -> bool {
+    trail.iter().any(|(e, o)| e == event && o == outcome)
+}
+
 fn str_of<'a>(token: &'a Value, field: &str) -> &'a str {
     token[field].as_str().unwrap_or_else(|| panic!("no {field} in {token}"))
 }
@@ -105,6 +118,12 @@ async fn registered_users_log_in_only_after_verifying_their_email() {
     let me = app.get_bearer("/account/me", str_of(&app.login(&client, "alice").await, "access_token")).await;
     assert_eq!(me.status(), 200);
     assert_eq!(me.json::<Value>().await.unwrap()["email_verified"], true);
+
+    let trail = audit_trail(&app, str_of(&user, "id")).await;
+    assert!(
+        has_event(&trail, "register", "success") && has_event(&trail, "email_verified", "success"),
+        "{trail:?}"
+    );
 }
 
 #[tokio::test]
@@ -152,7 +171,7 @@ async fn duplicate_username_or_email_is_409() {
 async fn password_reset_sets_the_password_and_ends_every_session() {
     let app = spawn_app().await;
     let client = app.web_client().await;
-    app.create_user("alice", &[]).await;
+    let user = app.create_user("alice", &[]).await;
     let first = app.login(&client, "alice").await;
     let second = app.login(&client, "alice").await;
 
@@ -199,6 +218,7 @@ async fn password_reset_sets_the_password_and_ends_every_session() {
         post_json(&app, "/account/password/reset", None, json!({"token": token, "new_password": PASSWORD}))
             .await;
     assert_eq!(replay.status(), 400, "reset tokens are single-use");
+    assert!(has_event(&audit_trail(&app, &user.id).await, "password_reset", "success"));
 }
 
 #[tokio::test]
@@ -273,7 +293,7 @@ async fn forgot_password_for_an_unknown_address_is_202_and_mails_nothing() {
 async fn change_password_keeps_the_current_session_and_ends_the_others() {
     let app = spawn_app().await;
     let client = app.web_client().await;
-    app.create_user("alice", &[]).await;
+    let user = app.create_user("alice", &[]).await;
     let mine = app.login(&client, "alice").await;
     let other = app.login(&client, "alice").await;
     let access = str_of(&mine, "access_token");
@@ -312,6 +332,10 @@ async fn change_password_keeps_the_current_session_and_ends_the_others() {
     assert_eq!(refresh(&app, &client, str_of(&other, "refresh_token")).await.status(), 400);
     assert_eq!(app.password_grant(&client, "alice", PASSWORD, None).await.status(), 400);
     assert_eq!(app.password_grant(&client, "alice", NEW_PASSWORD, None).await.status(), 200);
+
+    let trail = audit_trail(&app, &user.id).await;
+    assert!(has_event(&trail, "password_change", "failure"), "{trail:?}");
+    assert!(has_event(&trail, "password_change", "success"), "{trail:?}");
 }
 
 #[tokio::test]
@@ -400,7 +424,7 @@ async fn sessions_are_listed_and_ended_one_by_one() {
 async fn logout_ends_the_current_session_and_its_access_token() {
     let app = spawn_app().await;
     let client = app.web_client().await;
-    app.create_user("alice", &[]).await;
+    let user = app.create_user("alice", &[]).await;
     let mine = app.login(&client, "alice").await;
     let other = app.login(&client, "alice").await;
     let access = str_of(&mine, "access_token");
@@ -420,6 +444,7 @@ async fn logout_ends_the_current_session_and_its_access_token() {
         .await
         .unwrap();
     assert_eq!(revoked, 1, "the access token itself is revoked, not only its session");
+    assert!(has_event(&audit_trail(&app, &user.id).await, "logout", "success"));
 }
 
 #[tokio::test]
