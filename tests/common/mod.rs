@@ -47,12 +47,8 @@ pub async fn fresh_database(dir: &std::path::Path) -> String {
     match std::env::var("LATCHKEY_TEST_DATABASE_URL") {
         Ok(admin_url) if !admin_url.is_empty() => {
             let name = format!("latchkey_test_{}", uuid::Uuid::new_v4().simple());
-            let mut conn =
-                sqlx::PgConnection::connect(&admin_url).await.expect("connect to LATCHKEY_TEST_DATABASE_URL");
-            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                .execute(&mut conn)
-                .await
-                .unwrap();
+            let mut conn = sqlx::PgConnection::connect(&admin_url).await.expect("connect to LATCHKEY_TEST_DATABASE_URL");
+            sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}"))).execute(&mut conn).await.unwrap();
             let (base, _) = admin_url.rsplit_once('/').expect("a database URL ends in /dbname");
             format!("{base}/{name}")
         }
@@ -112,14 +108,7 @@ impl TestApp {
     }
 
     /// A client with the given grants and scopes; `id` fixed for readability.
-    pub async fn create_client(
-        &self,
-        id: &str,
-        public: bool,
-        grants: &[GrantType],
-        scopes: &str,
-        audiences: &[&str],
-    ) -> TestClient {
+    pub async fn create_client(&self, id: &str, public: bool, grants: &[GrantType], scopes: &str, audiences: &[&str]) -> TestClient {
         let new = NewClient {
             name: format!("test client {id}"),
             id: Some(ClientId::parse(id).unwrap()),
@@ -134,23 +123,12 @@ impl TestApp {
 
     /// The usual confidential web client: password + refresh, openid profile email api.
     pub async fn web_client(&self) -> TestClient {
-        self.create_client(
-            "web",
-            false,
-            &[GrantType::Password, GrantType::RefreshToken],
-            "openid profile email api",
-            &[],
-        )
-        .await
+        self.create_client("web", false, &[GrantType::Password, GrantType::RefreshToken], "openid profile email api", &[])
+            .await
     }
 
     /// POSTs a form to `path` with `client_secret_basic` (or just client_id if public).
-    pub async fn post_form(
-        &self,
-        path: &str,
-        client: &TestClient,
-        form: &[(&str, &str)],
-    ) -> reqwest::Response {
+    pub async fn post_form(&self, path: &str, client: &TestClient, form: &[(&str, &str)]) -> reqwest::Response {
         let mut req = self.http.post(self.url(path));
         let mut fields: Vec<(&str, &str)> = form.to_vec();
         match &client.secret {
@@ -160,13 +138,7 @@ impl TestApp {
         req.form(&fields).send().await.unwrap()
     }
 
-    pub async fn password_grant(
-        &self,
-        client: &TestClient,
-        username: &str,
-        password: &str,
-        scope: Option<&str>,
-    ) -> reqwest::Response {
+    pub async fn password_grant(&self, client: &TestClient, username: &str, password: &str, scope: Option<&str>) -> reqwest::Response {
         let mut form = vec![("grant_type", "password"), ("username", username), ("password", password)];
         if let Some(scope) = scope {
             form.push(("scope", scope));
