@@ -9,7 +9,7 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 
 use super::ApiTags;
 use super::auth::{UserToken, request_meta};
-use super::errors::AccountErrorResponse;
+use super::errors::{AccountErrorResponse, PublicAccountErrorResponse};
 use crate::account::User;
 use crate::account::self_service::{self, Registration};
 use crate::oauth::tokens::{self, AccessClaims, BearerError};
@@ -226,6 +226,7 @@ pub enum Accepted {
 }
 
 type AccountResult<T> = Result<T, AccountErrorResponse>;
+type PublicResult<T> = Result<T, PublicAccountErrorResponse>;
 
 /// The verified claims of the caller's access token (always a user token with a session).
 struct Caller {
@@ -257,7 +258,7 @@ impl AccountApi {
         Data(svc): Data<&Services>,
         req: &Request,
         body: Json<RegisterRequest>,
-    ) -> AccountResult<RegisterResponse> {
+    ) -> PublicResult<RegisterResponse> {
         let Json(body) = body;
         let reg = Registration { username: body.username, email: body.email, password: body.password };
         let user = self_service::register(svc, reg, &meta(svc, req)).await?;
@@ -273,7 +274,7 @@ impl AccountApi {
         Data(svc): Data<&Services>,
         req: &Request,
         body: Json<VerifyEmailRequest>,
-    ) -> AccountResult<Done> {
+    ) -> PublicResult<Done> {
         self_service::verify_email(svc, &body.0.token, &meta(svc, req)).await?;
         Ok(Done::NoContent)
     }
@@ -287,7 +288,7 @@ impl AccountApi {
         &self,
         Data(svc): Data<&Services>,
         body: Json<ForgotPasswordRequest>,
-    ) -> AccountResult<Accepted> {
+    ) -> PublicResult<Accepted> {
         self_service::forgot_password(svc, &body.0.email).await?;
         Ok(Accepted::Accepted)
     }
@@ -302,7 +303,7 @@ impl AccountApi {
         Data(svc): Data<&Services>,
         req: &Request,
         body: Json<ResetPasswordRequest>,
-    ) -> AccountResult<Done> {
+    ) -> PublicResult<Done> {
         let Json(body) = body;
         self_service::reset_password(svc, &body.token, body.new_password, &meta(svc, req)).await?;
         Ok(Done::NoContent)
