@@ -47,6 +47,7 @@ async fn serve_with(svc: Services, acceptor: impl Acceptor + 'static) -> anyhow:
         .run_with_graceful_shutdown(app, shutdown_signal(), Some(Duration::from_secs(10)))
         .await;
     housekeeping.abort();
+    svc.mailer().drain(Duration::from_secs(10)).await;
     svc.db().close().await;
     tracing::info!("latchkey stopped");
     result.context("server failed")

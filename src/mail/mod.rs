@@ -8,6 +8,7 @@ mod smtp;
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -86,25 +87,34 @@ const RETRY_DELAYS: [Duration; 4] =
 #[derive(Clone)]
 pub struct Mailer {
     queue: mpsc::Sender<Mail>,
+    /// Queued and not yet delivered or given up on.
+    pending: Arc<AtomicUsize>,
 }
 
 impl Mailer {
     /// Builds the transport named by the settings and starts its delivery task; must be
     /// called inside the tokio runtime.
     pub fn new(settings: &Settings) -> Result<Mailer, MailError> {
+        Ok(match &settings.mail {
+            MailTransport::Log => Mailer::start(LogTransport),
+            MailTransport::Dir(path) => Mailer::start(dir::DirTransport::new(path.clone())),
+            MailTransport::Smtp(url) => Mailer::start(smtp::SmtpTransport::new(url, &settings.issuer)?),
+        })
+    }
+
+    fn start<T: Transport>(transport: T) -> Mailer {
         let (queue, rx) = mpsc::channel(QUEUE_CAPACITY);
-        match &settings.mail {
-            MailTransport::Log => spawn_worker(LogTransport, rx),
-            MailTransport::Dir(path) => spawn_worker(dir::DirTransport::new(path.clone()), rx),
-            MailTransport::Smtp(url) => spawn_worker(smtp::SmtpTransport::new(url, &settings.issuer)?, rx),
-        }
-        Ok(Mailer { queue })
+        let pending = Arc::new(AtomicUsize::new(0));
+        spawn_worker(transport, rx, pending.clone());
+        Mailer { queue, pending }
     }
 
     /// Queues `mail` for delivery and returns at once.
     pub fn send(&self, mail: Mail) {
         let (to, kind) = (mail.to.clone(), mail.kind.as_str());
+        self.pending.fetch_add(1, Ordering::SeqCst);
         if let Err(err) = self.queue.try_send(mail) {
+            self.pending.fetch_sub(1, Ordering::SeqCst);
             let reason = match err {
                 mpsc::error::TrySendError::Full(_) => "the mail queue is full",
                 mpsc::error::TrySendError::Closed(_) => "the mail worker has stopped",
@@ -112,17 +122,32 @@ impl Mailer {
             tracing::error!(%to, kind, reason, "mail dropped");
         }
     }
+
+    /// At shutdown: waits up to `grace` for queued mail to go out, and logs at error level
+    /// how many messages are lost if some have not.
+    pub async fn drain(&self, grace: Duration) {
+        let deadline = tokio::time::Instant::now() + grace;
+        while self.pending.load(Ordering::SeqCst) > 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let left = self.pending.load(Ordering::SeqCst);
+        if left > 0 {
+            tracing::error!(undelivered = left, "shutting down with mail still undelivered");
+        }
+    }
 }
 
-fn spawn_worker<T: Transport>(transport: T, mut rx: mpsc::Receiver<Mail>) {
+fn spawn_worker<T: Transport>(transport: T, mut rx: mpsc::Receiver<Mail>, pending: Arc<AtomicUsize>) {
     let transport = Arc::new(transport);
     let permits = Arc::new(Semaphore::new(PARALLEL_SENDS));
     tokio::spawn(async move {
         while let Some(mail) = rx.recv().await {
             let Ok(permit) = permits.clone().acquire_owned().await else { break };
             let transport = transport.clone();
+            let pending = pending.clone();
             tokio::spawn(async move {
                 deliver(transport.as_ref(), &mail, &RETRY_DELAYS).await;
+                pending.fetch_sub(1, Ordering::SeqCst);
                 drop(permit);
             });
         }
@@ -153,8 +178,6 @@ async fn deliver<T: Transport>(transport: &T, mail: &Mail, retry_delays: &[Durat
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-
     use super::*;
 
     /// Fails a set number of times, then succeeds.
@@ -195,6 +218,31 @@ mod tests {
         let dead = Flaky { failures_left: AtomicUsize::new(usize::MAX), attempts: AtomicUsize::new(0) };
         deliver(&dead, &mail(), &delays).await;
         assert_eq!(dead.attempts.load(Ordering::SeqCst), delays.len() + 1);
+    }
+
+    /// Counts deliveries, slowly.
+    struct Slow(Arc<AtomicUsize>);
+
+    impl Transport for Slow {
+        async fn send(&self, _mail: &Mail) -> Result<(), MailError> {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            self.0.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn sending_does_not_wait_and_drain_does() {
+        let delivered = Arc::new(AtomicUsize::new(0));
+        let mailer = Mailer::start(Slow(delivered.clone()));
+        let started = std::time::Instant::now();
+        mailer.send(mail());
+        mailer.send(mail());
+        assert!(started.elapsed() < Duration::from_millis(50));
+        assert_eq!(delivered.load(Ordering::SeqCst), 0);
+        mailer.drain(Duration::from_secs(5)).await;
+        assert_eq!(delivered.load(Ordering::SeqCst), 2);
+        assert_eq!(mailer.pending.load(Ordering::SeqCst), 0);
     }
 
     #[test]
