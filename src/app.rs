@@ -20,7 +20,7 @@ pub async fn open(settings: Settings) -> anyhow::Result<Services> {
     let db = Db::connect(&settings.database_url).await.context("cannot open the database")?;
     db.migrate().await.context("cannot apply migrations")?;
     let keys = KeyRing::open(db.clone(), &settings.keys_dir).await.context("cannot load signing keys")?;
-    Ok(Services::new(settings, db, keys, secret_box))
+    Services::new(settings, db, keys, secret_box).context("cannot set up mail delivery (--mail)")
 }
 
 /// Runs the server on an already-bound listener (tests bind port 0 and pass it here).
@@ -49,6 +49,7 @@ async fn serve_with(svc: Services, acceptor: impl Acceptor + 'static) -> anyhow:
         .run_with_graceful_shutdown(app, shutdown_signal(), Some(Duration::from_secs(10)))
         .await;
     housekeeping.abort();
+    svc.mailer().drain(Duration::from_secs(10)).await;
     svc.db().close().await;
     tracing::info!("latchkey stopped");
     result.context("server failed")
@@ -68,7 +69,12 @@ async fn housekeeping(svc: Services) {
             if let Err(err) = store::limits::prune(svc.db(), crate::limits::now_ms()).await {
                 tracing::warn!(error = %err, "pruning rate limits failed");
             }
-            match store::sessions::prune(svc.db(), store::now()).await {
+            let now = store::now();
+            let pruned = match store::sessions::prune(svc.db(), now).await {
+                Ok(n) => store::account_tokens::prune(svc.db(), now).await.map(|m| n + m),
+                Err(err) => Err(err),
+            };
+            match pruned {
                 Ok(n) if n > 0 => tracing::info!(rows = n, "pruned expired token records"),
                 Ok(_) => {}
                 Err(err) => tracing::warn!(error = %err, "pruning failed"),

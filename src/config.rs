@@ -36,7 +36,9 @@ pub struct RawSettings {
     pub access_token_ttl: String,
     #[arg(long, env = "LATCHKEY_REFRESH_TOKEN_TTL", default_value = "7d", global = true)]
     pub refresh_token_ttl: String,
-    /// `log`, `dir:PATH` or `smtp://…`.
+    /// `log`, `dir:PATH`, `smtp://[user:pass@]host[:587]` (STARTTLS required; add
+    /// `?tls=opportunistic` or `?tls=none` to relax, `&from=ADDRESS` for the sender) or
+    /// `smtps://…` (TLS from the start, port 465).
     #[arg(long, env = "LATCHKEY_MAIL", default_value = "log", global = true)]
     pub mail: String,
     #[arg(long, env = "LATCHKEY_RATE_LIMIT_LOGIN", default_value = "5/15m", global = true)]

@@ -5,6 +5,7 @@
 //! - `account/`: users, passwords (no HTTP)
 //! - `mfa/`: TOTP second factor, recovery codes, the second-factor policy (no HTTP)
 //! - `keys/`: signing keys, JWKS, JWT sign/verify
+//! - `mail/`: queued mail delivery (log, dir, smtp)
 //! - `store/`: all SQL, for SQLite and PostgreSQL alike
 //! - `http/`: routes, handlers, middleware, error responses
 //! - `config`, `cli`, `app`: settings, command line, wiring
@@ -17,6 +18,7 @@ pub mod config;
 pub mod http;
 pub mod keys;
 pub mod limits;
+pub mod mail;
 pub mod mfa;
 pub mod oauth;
 pub mod secrets;

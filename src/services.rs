@@ -1,10 +1,11 @@
-//! The handle every domain function takes: settings, database, keys, password hasher.
+//! The handle every domain function takes: settings, database, keys, password hasher, mailer.
 
 use std::sync::Arc;
 
 use crate::account::password::PasswordHasher;
 use crate::config::Settings;
 use crate::keys::KeyRing;
+use crate::mail::{MailError, Mailer};
 use crate::mfa::policy::{DefaultPolicy, SecondFactorPolicy};
 use crate::mfa::sealed::SecretBox;
 use crate::store::audit::AuditEvent;
@@ -22,14 +23,22 @@ struct Inner {
     keys: KeyRing,
     hasher: PasswordHasher,
     secret_box: SecretBox,
+    mailer: Mailer,
 }
 
 impl Services {
-    pub fn new(settings: Settings, db: Db, keys: KeyRing, secret_box: SecretBox) -> Services {
-        Services {
-            inner: Arc::new(Inner { settings, db, keys, hasher: PasswordHasher::new(), secret_box }),
+    /// Starts the mail delivery task, so it must run inside the tokio runtime.
+    pub fn new(
+        settings: Settings,
+        db: Db,
+        keys: KeyRing,
+        secret_box: SecretBox,
+    ) -> Result<Services, MailError> {
+        let mailer = Mailer::new(&settings)?;
+        Ok(Services {
+            inner: Arc::new(Inner { settings, db, keys, hasher: PasswordHasher::new(), secret_box, mailer }),
             second_factor: Arc::new(DefaultPolicy),
-        }
+        })
     }
 
     /// Replaces the built-in "enrolled, or the client requires it" rule for when a login
@@ -66,6 +75,10 @@ impl Services {
 
     pub fn second_factor_policy(&self) -> &dyn SecondFactorPolicy {
         self.second_factor.as_ref()
+    }
+
+    pub fn mailer(&self) -> &Mailer {
+        &self.inner.mailer
     }
 
     /// Writes an audit record. A failure is logged loudly but does not undo the action

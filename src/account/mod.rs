@@ -2,6 +2,7 @@
 
 pub mod lockout;
 pub mod password;
+pub mod self_service;
 pub mod types;
 
 use serde::Serialize;
@@ -69,6 +70,11 @@ pub enum AccountError {
     Duplicate(&'static str),
     #[error("not found")]
     NotFound,
+    /// A mailed one-time token that is unknown, expired or already used.
+    #[error("the token is invalid, expired or already used")]
+    InvalidToken,
+    #[error("the current password is wrong")]
+    WrongPassword,
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]

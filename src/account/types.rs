@@ -1,6 +1,18 @@
 //! Account values checked once at the edge and trusted inside.
 
+use std::collections::HashSet;
 use std::fmt;
+use std::sync::LazyLock;
+
+/// The 10,000 most common passwords (source and licence at the top of the file), lower
+/// case, parsed once on first use.
+static COMMON_PASSWORDS: LazyLock<HashSet<String>> = LazyLock::new(|| {
+    include_str!("common-passwords.txt")
+        .lines()
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .map(str::to_lowercase)
+        .collect()
+});
 
 /// A username, normalised to lower case so uniqueness is case-insensitive.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,6 +111,9 @@ impl Password {
             reasons.push(format!("password must be at most {} bytes", Self::MAX_BYTES));
         }
         let lower = text.to_lowercase();
+        if COMMON_PASSWORDS.contains(&lower) {
+            reasons.push("password is one of the most common passwords".into());
+        }
         for word in context.iter().filter(|w| w.len() >= 3) {
             if lower.contains(&word.to_lowercase()) {
                 reasons.push("password must not contain the username or email".into());
@@ -188,5 +203,16 @@ mod tests {
         assert!(Password::new_checked("correct horse battery".into(), &["alice"]).is_ok());
         assert!(Password::candidate("x".repeat(2000)).is_err());
         assert_eq!(format!("{:?}", Password::candidate("s3cret".into()).unwrap()), "Password(<redacted>)");
+    }
+
+    #[test]
+    fn common_passwords_are_refused_in_any_case() {
+        assert_eq!(COMMON_PASSWORDS.len(), 10_000);
+        for common in ["password", "PASSWORD", "Qwerty123", "iloveyou", "1q2w3e4r5t"] {
+            let reasons = Password::new_checked(common.into(), &[]).unwrap_err();
+            assert_eq!(reasons, vec!["password is one of the most common passwords".to_string()], "{common}");
+        }
+        // Short and common and containing the username: all three reasons at once.
+        assert_eq!(Password::new_checked("monkey".into(), &["monk"]).unwrap_err().len(), 3);
     }
 }

@@ -72,6 +72,10 @@ impl From<AccountError> for AdminError {
             AccountError::NotFound => AdminError::NotFound("user"),
             AccountError::Store(e) => AdminError::Store(e),
             AccountError::Hash(e) => AdminError::Hash(e),
+            // Self-service outcomes that admin operations do not produce.
+            e @ (AccountError::InvalidToken | AccountError::WrongPassword) => {
+                AdminError::invalid(e.to_string())
+            }
         }
     }
 }

@@ -6,6 +6,7 @@ use poem::{IntoResponse, Response};
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object};
 
+use crate::account::AccountError;
 use crate::admin::AdminError;
 use crate::oauth::OAuthError;
 use crate::oauth::tokens::BearerError;
@@ -192,6 +193,104 @@ impl From<BearerError> for MfaErrorResponse {
         }
     }
 }
+/// Error responses of the account endpoints that take a Bearer token.
+#[derive(ApiResponse, Debug)]
+pub enum AccountErrorResponse {
+    /// Invalid input: `errors` lists every reason.
+    #[oai(status = 400)]
+    BadRequest(Json<ErrorBody>),
+    /// The access token is missing, invalid, expired or revoked.
+    #[oai(status = 401)]
+    Unauthorized(Json<ErrorBody>, #[oai(header = "WWW-Authenticate")] String),
+    /// The current password is wrong.
+    #[oai(status = 403)]
+    Forbidden(Json<ErrorBody>),
+    /// No such resource of the caller's.
+    #[oai(status = 404)]
+    NotFound(Json<ErrorBody>),
+    /// Something failed on the server.
+    #[oai(status = 500)]
+    ServerError(Json<ErrorBody>),
+}
+
+/// Error responses of the account endpoints open to anyone (register, verify, reset).
+#[derive(ApiResponse, Debug)]
+pub enum PublicAccountErrorResponse {
+    /// Invalid input (`errors` lists every reason), or an invalid, expired or used token.
+    #[oai(status = 400)]
+    BadRequest(Json<ErrorBody>),
+    /// The username or email is already taken.
+    #[oai(status = 409)]
+    Conflict(Json<ErrorBody>),
+    /// Something failed on the server.
+    #[oai(status = 500)]
+    ServerError(Json<ErrorBody>),
+}
+
+/// The status and body for an account error; server errors are logged here, and only here.
+fn account_error(err: AccountError) -> (StatusCode, ErrorBody) {
+    match err {
+        AccountError::Invalid(reasons) => (StatusCode::BAD_REQUEST, ErrorBody::invalid(reasons)),
+        AccountError::InvalidToken => {
+            (StatusCode::BAD_REQUEST, ErrorBody::new("invalid_request", err.to_string()))
+        }
+        AccountError::Duplicate(_) => (StatusCode::CONFLICT, ErrorBody::new("conflict", err.to_string())),
+        AccountError::NotFound => (StatusCode::NOT_FOUND, ErrorBody::new("not_found", "no such resource")),
+        AccountError::WrongPassword => {
+            (StatusCode::FORBIDDEN, ErrorBody::new("wrong_password", err.to_string()))
+        }
+        AccountError::Store(_) | AccountError::Hash(_) => {
+            tracing::error!(error = %err, "internal error");
+            (StatusCode::INTERNAL_SERVER_ERROR, server_error_body())
+        }
+    }
+}
+
+fn server_error_body() -> ErrorBody {
+    ErrorBody::new("server_error", "internal error")
+}
+
+/// A status an endpoint does not document means a bug: log it, answer 500.
+fn undocumented(status: StatusCode, body: &ErrorBody) -> Json<ErrorBody> {
+    tracing::error!(status = status.as_u16(), error = %body.error, "undocumented error status for this endpoint");
+    Json(server_error_body())
+}
+
+impl From<AccountError> for AccountErrorResponse {
+    fn from(err: AccountError) -> Self {
+        match account_error(err) {
+            (StatusCode::BAD_REQUEST, body) => AccountErrorResponse::BadRequest(Json(body)),
+            (StatusCode::FORBIDDEN, body) => AccountErrorResponse::Forbidden(Json(body)),
+            (StatusCode::NOT_FOUND, body) => AccountErrorResponse::NotFound(Json(body)),
+            (StatusCode::INTERNAL_SERVER_ERROR, body) => AccountErrorResponse::ServerError(Json(body)),
+            (status, body) => AccountErrorResponse::ServerError(undocumented(status, &body)),
+        }
+    }
+}
+
+impl From<AccountError> for PublicAccountErrorResponse {
+    fn from(err: AccountError) -> Self {
+        match account_error(err) {
+            (StatusCode::BAD_REQUEST, body) => PublicAccountErrorResponse::BadRequest(Json(body)),
+            (StatusCode::CONFLICT, body) => PublicAccountErrorResponse::Conflict(Json(body)),
+            (StatusCode::INTERNAL_SERVER_ERROR, body) => PublicAccountErrorResponse::ServerError(Json(body)),
+            (status, body) => PublicAccountErrorResponse::ServerError(undocumented(status, &body)),
+        }
+    }
+}
+
+impl From<BearerError> for AccountErrorResponse {
+    fn from(err: BearerError) -> Self {
+        match BearerErrorResponse::from(err) {
+            BearerErrorResponse::Unauthorized(body, challenge) => {
+                AccountErrorResponse::Unauthorized(body, challenge)
+            }
+            BearerErrorResponse::Forbidden(body, _) => AccountErrorResponse::Forbidden(body),
+            BearerErrorResponse::ServerError(body) => AccountErrorResponse::ServerError(body),
+        }
+    }
+}
+
 /// Framework errors (failed parsing, unknown route, body too large …) in our JSON shape.
 /// Messages of 5xx errors stay in the log.
 pub fn framework_error(err: poem::Error, oauth_endpoint: bool) -> Response {

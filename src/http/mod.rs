@@ -1,6 +1,7 @@
 //! The HTTP layer: routes, OpenAPI document, middleware. Handlers are thin: they parse,
 //! call the domain modules and map results; nothing here decides policy.
 
+mod account;
 mod admin;
 mod auth;
 mod discovery;
@@ -34,13 +35,29 @@ pub enum ApiTags {
     Operations,
     /// Users, clients, signing keys and the audit log; role `admin` only.
     Admin,
+    /// Self-service: registration, email verification, passwords, sessions, logout.
+    Account,
 }
 
-type Apis = (oauth::OAuthApi, discovery::DiscoveryApi, ops::OpsApi, admin::AdminApi, mfa::MfaApi);
+type Apis = (
+    oauth::OAuthApi,
+    discovery::DiscoveryApi,
+    ops::OpsApi,
+    account::AccountApi,
+    mfa::MfaApi,
+    admin::AdminApi,
+);
 
 fn api_service(issuer: &str) -> OpenApiService<Apis, ()> {
     OpenApiService::new(
-        (oauth::OAuthApi, discovery::DiscoveryApi, ops::OpsApi, admin::AdminApi, mfa::MfaApi),
+        (
+            oauth::OAuthApi,
+            discovery::DiscoveryApi,
+            ops::OpsApi,
+            account::AccountApi,
+            mfa::MfaApi,
+            admin::AdminApi,
+        ),
         "latchkey",
         env!("CARGO_PKG_VERSION"),
     )

@@ -1,6 +1,7 @@
 //! Persistence. One SQL code path for SQLite and PostgreSQL through sqlx's `Any` driver;
 //! where the two databases truly differ (connection pragmas) the difference stays here.
 
+pub mod account_tokens;
 pub mod audit;
 pub mod clients;
 pub mod keys;

@@ -245,3 +245,42 @@ pub async fn revoke_all_for_user(db: &Db, user_id: &str, now: i64) -> StoreResul
             .rows_affected();
     Ok(changed)
 }
+
+/// The user's sessions that can still be used: not revoked, within their absolute
+/// lifetime, and holding either an unspent refresh token or a recent access token
+/// (issued after `access_cutoff`). Most recently used first.
+pub async fn list_live_for_user(
+    db: &Db,
+    user_id: &str,
+    now: i64,
+    access_cutoff: i64,
+) -> StoreResult<Vec<Session>> {
+    let rows = sqlx::query(concat!(
+        "SELECT ",
+        session_columns!(),
+        " FROM sessions s WHERE s.user_id = $1 AND s.revoked_at IS NULL AND s.expires_at > $2
+           AND (s.last_used_at > $3 OR EXISTS (
+                SELECT 1 FROM refresh_tokens r WHERE r.session_id = s.id AND r.used_at IS NULL AND r.expires_at > $2))
+         ORDER BY s.last_used_at DESC, s.id"
+    ))
+    .bind(user_id)
+    .bind(now)
+    .bind(access_cutoff)
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter().map(session_from_row).collect()
+}
+
+/// Ends one session of `user_id`; `false` when there is no such live session of theirs.
+pub async fn revoke_for_user(db: &Db, session_id: &str, user_id: &str, now: i64) -> StoreResult<bool> {
+    let changed = sqlx::query(
+        "UPDATE sessions SET revoked_at = $3 WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL",
+    )
+    .bind(session_id)
+    .bind(user_id)
+    .bind(now)
+    .execute(db.pool())
+    .await?
+    .rows_affected();
+    Ok(changed == 1)
+}

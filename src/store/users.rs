@@ -279,5 +279,30 @@ pub async fn password_hash(db: &Db, id: &str) -> StoreResult<Option<String>> {
         .bind(id)
         .fetch_optional(db.pool())
         .await?;
-    row.map(|r| r.try_get("password_hash")).transpose().map_err(StoreError::from)
+    Ok(row.map(|r| r.try_get("password_hash")).transpose()?)
+}
+
+/// Sets a new password hash and ends every session of the user but `keep`, atomically.
+pub async fn change_password(
+    db: &Db,
+    id: &str,
+    password_hash: &str,
+    keep: &str,
+    now: i64,
+) -> StoreResult<()> {
+    let mut tx = db.pool().begin().await?;
+    sqlx::query("UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1")
+        .bind(id)
+        .bind(password_hash)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    sqlx::query("UPDATE sessions SET revoked_at = $3 WHERE user_id = $1 AND id <> $2 AND revoked_at IS NULL")
+        .bind(id)
+        .bind(keep)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(())
 }

@@ -1,0 +1,227 @@
+//! What users do to their own account: register, verify their address, reset or change
+//! their password, list and end their sessions. Callers have authenticated the user
+//! where needed (the `user_id`/`session_id` arguments come from a verified access token).
+
+use super::types::{Email, Password, Username};
+use super::{AccountError, NewUser, User, create_user};
+use crate::mail::{Mail, MailKind};
+use crate::secrets;
+use crate::services::{RequestMeta, Services};
+use crate::store;
+use crate::store::audit::AuditEvent;
+use crate::store::sessions::Session;
+
+/// How long the link of a verification mail works.
+pub const VERIFY_EMAIL_TTL_SECS: i64 = 24 * 3600;
+/// How long a password reset token works.
+pub const PASSWORD_RESET_TTL_SECS: i64 = 30 * 60;
+
+pub struct Registration {
+    pub username: String,
+    pub email: String,
+    pub password: String,
+}
+
+/// Creates an unverified user (who gets no tokens until the address is verified) and
+/// mails a verification token. Every problem with the input is reported at once.
+pub async fn register(svc: &Services, reg: Registration, meta: &RequestMeta) -> Result<User, AccountError> {
+    let mut reasons = Vec::new();
+    let username = Username::parse(&reg.username).map_err(|r| reasons.push(r)).ok();
+    let email = Email::parse(&reg.email).map_err(|r| reasons.push(r)).ok();
+    let context = [
+        username.as_ref().map_or(reg.username.trim(), |u| u.as_str()),
+        email.as_ref().map_or(reg.email.trim(), |e| e.as_str()),
+    ];
+    let password = Password::new_checked(reg.password, &context).map_err(|r| reasons.extend(r)).ok();
+    let (Some(username), Some(email), Some(password)) = (username, email, password) else {
+        return Err(AccountError::Invalid(reasons));
+    };
+    let new = NewUser { username, email, password, roles: Vec::new(), email_verified: false };
+    let user = create_user(svc, new).await?;
+    mail_token(svc, user.email.as_str(), MailKind::VerifyEmail).await?;
+    svc.audit(user_event("register", "success", &user.id, None), meta).await;
+    Ok(user)
+}
+
+/// Spends a verification token and marks the address verified.
+pub async fn verify_email(svc: &Services, token: &str, meta: &RequestMeta) -> Result<(), AccountError> {
+    let user_id = store::account_tokens::verify_email(svc.db(), &secrets::sha256_hex(token), store::now())
+        .await?
+        .ok_or(AccountError::InvalidToken)?;
+    svc.audit(user_event("email_verified", "success", &user_id, None), meta).await;
+    Ok(())
+}
+
+/// Mails a reset token when the address belongs to a user. Known and unknown addresses
+/// take the same path (one token generated, hashed and stored by the same INSERT; only
+/// the queueing of the mail differs, which does not wait), so neither the answer nor its
+/// timing tells them apart.
+pub async fn forgot_password(svc: &Services, email: &str) -> Result<(), AccountError> {
+    let email = Email::parse(email).map_err(|r| AccountError::Invalid(vec![r]))?;
+    mail_token(svc, email.as_str(), MailKind::PasswordReset).await?;
+    Ok(())
+}
+
+/// Sets a new password with a reset token and ends every session of the user. The token
+/// came by mail, so the address counts as verified from then on.
+pub async fn reset_password(
+    svc: &Services,
+    token: &str,
+    new_password: String,
+    meta: &RequestMeta,
+) -> Result<(), AccountError> {
+    let hash = secrets::sha256_hex(token);
+    let now = store::now();
+    let user_id = store::account_tokens::find_live(svc.db(), &hash, MailKind::PasswordReset.as_str(), now)
+        .await?
+        .ok_or(AccountError::InvalidToken)?;
+    let user = store::users::find_by_id(svc.db(), &user_id).await?.ok_or(AccountError::InvalidToken)?;
+    let password = Password::new_checked(new_password, &[user.username.as_str(), user.email.as_str()])
+        .map_err(AccountError::Invalid)?;
+    let password_hash = svc.hasher().hash(&password).await?;
+    // Spent only now, atomically with the change: a concurrent reset with the same token
+    // loses here.
+    store::account_tokens::reset_password(svc.db(), &hash, &user.id, &password_hash, store::now())
+        .await?
+        .ok_or(AccountError::InvalidToken)?;
+    svc.audit(user_event("password_reset", "success", &user.id, Some("all sessions ended".into())), meta)
+        .await;
+    Ok(())
+}
+
+/// Changes the password after checking the current one; ends every other session of the
+/// user, keeping `current_session`.
+pub async fn change_password(
+    svc: &Services,
+    user_id: &str,
+    current_session: &str,
+    current_password: String,
+    new_password: String,
+    meta: &RequestMeta,
+) -> Result<(), AccountError> {
+    let stored = store::users::password_hash(svc.db(), user_id).await?.ok_or(AccountError::NotFound)?;
+    let matches = match Password::candidate(current_password) {
+        Ok(current) => svc.hasher().verify(&current, Some(&stored)).await?,
+        Err(_) => false,
+    };
+    if !matches {
+        svc.audit(
+            user_event("password_change", "failure", user_id, Some("wrong current password".into())),
+            meta,
+        )
+        .await;
+        return Err(AccountError::WrongPassword);
+    }
+    let user = store::users::find_by_id(svc.db(), user_id).await?.ok_or(AccountError::NotFound)?;
+    let password = Password::new_checked(new_password, &[user.username.as_str(), user.email.as_str()])
+        .map_err(AccountError::Invalid)?;
+    let password_hash = svc.hasher().hash(&password).await?;
+    store::users::change_password(svc.db(), user_id, &password_hash, current_session, store::now()).await?;
+    svc.audit(user_event("password_change", "success", user_id, Some("other sessions ended".into())), meta)
+        .await;
+    Ok(())
+}
+
+pub async fn me(svc: &Services, user_id: &str) -> Result<User, AccountError> {
+    store::users::find_by_id(svc.db(), user_id).await?.ok_or(AccountError::NotFound)
+}
+
+/// The user's sessions that still work, most recently used first.
+pub async fn sessions(svc: &Services, user_id: &str) -> Result<Vec<Session>, AccountError> {
+    let now = store::now();
+    let access_cutoff = now - svc.settings().access_token_ttl.as_secs() as i64;
+    Ok(store::sessions::list_live_for_user(svc.db(), user_id, now, access_cutoff).await?)
+}
+
+/// Ends one of the user's sessions; someone else's session is "not found".
+pub async fn end_session(
+    svc: &Services,
+    user_id: &str,
+    session_id: &str,
+    meta: &RequestMeta,
+) -> Result<(), AccountError> {
+    if !store::sessions::revoke_for_user(svc.db(), session_id, user_id, store::now()).await? {
+        return Err(AccountError::NotFound);
+    }
+    svc.audit(user_event("session_revoked", "success", user_id, Some(format!("session={session_id}"))), meta)
+        .await;
+    Ok(())
+}
+
+/// Ends the session the presented access token belongs to, and that token itself.
+pub async fn logout(
+    svc: &Services,
+    user_id: &str,
+    session_id: &str,
+    access_jti: &str,
+    access_exp: i64,
+    meta: &RequestMeta,
+) -> Result<(), AccountError> {
+    store::sessions::revoke(svc.db(), session_id, store::now()).await?;
+    store::sessions::revoke_access_token(svc.db(), access_jti, access_exp).await?;
+    svc.audit(user_event("logout", "success", user_id, Some(format!("session={session_id}"))), meta).await;
+    Ok(())
+}
+
+/// Stores a fresh one-time token for the owner of `email` and queues the mail carrying it;
+/// nothing is mailed when no user has that address.
+async fn mail_token(svc: &Services, email: &str, kind: MailKind) -> Result<(), AccountError> {
+    let token = secrets::random_token();
+    let ttl = match kind {
+        MailKind::VerifyEmail => VERIFY_EMAIL_TTL_SECS,
+        MailKind::PasswordReset => PASSWORD_RESET_TTL_SECS,
+    };
+    let now = store::now();
+    let owner = store::account_tokens::insert_for_email(
+        svc.db(),
+        &secrets::sha256_hex(&token),
+        email,
+        kind.as_str(),
+        now,
+        now + ttl,
+    )
+    .await?;
+    if owner.is_some() {
+        svc.mailer().send(compose(svc.issuer(), email, kind, token));
+    }
+    Ok(())
+}
+
+fn compose(issuer: &str, to: &str, kind: MailKind, token: String) -> Mail {
+    let (subject, body) = match kind {
+        MailKind::VerifyEmail => (
+            "Verify your email address",
+            format!(
+                "Someone, hopefully you, created an account at {issuer} with this address.\n\n\
+                 To verify it, send this token to {issuer}/account/email/verify within 24 hours:\n\n\
+                 {token}\n\nIf it was not you, ignore this mail.\n"
+            ),
+        ),
+        MailKind::PasswordReset => (
+            "Reset your password",
+            format!(
+                "Someone, hopefully you, asked to reset the password of your account at {issuer}.\n\n\
+                 To choose a new password, send this token with it to {issuer}/account/password/reset \
+                 within 30 minutes:\n\n{token}\n\nAll your sessions will end. If it was not you, ignore \
+                 this mail: your password stays as it is.\n"
+            ),
+        ),
+    };
+    Mail { to: to.to_owned(), subject: subject.to_owned(), body, kind, token }
+}
+
+fn user_event(
+    event: &'static str,
+    outcome: &'static str,
+    user_id: &str,
+    detail: Option<String>,
+) -> AuditEvent {
+    AuditEvent {
+        event,
+        outcome,
+        actor_id: Some(user_id.to_owned()),
+        user_id: Some(user_id.to_owned()),
+        detail,
+        ..Default::default()
+    }
+}
