@@ -61,20 +61,14 @@ pub fn presented_client(
             if form_secret.is_some() {
                 return Err("use one client authentication method, not two");
             }
-            let id = form_decode(&basic.username);
-            if form_id.as_deref().is_some_and(|f| f != id) {
+            let presented = PresentedClient::from_basic(&basic.username, &basic.password);
+            if form_id.is_some() && form_id != presented.id {
                 return Err("client_id differs from the authenticated client");
             }
-            Ok(PresentedClient { id: Some(id), secret: Some(form_decode(&basic.password)) })
+            Ok(presented)
         }
         ClientAuth::InForm => Ok(PresentedClient { id: form_id, secret: form_secret }),
     }
-}
-
-/// RFC 6749 §2.3.1: Basic credentials are application/x-www-form-urlencoded first.
-fn form_decode(text: &str) -> String {
-    let spaced = text.replace('+', " ");
-    percent_encoding::percent_decode_str(&spaced).decode_utf8_lossy().into_owned()
 }
 
 /// The client's address: the socket peer, unless the peer is a trusted proxy; then the

@@ -304,8 +304,12 @@ pub fn framework_error(err: poem::Error, oauth_endpoint: bool) -> Response {
             (status, "request_too_large", "the request body is too large".to_owned())
         }
         StatusCode::UNAUTHORIZED => (status, "invalid_token", "a Bearer access token is required".to_owned()),
-        StatusCode::UNSUPPORTED_MEDIA_TYPE if oauth_endpoint => {
-            (StatusCode::BAD_REQUEST, "invalid_request", "send application/x-www-form-urlencoded".to_owned())
+        // A missing or wrong Content-Type is bad input like any other: 400, the status every
+        // operation with a body documents (the contract has no 415).
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+            let expected =
+                if oauth_endpoint { "application/x-www-form-urlencoded" } else { "application/json" };
+            (StatusCode::BAD_REQUEST, "invalid_request", format!("send {expected}"))
         }
         s if s.is_server_error() => {
             tracing::error!(error = %err, "internal error");

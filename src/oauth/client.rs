@@ -57,6 +57,19 @@ pub struct PresentedClient {
     pub secret: Option<String>,
 }
 
+impl PresentedClient {
+    /// The user and password of HTTP Basic as `client_secret_basic` sends them: each
+    /// application/x-www-form-urlencoded first (RFC 6749 §2.3.1).
+    pub fn from_basic(username: &str, password: &str) -> PresentedClient {
+        PresentedClient { id: Some(form_decode(username)), secret: Some(form_decode(password)) }
+    }
+}
+
+fn form_decode(text: &str) -> String {
+    let spaced = text.replace('+', " ");
+    percent_encoding::percent_decode_str(&spaced).decode_utf8_lossy().into_owned()
+}
+
 /// A new client as the CLI or the admin API describe it.
 #[derive(Debug, Clone)]
 pub struct NewClient {
