@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Property-based fuzz of the HTTP API from its OpenAPI document (schemathesis): a debug
 # server on a free loopback port over a fresh SQLite file, a seeded admin and client, then a
-# derandomised (--generation-deterministic) run bounded in examples and time. Fails on any 5xx or any response
-# (status, content type, body) that breaks the document.
+# run bounded in examples and time. --generation-deterministic derandomises it (a fixed
+# seed, which then has no say, would not: the phases mix in data from earlier responses).
+# Fails on any 5xx or any response whose status, content type or body breaks the document.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,7 +14,7 @@ MAX_EXAMPLES=${ST_MAX_EXAMPLES:-50}
 # until the time is spent, so the amount of work would depend on the machine's speed.
 MAX_TIME=${ST_MAX_TIME:-150}
 
-venv=target/schemathesis-venv
+venv=$PWD/target/schemathesis-venv
 if ! "$venv/bin/schemathesis" --version 2>/dev/null | grep -q "$SCHEMATHESIS_VERSION"; then
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
@@ -77,16 +78,15 @@ username = "$client_id"
 password = "$client_secret"
 TOML
 
-# The hooks file keeps the driving admin and its session out of reach of the id-taking
-# operations. POST /account/logout ends that session whatever it is sent: it runs last,
-# on its own. The stateful phase is left out: it chains whole sequences of calls and would
-# take most of the time budget on its own.
+# The hooks file keeps the driving admin, its session and its client out of reach of the
+# id-taking operations. POST /account/logout ends that session whatever it is sent: it runs
+# last, on its own.
 run_st() {
   # From the temp dir, so that schemathesis' own cache lands there, not in the repo.
-  (cd "$work" && timeout --kill-after=10 "$MAX_TIME" "$OLDPWD/$venv/bin/schemathesis" --config-file "$work/schemathesis.toml" \
-    run "$base/openapi.json" \
+  (cd "$work" && timeout --kill-after=10 "$MAX_TIME" "$venv/bin/schemathesis" \
+    --config-file "$work/schemathesis.toml" run "$base/openapi.json" \
     --checks not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance \
-    --phases examples,coverage,fuzzing --generation-deterministic --max-examples "$MAX_EXAMPLES" \
+    --phases examples,coverage,fuzzing,stateful --generation-deterministic --max-examples "$MAX_EXAMPLES" \
     --workers 1 --request-timeout 10 --no-color "$@")
 }
 status=0
