@@ -32,6 +32,7 @@ fn settings(dir: &std::path::Path) -> Settings {
         rate_limit_register: RateLimit::Off,
         trusted_proxies: Vec::new(),
         log_format: LogFormat::Text,
+        slow_client_timeout: Duration::from_secs(30),
     }
 }
 

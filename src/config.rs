@@ -70,6 +70,9 @@ pub struct Settings {
     pub rate_limit_register: RateLimit,
     pub trusted_proxies: Vec<IpNet>,
     pub log_format: LogFormat,
+    /// A connection must get an answer this long after it opened or got its last one
+    /// (slow-loris protection; not a flag: honest clients never come near it).
+    pub slow_client_timeout: Duration,
 }
 
 impl Settings {
@@ -173,6 +176,7 @@ impl RawSettings {
                 "LATCHKEY_RATE_LIMIT_REGISTER",
                 &self.rate_limit_register,
             )?,
+            slow_client_timeout: Duration::from_secs(30),
             trusted_proxies: parse_proxies(&self.trusted_proxies)
                 .map_err(|r| bad("trusted-proxies", "LATCHKEY_TRUSTED_PROXIES", r))?,
             log_format: match self.log_format.as_str() {

@@ -10,6 +10,9 @@ mod mfa;
 mod middleware;
 mod oauth;
 mod ops;
+mod slow_clients;
+
+pub use slow_clients::SlowClientGuard;
 
 use std::sync::Arc;
 
