@@ -33,6 +33,7 @@ fn settings(dir: &std::path::Path) -> Settings {
         trusted_proxies: Vec::new(),
         log_format: LogFormat::Text,
         slow_client_timeout: Duration::from_secs(30),
+        cors_origins: Vec::new(),
     }
 }
 

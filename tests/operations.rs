@@ -219,3 +219,34 @@ async fn slow_clients_are_cut_off() {
     assert!(cut_off);
     assert!(started.elapsed() >= Duration::from_secs(1), "not before the deadline");
 }
+
+#[tokio::test]
+async fn cors_is_off_by_default_and_follows_the_origin_list() {
+    let app = spawn_app().await;
+    let resp =
+        app.http.get(app.url("/healthz")).header("origin", "https://app.example").send().await.unwrap();
+    assert!(!resp.headers().contains_key("access-control-allow-origin"), "off by default");
+
+    let app = common::spawn_app_with(|s| s.cors_origins = vec!["https://app.example".into()]).await;
+    let resp =
+        app.http.get(app.url("/healthz")).header("origin", "https://app.example").send().await.unwrap();
+    assert_eq!(resp.headers()["access-control-allow-origin"], "https://app.example");
+    assert!(!resp.headers().contains_key("access-control-allow-credentials"));
+
+    let preflight = app
+        .http
+        .request(reqwest::Method::OPTIONS, app.url("/oauth/token"))
+        .header("origin", "https://app.example")
+        .header("access-control-request-method", "POST")
+        .header("access-control-request-headers", "authorization, content-type")
+        .send()
+        .await
+        .unwrap();
+    assert!(preflight.status().is_success(), "{}", preflight.status());
+    assert_eq!(preflight.headers()["access-control-allow-origin"], "https://app.example");
+    assert_eq!(preflight.headers()["x-frame-options"], "DENY", "security headers on preflights too");
+
+    let resp =
+        app.http.get(app.url("/healthz")).header("origin", "https://evil.example").send().await.unwrap();
+    assert!(!resp.headers().contains_key("access-control-allow-origin"), "other origins get nothing");
+}

@@ -40,6 +40,7 @@ pub async fn test_settings(port: u16, dir: &std::path::Path) -> Settings {
         trusted_proxies: Vec::new(),
         log_format: LogFormat::Text,
         slow_client_timeout: Duration::from_secs(30),
+        cors_origins: Vec::new(),
     }
 }
 
