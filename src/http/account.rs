@@ -251,7 +251,8 @@ impl AccountApi {
     ///
     /// Creates an account and mails a verification token (valid 24 hours). The account
     /// gets tokens only after `POST /account/email/verify`. Every password policy problem
-    /// is listed in `errors`; a taken username or email is 409.
+    /// is listed in `errors`; a taken username or email is 409. Registrations are limited
+    /// per client IP (`--rate-limit-register`): 429 with `Retry-After` past the limit.
     #[oai(path = "/account/register", method = "post")]
     async fn register(
         &self,
@@ -282,14 +283,16 @@ impl AccountApi {
     /// Forgot password
     ///
     /// Mails a password reset token (valid 30 minutes) if the address belongs to an
-    /// account. The answer is the same either way.
+    /// account. The answer is the same either way. Limited per client IP and per address:
+    /// 429 with `Retry-After`, decided before the address is looked up.
     #[oai(path = "/account/password/forgot", method = "post")]
     async fn forgot_password(
         &self,
         Data(svc): Data<&Services>,
+        req: &Request,
         body: Json<ForgotPasswordRequest>,
     ) -> PublicResult<Accepted> {
-        self_service::forgot_password(svc, &body.0.email).await?;
+        self_service::forgot_password(svc, &body.0.email, &meta(svc, req)).await?;
         Ok(Accepted::Accepted)
     }
 

@@ -8,6 +8,7 @@ use poem_openapi::{ApiResponse, Object};
 
 use crate::account::AccountError;
 use crate::admin::AdminError;
+use crate::limits::Limited;
 use crate::oauth::OAuthError;
 use crate::oauth::tokens::BearerError;
 
@@ -92,14 +93,10 @@ impl From<OAuthError> for OAuthErrorResponse {
                 OAuthErrorResponse::Forbidden(Json(ErrorBody { mfa_token: Some(mfa_token), ..body }))
             }
             OAuthError::MfaEnrollmentRequired => OAuthErrorResponse::Forbidden(Json(body)),
-            OAuthError::TooManyRequests(l) => OAuthErrorResponse::TooManyRequests(
-                Json(body),
-                l.retry_after_secs,
-                l.limit,
-                0,
-                l.retry_after_secs,
-                format!("{};w={}", l.limit, l.window_secs),
-            ),
+            OAuthError::TooManyRequests(l) => {
+                let (body, retry_after, limit, remaining, reset, policy) = too_many_requests(body, l);
+                OAuthErrorResponse::TooManyRequests(body, retry_after, limit, remaining, reset, policy)
+            }
             OAuthError::Server(source) => {
                 tracing::error!(error = %source, "internal error");
                 OAuthErrorResponse::ServerError(Json(ErrorBody::new("server_error", "internal error")))
@@ -107,6 +104,19 @@ impl From<OAuthError> for OAuthErrorResponse {
             _ => OAuthErrorResponse::BadRequest(Json(body)),
         }
     }
+}
+
+/// The body and the `Retry-After`, `RateLimit-Limit`, `-Remaining`, `-Reset` and `-Policy`
+/// header values of a 429, in the order of the `TooManyRequests` variants' fields.
+fn too_many_requests(body: ErrorBody, l: Limited) -> (Json<ErrorBody>, u64, u32, u32, u64, String) {
+    (
+        Json(body),
+        l.retry_after_secs,
+        l.limit,
+        0,
+        l.retry_after_secs,
+        format!("{};w={}", l.limit, l.window_secs),
+    )
 }
 
 /// Error responses of Bearer-protected endpoints (RFC 6750 §3.1).
@@ -222,6 +232,26 @@ pub enum PublicAccountErrorResponse {
     /// The username or email is already taken.
     #[oai(status = 409)]
     Conflict(Json<ErrorBody>),
+    /// Too many registrations or reset requests; retry after the given seconds.
+    #[oai(status = 429)]
+    TooManyRequests(
+        Json<ErrorBody>,
+        /// Seconds until a retry can succeed.
+        #[oai(header = "Retry-After")]
+        u64,
+        /// Requests allowed per window.
+        #[oai(header = "RateLimit-Limit")]
+        u32,
+        /// Requests left in this window: 0.
+        #[oai(header = "RateLimit-Remaining")]
+        u32,
+        /// Seconds until the next request is allowed.
+        #[oai(header = "RateLimit-Reset")]
+        u64,
+        /// The policy, e.g. `3;w=3600`: three per 3600 seconds.
+        #[oai(header = "RateLimit-Policy")]
+        String,
+    ),
     /// Something failed on the server.
     #[oai(status = 500)]
     ServerError(Json<ErrorBody>),
@@ -238,6 +268,10 @@ fn account_error(err: AccountError) -> (StatusCode, ErrorBody) {
         AccountError::NotFound => (StatusCode::NOT_FOUND, ErrorBody::new("not_found", "no such resource")),
         AccountError::WrongPassword => {
             (StatusCode::FORBIDDEN, ErrorBody::new("wrong_password", err.to_string()))
+        }
+        // Only the public endpoints are limited, and they answer it with headers themselves.
+        AccountError::TooManyRequests(_) => {
+            (StatusCode::TOO_MANY_REQUESTS, ErrorBody::new("too_many_requests", err.to_string()))
         }
         AccountError::Store(_) | AccountError::Hash(_) => {
             tracing::error!(error = %err, "internal error");
@@ -270,6 +304,18 @@ impl From<AccountError> for AccountErrorResponse {
 
 impl From<AccountError> for PublicAccountErrorResponse {
     fn from(err: AccountError) -> Self {
+        if let AccountError::TooManyRequests(l) = err {
+            let (body, retry_after, limit, remaining, reset, policy) =
+                too_many_requests(ErrorBody::new("too_many_requests", err.to_string()), l);
+            return PublicAccountErrorResponse::TooManyRequests(
+                body,
+                retry_after,
+                limit,
+                remaining,
+                reset,
+                policy,
+            );
+        }
         match account_error(err) {
             (StatusCode::BAD_REQUEST, body) => PublicAccountErrorResponse::BadRequest(Json(body)),
             (StatusCode::CONFLICT, body) => PublicAccountErrorResponse::Conflict(Json(body)),
@@ -370,7 +416,7 @@ impl From<AdminError> for AdminErrorResponse {
             AdminError::Duplicate(_) => {
                 AdminErrorResponse::Conflict(Json(ErrorBody::new("conflict", err.to_string())))
             }
-            AdminError::Store(_) | AdminError::Hash(_) | AdminError::Key(_) => {
+            AdminError::Store(_) | AdminError::Hash(_) | AdminError::Key(_) | AdminError::Mfa(_) => {
                 tracing::error!(error = %err, "internal error");
                 AdminErrorResponse::ServerError(Json(ErrorBody::new("server_error", "internal error")))
             }
