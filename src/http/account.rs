@@ -9,7 +9,7 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 
 use super::ApiTags;
 use super::auth::{UserToken, request_meta};
-use super::errors::{AccountErrorResponse, PublicAccountErrorResponse};
+use super::errors::{AccountErrorResponse, LimitedAccountErrorResponse, PublicAccountErrorResponse};
 use crate::account::User;
 use crate::account::self_service::{self, Registration};
 use crate::oauth::tokens::{self, AccessClaims, BearerError};
@@ -227,6 +227,7 @@ pub enum Accepted {
 
 type AccountResult<T> = Result<T, AccountErrorResponse>;
 type PublicResult<T> = Result<T, PublicAccountErrorResponse>;
+type LimitedResult<T> = Result<T, LimitedAccountErrorResponse>;
 
 /// The verified claims of the caller's access token (always a user token with a session).
 struct Caller {
@@ -259,7 +260,7 @@ impl AccountApi {
         Data(svc): Data<&Services>,
         req: &Request,
         body: Json<RegisterRequest>,
-    ) -> PublicResult<RegisterResponse> {
+    ) -> LimitedResult<RegisterResponse> {
         let Json(body) = body;
         let reg = Registration { username: body.username, email: body.email, password: body.password };
         let user = self_service::register(svc, reg, &meta(svc, req)).await?;
@@ -291,7 +292,7 @@ impl AccountApi {
         Data(svc): Data<&Services>,
         req: &Request,
         body: Json<ForgotPasswordRequest>,
-    ) -> PublicResult<Accepted> {
+    ) -> LimitedResult<Accepted> {
         self_service::forgot_password(svc, &body.0.email, &meta(svc, req)).await?;
         Ok(Accepted::Accepted)
     }

@@ -223,10 +223,26 @@ pub enum AccountErrorResponse {
     ServerError(Json<ErrorBody>),
 }
 
-/// Error responses of the account endpoints open to anyone (register, verify, reset).
+/// Error responses of the account endpoints open to anyone that are not rate-limited
+/// (verify email, reset password).
 #[derive(ApiResponse, Debug)]
 pub enum PublicAccountErrorResponse {
     /// Invalid input (`errors` lists every reason), or an invalid, expired or used token.
+    #[oai(status = 400)]
+    BadRequest(Json<ErrorBody>),
+    /// The username or email is already taken.
+    #[oai(status = 409)]
+    Conflict(Json<ErrorBody>),
+    /// Something failed on the server.
+    #[oai(status = 500)]
+    ServerError(Json<ErrorBody>),
+}
+
+/// Error responses of the rate-limited account endpoints open to anyone (register, forgot
+/// password).
+#[derive(ApiResponse, Debug)]
+pub enum LimitedAccountErrorResponse {
+    /// Invalid input: `errors` lists every reason.
     #[oai(status = 400)]
     BadRequest(Json<ErrorBody>),
     /// The username or email is already taken.
@@ -269,7 +285,7 @@ fn account_error(err: AccountError) -> (StatusCode, ErrorBody) {
         AccountError::WrongPassword => {
             (StatusCode::FORBIDDEN, ErrorBody::new("wrong_password", err.to_string()))
         }
-        // Only the public endpoints are limited, and they answer it with headers themselves.
+        // Only register and forgot-password are limited; they answer it with the headers.
         AccountError::TooManyRequests(_) => {
             (StatusCode::TOO_MANY_REQUESTS, ErrorBody::new("too_many_requests", err.to_string()))
         }
@@ -302,12 +318,12 @@ impl From<AccountError> for AccountErrorResponse {
     }
 }
 
-impl From<AccountError> for PublicAccountErrorResponse {
+impl From<AccountError> for LimitedAccountErrorResponse {
     fn from(err: AccountError) -> Self {
         if let AccountError::TooManyRequests(l) = err {
             let (body, retry_after, limit, remaining, reset, policy) =
                 too_many_requests(ErrorBody::new("too_many_requests", err.to_string()), l);
-            return PublicAccountErrorResponse::TooManyRequests(
+            return LimitedAccountErrorResponse::TooManyRequests(
                 body,
                 retry_after,
                 limit,
@@ -316,6 +332,16 @@ impl From<AccountError> for PublicAccountErrorResponse {
                 policy,
             );
         }
+        match PublicAccountErrorResponse::from(err) {
+            PublicAccountErrorResponse::BadRequest(body) => LimitedAccountErrorResponse::BadRequest(body),
+            PublicAccountErrorResponse::Conflict(body) => LimitedAccountErrorResponse::Conflict(body),
+            PublicAccountErrorResponse::ServerError(body) => LimitedAccountErrorResponse::ServerError(body),
+        }
+    }
+}
+
+impl From<AccountError> for PublicAccountErrorResponse {
+    fn from(err: AccountError) -> Self {
         match account_error(err) {
             (StatusCode::BAD_REQUEST, body) => PublicAccountErrorResponse::BadRequest(Json(body)),
             (StatusCode::CONFLICT, body) => PublicAccountErrorResponse::Conflict(Json(body)),
