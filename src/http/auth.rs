@@ -4,8 +4,8 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 use poem::Request;
-use poem_openapi::{OAuthScopes, SecurityScheme};
 use poem_openapi::auth::{Basic, Bearer};
+use poem_openapi::{OAuthScopes, SecurityScheme};
 
 use crate::oauth::client::PresentedClient;
 use crate::services::RequestMeta;
