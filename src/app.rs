@@ -8,6 +8,7 @@ use poem::Server;
 use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
 
 use crate::config::Settings;
+use crate::http::SlowClientGuard;
 use crate::keys::{self, KeyRing};
 use crate::mfa::sealed::SecretBox;
 use crate::services::Services;
@@ -40,6 +41,7 @@ pub async fn serve(settings: Settings) -> anyhow::Result<()> {
 }
 
 async fn serve_with(svc: Services, acceptor: impl Acceptor + 'static) -> anyhow::Result<()> {
+    let acceptor = SlowClientGuard::new(acceptor, svc.settings().slow_client_timeout);
     let addr = acceptor.local_addr().first().map(|a| a.to_string()).unwrap_or_default();
     tracing::info!(%addr, issuer = svc.issuer(), "latchkey listening");
     let housekeeping = tokio::spawn(housekeeping(svc.clone()));

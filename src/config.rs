@@ -50,6 +50,10 @@ pub struct RawSettings {
     /// Comma-separated addresses or CIDR ranges whose X-Forwarded-For is believed.
     #[arg(long, env = "LATCHKEY_TRUSTED_PROXIES", default_value = "", global = true)]
     pub trusted_proxies: String,
+    /// Comma-separated origins (https://app.example) whose browser code may call the API;
+    /// empty: CORS stays off.
+    #[arg(long, env = "LATCHKEY_CORS_ORIGINS", default_value = "", global = true)]
+    pub cors_origins: String,
     /// `text` or `json`; the filter is read from LATCHKEY_LOG.
     #[arg(long, env = "LATCHKEY_LOG_FORMAT", default_value = "text", global = true)]
     pub log_format: String,
@@ -69,7 +73,12 @@ pub struct Settings {
     pub rate_limit_refresh: RateLimit,
     pub rate_limit_register: RateLimit,
     pub trusted_proxies: Vec<IpNet>,
+    /// Browser origins allowed cross-origin calls; empty: no CORS headers at all.
+    pub cors_origins: Vec<String>,
     pub log_format: LogFormat,
+    /// A connection must get an answer this long after it opened or got its last one
+    /// (slow-loris protection; not a flag: honest clients never come near it).
+    pub slow_client_timeout: Duration,
 }
 
 impl Settings {
@@ -173,6 +182,9 @@ impl RawSettings {
                 "LATCHKEY_RATE_LIMIT_REGISTER",
                 &self.rate_limit_register,
             )?,
+            slow_client_timeout: Duration::from_secs(30),
+            cors_origins: parse_origins(&self.cors_origins)
+                .map_err(|r| bad("cors-origins", "LATCHKEY_CORS_ORIGINS", r))?,
             trusted_proxies: parse_proxies(&self.trusted_proxies)
                 .map_err(|r| bad("trusted-proxies", "LATCHKEY_TRUSTED_PROXIES", r))?,
             log_format: match self.log_format.as_str() {
@@ -278,6 +290,25 @@ fn parse_issuer(text: &str) -> Result<Url, String> {
     Ok(url)
 }
 
+/// Origins exactly as browsers send them: scheme, host and port, nothing else.
+fn parse_origins(text: &str) -> Result<Vec<String>, String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|item| {
+            let url = Url::parse(item)
+                .map_err(|_| format!("{item:?} is not an origin like https://app.example"))?;
+            let origin = url.origin().ascii_serialization();
+            if !matches!(url.scheme(), "http" | "https") || origin != item.trim_end_matches('/') {
+                return Err(format!(
+                    "{item:?} is not an origin like https://app.example (no path, no wildcard)"
+                ));
+            }
+            Ok(origin)
+        })
+        .collect()
+}
+
 fn parse_proxies(text: &str) -> Result<Vec<IpNet>, String> {
     text.split(',')
         .map(str::trim)
@@ -343,5 +374,9 @@ mod tests {
         assert!(parse_mail("pigeon").is_err());
         assert_eq!(parse_proxies("10.0.0.1, 192.168.0.0/16").unwrap().len(), 2);
         assert!(parse_proxies("nope").is_err());
+        assert_eq!(parse_origins("https://app.example, http://localhost:3000/").unwrap().len(), 2);
+        for bad in ["*", "https://app.example/path", "app.example", "ftp://x.example"] {
+            assert!(parse_origins(bad).is_err(), "{bad}");
+        }
     }
 }

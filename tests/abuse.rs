@@ -1,4 +1,5 @@
-//! Attacks on the password grant: brute force, replicas, spoofed client IPs, lockout races,
+//! Attacks on the password grant and the self-service endpoints: brute force, mass
+//! registration and reset mails, replicas, spoofed client IPs, lockout races,
 //! injection strings.
 
 mod common;
@@ -270,4 +271,60 @@ async fn login_timing_does_not_reveal_unknown_users() {
     };
     let ratio = median(&mut unknown) / median(&mut known);
     assert!((0.6..1.7).contains(&ratio), "unknown/known median ratio {ratio:.2}");
+}
+
+async fn post_json(app: &TestApp, path: &str, body: serde_json::Value) -> reqwest::Response {
+    app.http.post(app.url(path)).json(&body).send().await.unwrap()
+}
+
+/// A 429 with `Retry-After` within one emission interval and the `RateLimit-*` headers.
+async fn assert_limited(resp: reqwest::Response, count: u32, window: u64) {
+    assert_eq!(resp.status(), 429);
+    let retry: u64 = resp.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=window / u64::from(count)).contains(&retry), "retry after {retry} s");
+    assert_eq!(resp.headers()["ratelimit-limit"], count.to_string().as_str());
+    assert_eq!(resp.headers()["ratelimit-remaining"], "0");
+    assert_eq!(resp.headers()["ratelimit-reset"].to_str().unwrap(), retry.to_string());
+    assert_eq!(resp.headers()["ratelimit-policy"], format!("{count};w={window}").as_str());
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["error"], "too_many_requests");
+}
+
+#[tokio::test]
+async fn fourth_registration_from_one_ip_within_the_hour_is_429() {
+    let app = spawn_app_with(|s| s.rate_limit_register = per(3, 3600)).await;
+    let register = |name: &str| serde_json::json!({"username": name, "email": format!("{name}@example.com"), "password": PASSWORD});
+    for name in ["ann", "ben", "cat"] {
+        let resp = post_json(&app, "/account/register", register(name)).await;
+        assert_eq!(resp.status(), 201, "{name}");
+    }
+    assert_limited(post_json(&app, "/account/register", register("dan")).await, 3, 3600).await;
+    let created: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE username = 'dan'")
+        .fetch_one(app.svc.db().pool())
+        .await
+        .unwrap();
+    assert_eq!(created, 0, "a limited registration creates nothing");
+}
+
+#[tokio::test]
+async fn forgot_password_is_limited_per_address_then_per_ip() {
+    // The forgot-password limits (3 per address, 10 per IP, per hour) follow the login switch.
+    let app = spawn_app_with(|s| s.rate_limit_login = per(1000, 3600)).await;
+    app.create_user("alice", &[]).await;
+    let forgot = |email: &str| serde_json::json!({"email": email});
+    // A known and an unknown address are limited alike: the 429 tells nothing about either.
+    for email in ["alice@example.com", "ghost@example.com"] {
+        for i in 0..3 {
+            let resp = post_json(&app, "/account/password/forgot", forgot(email)).await;
+            assert_eq!(resp.status(), 202, "{email} request {i}");
+        }
+        let resp = post_json(&app, "/account/password/forgot", forgot(&email.to_uppercase())).await;
+        assert_limited(resp, 3, 3600).await;
+    }
+    // Eight requests from this IP so far: two more go through, then the IP is limited.
+    for email in ["carol@example.com", "dave@example.com"] {
+        assert_eq!(post_json(&app, "/account/password/forgot", forgot(email)).await.status(), 202);
+    }
+    assert_limited(post_json(&app, "/account/password/forgot", forgot("erin@example.com")).await, 10, 3600)
+        .await;
 }

@@ -7,6 +7,7 @@ use common::{PASSWORD, TestApp, TestClient, spawn_app};
 use latchkey::oauth::types::GrantType;
 use reqwest::Method;
 use serde_json::{Value, json};
+use totp_rs::Secret;
 
 /// An app with an admin, an ordinary user, and the web client; tokens for both users.
 struct Fixture {
@@ -87,6 +88,7 @@ async fn every_admin_route_refuses_non_admins_and_anonymous_callers() {
         (Method::POST, "/admin/users/{id}/enable", None),
         (Method::POST, "/admin/users/{id}/unlock", None),
         (Method::POST, "/admin/users/{id}/revoke-sessions", None),
+        (Method::POST, "/admin/users/{id}/mfa/reset", None),
         (Method::GET, "/admin/clients", None),
         (Method::POST, "/admin/clients", Some(json!({"name": "evil"}))),
         (Method::GET, "/admin/clients/{id}", None),
@@ -541,4 +543,76 @@ async fn the_admin_scope_is_only_granted_to_admins() {
         .await;
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.json::<Value>().await.unwrap()["scope"], "openid");
+}
+
+/// Enrols a TOTP authenticator over the account endpoints, as the user's app would.
+async fn enrol_totp(app: &TestApp, token: &str) {
+    let resp =
+        call(app, Method::POST, "/account/mfa/totp", Some(token), Some(&json!({"password": PASSWORD}))).await;
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.unwrap();
+    let secret = Secret::try_from_base32(body["secret"].as_str().unwrap()).unwrap();
+    let totp = totp_rs::Builder::new().with_secret(secret).build().unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let code = totp.generate(now).to_string();
+    let resp =
+        call(app, Method::POST, "/account/mfa/totp/confirm", Some(token), Some(&json!({"code": code}))).await;
+    assert_eq!(resp.status(), 200);
+}
+
+#[tokio::test]
+async fn admins_see_and_reset_a_users_second_factor() {
+    let f = fixture().await;
+    let app = &f.app;
+    enrol_totp(app, &f.user_token).await;
+    let resp = app.password_grant(&f.web, "alice", PASSWORD, None).await;
+    assert_eq!(resp.status(), 403);
+    assert_eq!(resp.json::<Value>().await.unwrap()["error"], "mfa_required");
+
+    let alice_path = format!("/admin/users/{}", f.user_id);
+    let (status, body) = f.admin(Method::GET, &alice_path, None).await;
+    assert_eq!((status, &body["mfa_enabled"]), (200, &json!(true)), "{body}");
+    let (_, body) = f.admin(Method::GET, &format!("/admin/users/{}", f.admin_id), None).await;
+    assert_eq!(body["mfa_enabled"], false);
+    // The list shows it too, for users on either side of the page boundary.
+    let bob = app.create_user("bob", &[]).await;
+    let (_, page) = f.admin(Method::GET, "/admin/users?limit=2", None).await;
+    let shown: Vec<(&str, bool)> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| (u["username"].as_str().unwrap(), u["mfa_enabled"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(shown, [("alice", true), ("bob", false)]);
+    let next = page["next_cursor"].as_str().unwrap();
+    let (_, page) = f.admin(Method::GET, &format!("/admin/users?limit=2&cursor={next}"), None).await;
+    assert_eq!(page["items"][0]["username"], "root");
+    assert_eq!(page["items"][0]["mfa_enabled"], false);
+
+    let reset = format!("{alice_path}/mfa/reset");
+    let (status, body) = f.admin(Method::POST, &reset, None).await;
+    assert_eq!((status, body), (204, Value::Null));
+    let (_, body) = f.admin(Method::GET, &alice_path, None).await;
+    assert_eq!(body["mfa_enabled"], false);
+    let resp = app.password_grant(&f.web, "alice", PASSWORD, None).await;
+    assert_eq!(resp.status(), 200, "the password alone logs in again");
+
+    // Idempotent for a user without a second factor; unknown users are 404.
+    assert_eq!(f.admin(Method::POST, &format!("/admin/users/{}/mfa/reset", bob.id), None).await.0, 204);
+    let (status, body) = f.admin(Method::POST, "/admin/users/nobody/mfa/reset", None).await;
+    assert_eq!((status, body["error"].as_str()), (404, Some("not_found")));
+
+    let records = f.audit("event=mfa_reset").await;
+    let seen: Vec<(&str, &str, bool)> = records
+        .iter()
+        .map(|r| {
+            let detail = r["detail"].as_str().unwrap();
+            (r["user_id"].as_str().unwrap(), r["actor_id"].as_str().unwrap(), detail.contains("removed=true"))
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        [(bob.id.as_str(), f.admin_id.as_str(), false), (f.user_id.as_str(), f.admin_id.as_str(), true)],
+        "newest first"
+    );
 }

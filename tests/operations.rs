@@ -182,3 +182,71 @@ async fn tokens_in_query_strings_are_refused() {
     }
     assert_eq!(app.http.get(app.url("/healthz?verbose=1")).send().await.unwrap().status(), 200);
 }
+
+/// Slow-loris: a client trickling header bytes, each well inside the idle timeout, is cut
+/// off once the connection has gone too long without completing a request.
+#[tokio::test]
+async fn slow_clients_are_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = common::spawn_app_with(|s| s.slow_client_timeout = Duration::from_secs(2)).await;
+    let addr = app.base.trim_start_matches("http://").to_owned();
+
+    // An honest keep-alive client: a request, a pause shorter than the deadline, another.
+    let mut honest = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    for _ in 0..2 {
+        honest.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+        let mut buf = [0u8; 1024];
+        let n = honest.read(&mut buf).await.unwrap();
+        assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+    }
+
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    slow.write_all(b"POST /oauth/token HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    let started = std::time::Instant::now();
+    let cut_off = loop {
+        assert!(started.elapsed() < Duration::from_secs(20), "the slow client was never cut off");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        if slow.write_all(b"X-Trickle: a\r\n").await.is_err() {
+            break true;
+        }
+        let mut buf = [0u8; 64];
+        match tokio::time::timeout(Duration::from_millis(10), slow.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break true,
+            _ => {}
+        }
+    };
+    assert!(cut_off);
+    assert!(started.elapsed() >= Duration::from_secs(1), "not before the deadline");
+}
+
+#[tokio::test]
+async fn cors_is_off_by_default_and_follows_the_origin_list() {
+    let app = spawn_app().await;
+    let resp =
+        app.http.get(app.url("/healthz")).header("origin", "https://app.example").send().await.unwrap();
+    assert!(!resp.headers().contains_key("access-control-allow-origin"), "off by default");
+
+    let app = common::spawn_app_with(|s| s.cors_origins = vec!["https://app.example".into()]).await;
+    let resp =
+        app.http.get(app.url("/healthz")).header("origin", "https://app.example").send().await.unwrap();
+    assert_eq!(resp.headers()["access-control-allow-origin"], "https://app.example");
+    assert!(!resp.headers().contains_key("access-control-allow-credentials"));
+
+    let preflight = app
+        .http
+        .request(reqwest::Method::OPTIONS, app.url("/oauth/token"))
+        .header("origin", "https://app.example")
+        .header("access-control-request-method", "POST")
+        .header("access-control-request-headers", "authorization, content-type")
+        .send()
+        .await
+        .unwrap();
+    assert!(preflight.status().is_success(), "{}", preflight.status());
+    assert_eq!(preflight.headers()["access-control-allow-origin"], "https://app.example");
+    assert_eq!(preflight.headers()["x-frame-options"], "DENY", "security headers on preflights too");
+
+    let resp =
+        app.http.get(app.url("/healthz")).header("origin", "https://evil.example").send().await.unwrap();
+    assert!(!resp.headers().contains_key("access-control-allow-origin"), "other origins get nothing");
+}

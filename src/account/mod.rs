@@ -75,10 +75,21 @@ pub enum AccountError {
     InvalidToken,
     #[error("the current password is wrong")]
     WrongPassword,
+    #[error("too many requests")]
+    TooManyRequests(crate::limits::Limited),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
     Hash(#[from] password::HashError),
+}
+
+impl From<crate::limits::LimitError> for AccountError {
+    fn from(err: crate::limits::LimitError) -> Self {
+        match err {
+            crate::limits::LimitError::Limited(limited) => AccountError::TooManyRequests(limited),
+            crate::limits::LimitError::Store(e) => AccountError::Store(e),
+        }
+    }
 }
 
 pub async fn create_user(svc: &Services, new: NewUser) -> Result<User, AccountError> {

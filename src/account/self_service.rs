@@ -4,6 +4,7 @@
 
 use super::types::{Email, Password, Username};
 use super::{AccountError, NewUser, User, create_user};
+use crate::limits::{self, Limit};
 use crate::mail::{Mail, MailKind};
 use crate::secrets;
 use crate::services::{RequestMeta, Services};
@@ -24,7 +25,9 @@ pub struct Registration {
 
 /// Creates an unverified user (who gets no tokens until the address is verified) and
 /// mails a verification token. Every problem with the input is reported at once.
+/// Registrations are limited per client IP, counted before anything else.
 pub async fn register(svc: &Services, reg: Registration, meta: &RequestMeta) -> Result<User, AccountError> {
+    limits::check(svc, Limit::Register, meta.ip_key()).await?;
     let mut reasons = Vec::new();
     let username = Username::parse(&reg.username).map_err(|r| reasons.push(r)).ok();
     let email = Email::parse(&reg.email).map_err(|r| reasons.push(r)).ok();
@@ -55,9 +58,13 @@ pub async fn verify_email(svc: &Services, token: &str, meta: &RequestMeta) -> Re
 /// Mails a reset token when the address belongs to a user. Known and unknown addresses
 /// take the same path (one token generated, hashed and stored by the same INSERT; only
 /// the queueing of the mail differs, which does not wait), so neither the answer nor its
-/// timing tells them apart.
-pub async fn forgot_password(svc: &Services, email: &str) -> Result<(), AccountError> {
+/// timing tells them apart. Requests are limited per client IP and per address; both are
+/// decided before the address is looked up, so a refusal says nothing about it either.
+pub async fn forgot_password(svc: &Services, email: &str, meta: &RequestMeta) -> Result<(), AccountError> {
+    limits::check(svc, Limit::ForgotPerIp, meta.ip_key()).await?;
     let email = Email::parse(email).map_err(|r| AccountError::Invalid(vec![r]))?;
+    // Keyed by a hash: the limits table need not hold the addresses people typed.
+    limits::check(svc, Limit::ForgotPerAddress, &secrets::sha256_hex(email.as_str())).await?;
     mail_token(svc, email.as_str(), MailKind::PasswordReset).await?;
     Ok(())
 }

@@ -12,6 +12,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use crate::account::AccountError;
 use crate::account::password::HashError;
 use crate::keys::{KeyError, KeyInfo};
+use crate::mfa::MfaError;
 use crate::oauth::client::RegisterError;
 use crate::oauth::tokens::{self, BearerError};
 use crate::services::{RequestMeta, Services};
@@ -56,6 +57,8 @@ pub enum AdminError {
     Hash(#[from] HashError),
     #[error(transparent)]
     Key(#[from] KeyError),
+    #[error(transparent)]
+    Mfa(#[from] MfaError),
 }
 
 impl AdminError {
@@ -73,9 +76,9 @@ impl From<AccountError> for AdminError {
             AccountError::Store(e) => AdminError::Store(e),
             AccountError::Hash(e) => AdminError::Hash(e),
             // Self-service outcomes that admin operations do not produce.
-            e @ (AccountError::InvalidToken | AccountError::WrongPassword) => {
-                AdminError::invalid(e.to_string())
-            }
+            e @ (AccountError::InvalidToken
+            | AccountError::WrongPassword
+            | AccountError::TooManyRequests(_)) => AdminError::invalid(e.to_string()),
         }
     }
 }

@@ -1,8 +1,12 @@
-//! Users as an administrator sees them: search, create, change, lock out, delete.
+//! Users as an administrator sees them: search, create, change, lock out, delete, reset
+//! their second factor.
+
+use std::collections::HashSet;
 
 use super::{ADMIN_ROLE, Actor, AdminError, Page, decode_cursor, into_page, page_limit, record};
 use crate::account::types::{Email, Password, Role, UserStatus, Username};
 use crate::account::{self, NewUser, User};
+use crate::mfa;
 use crate::services::Services;
 use crate::store::{self, users::UserQuery};
 
@@ -31,6 +35,31 @@ pub async fn list(svc: &Services, filter: &UserFilter) -> Result<Page<User>, Adm
 
 pub async fn get(svc: &Services, id: &str) -> Result<User, AdminError> {
     store::users::find_by_id(svc.db(), id).await?.ok_or(AdminError::NotFound("user"))
+}
+
+/// Whether the user has a confirmed second factor.
+pub async fn mfa_enabled(svc: &Services, id: &str) -> Result<bool, AdminError> {
+    Ok(mfa::is_enrolled(svc, id).await?)
+}
+
+/// The ids of the users of a page from [`list`] who have a confirmed second factor, in one
+/// query: the page is a username range, so asking for that range covers it.
+pub async fn mfa_enabled_among(svc: &Services, page: &[User]) -> Result<HashSet<String>, AdminError> {
+    let (Some(first), Some(last)) = (page.first(), page.last()) else { return Ok(HashSet::new()) };
+    let ids =
+        store::mfa::confirmed_between_usernames(svc.db(), first.username.as_str(), last.username.as_str())
+            .await?;
+    Ok(ids.into_iter().collect())
+}
+
+/// Removes the user's authenticator and recovery codes, e.g. after a lost phone: they log
+/// in with the password alone until they enrol again. Idempotent: resetting a user without
+/// a second factor succeeds too (the audit detail says whether one was removed).
+pub async fn reset_mfa(svc: &Services, actor: &Actor, id: &str) -> Result<(), AdminError> {
+    get(svc, id).await?;
+    let removed = mfa::reset(svc, id).await?;
+    record(svc, actor, "mfa_reset", Some(id.to_owned()), None, Some(format!("removed={removed}"))).await;
+    Ok(())
 }
 
 /// A user by id or, for operators at the command line, by username.

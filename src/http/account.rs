@@ -9,7 +9,7 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 
 use super::ApiTags;
 use super::auth::{UserToken, request_meta};
-use super::errors::{AccountErrorResponse, PublicAccountErrorResponse};
+use super::errors::{AccountErrorResponse, LimitedAccountErrorResponse, PublicAccountErrorResponse};
 use crate::account::User;
 use crate::account::self_service::{self, Registration};
 use crate::oauth::tokens::{self, AccessClaims, BearerError};
@@ -227,6 +227,7 @@ pub enum Accepted {
 
 type AccountResult<T> = Result<T, AccountErrorResponse>;
 type PublicResult<T> = Result<T, PublicAccountErrorResponse>;
+type LimitedResult<T> = Result<T, LimitedAccountErrorResponse>;
 
 /// The verified claims of the caller's access token (always a user token with a session).
 struct Caller {
@@ -251,14 +252,15 @@ impl AccountApi {
     ///
     /// Creates an account and mails a verification token (valid 24 hours). The account
     /// gets tokens only after `POST /account/email/verify`. Every password policy problem
-    /// is listed in `errors`; a taken username or email is 409.
+    /// is listed in `errors`; a taken username or email is 409. Registrations are limited
+    /// per client IP (`--rate-limit-register`): 429 with `Retry-After` past the limit.
     #[oai(path = "/account/register", method = "post")]
     async fn register(
         &self,
         Data(svc): Data<&Services>,
         req: &Request,
         body: Json<RegisterRequest>,
-    ) -> PublicResult<RegisterResponse> {
+    ) -> LimitedResult<RegisterResponse> {
         let Json(body) = body;
         let reg = Registration { username: body.username, email: body.email, password: body.password };
         let user = self_service::register(svc, reg, &meta(svc, req)).await?;
@@ -282,14 +284,16 @@ impl AccountApi {
     /// Forgot password
     ///
     /// Mails a password reset token (valid 30 minutes) if the address belongs to an
-    /// account. The answer is the same either way.
+    /// account. The answer is the same either way. Limited per client IP and per address:
+    /// 429 with `Retry-After`, decided before the address is looked up.
     #[oai(path = "/account/password/forgot", method = "post")]
     async fn forgot_password(
         &self,
         Data(svc): Data<&Services>,
+        req: &Request,
         body: Json<ForgotPasswordRequest>,
-    ) -> PublicResult<Accepted> {
-        self_service::forgot_password(svc, &body.0.email).await?;
+    ) -> LimitedResult<Accepted> {
+        self_service::forgot_password(svc, &body.0.email, &meta(svc, req)).await?;
         Ok(Accepted::Accepted)
     }
 

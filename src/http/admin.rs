@@ -41,10 +41,13 @@ pub struct AdminUser {
     last_login_at: Option<i64>,
     created_at: i64,
     updated_at: i64,
+    /// The user has a confirmed TOTP authenticator; `POST /admin/users/{id}/mfa/reset`
+    /// removes it.
+    mfa_enabled: bool,
 }
 
-impl From<User> for AdminUser {
-    fn from(u: User) -> Self {
+impl AdminUser {
+    fn new(u: User, mfa_enabled: bool) -> Self {
         AdminUser {
             username: u.username.to_string(),
             email: u.email.to_string(),
@@ -55,9 +58,16 @@ impl From<User> for AdminUser {
             last_login_at: u.last_login_at,
             created_at: u.created_at,
             updated_at: u.updated_at,
+            mfa_enabled,
             id: u.id,
         }
     }
+}
+
+/// One user for an answer, with their MFA state.
+async fn admin_user(svc: &Services, user: User) -> AdminResult<AdminUser> {
+    let mfa_enabled = users::mfa_enabled(svc, &user.id).await?;
+    Ok(AdminUser::new(user, mfa_enabled))
 }
 
 /// One page of users, by username; pass `next_cursor` as `cursor` for the next.
@@ -309,6 +319,13 @@ pub enum Deleted {
     NoContent,
 }
 
+#[derive(ApiResponse)]
+pub enum MfaReset {
+    /// The user has no second factor now.
+    #[oai(status = 204)]
+    NoContent,
+}
+
 async fn authorize(svc: &Services, req: &Request, auth: &UserToken) -> AdminResult<Actor> {
     let meta = request_meta(req, &svc.settings().trusted_proxies);
     Ok(admin::authorize(svc, auth.token(), meta).await?)
@@ -335,8 +352,16 @@ impl AdminApi {
         authorize(svc, req, &auth).await?;
         let filter = users::UserFilter { q: q.0, status: status.0, limit: limit.0, cursor: cursor.0 };
         let page = users::list(svc, &filter).await?;
+        let with_mfa = users::mfa_enabled_among(svc, &page.items).await?;
         Ok(Json(UserPage {
-            items: page.items.into_iter().map(Into::into).collect(),
+            items: page
+                .items
+                .into_iter()
+                .map(|u| {
+                    let mfa_enabled = with_mfa.contains(&u.id);
+                    AdminUser::new(u, mfa_enabled)
+                })
+                .collect(),
             next_cursor: page.next_cursor,
         }))
     }
@@ -359,7 +384,7 @@ impl AdminApi {
             roles: b.roles.unwrap_or_default(),
         };
         let user = users::create(svc, &actor, input).await?;
-        Ok(UserCreated::Created(Json(user.into())))
+        Ok(UserCreated::Created(Json(admin_user(svc, user).await?)))
     }
 
     /// Read a user
@@ -372,7 +397,7 @@ impl AdminApi {
         id: Path<String>,
     ) -> AdminResult<Json<AdminUser>> {
         authorize(svc, req, &auth).await?;
-        Ok(Json(users::get(svc, &id).await?.into()))
+        Ok(Json(admin_user(svc, users::get(svc, &id).await?).await?))
     }
 
     /// Change a user's email, roles or status
@@ -388,7 +413,7 @@ impl AdminApi {
         let actor = authorize(svc, req, &auth).await?;
         let Json(b) = body;
         let patch = users::UserPatch { email: b.email, roles: b.roles, status: b.status };
-        Ok(Json(users::update(svc, &actor, &id, patch).await?.into()))
+        Ok(Json(admin_user(svc, users::update(svc, &actor, &id, patch).await?).await?))
     }
 
     /// Delete a user
@@ -420,7 +445,7 @@ impl AdminApi {
         id: Path<String>,
     ) -> AdminResult<Json<AdminUser>> {
         let actor = authorize(svc, req, &auth).await?;
-        Ok(Json(users::set_status(svc, &actor, &id, UserStatus::Disabled).await?.into()))
+        Ok(Json(admin_user(svc, users::set_status(svc, &actor, &id, UserStatus::Disabled).await?).await?))
     }
 
     /// Enable a user
@@ -433,7 +458,7 @@ impl AdminApi {
         id: Path<String>,
     ) -> AdminResult<Json<AdminUser>> {
         let actor = authorize(svc, req, &auth).await?;
-        Ok(Json(users::set_status(svc, &actor, &id, UserStatus::Active).await?.into()))
+        Ok(Json(admin_user(svc, users::set_status(svc, &actor, &id, UserStatus::Active).await?).await?))
     }
 
     /// Unlock a user
@@ -448,7 +473,7 @@ impl AdminApi {
         id: Path<String>,
     ) -> AdminResult<Json<AdminUser>> {
         let actor = authorize(svc, req, &auth).await?;
-        Ok(Json(users::unlock(svc, &actor, &id).await?.into()))
+        Ok(Json(admin_user(svc, users::unlock(svc, &actor, &id).await?).await?))
     }
 
     /// End all of a user's sessions
@@ -462,6 +487,24 @@ impl AdminApi {
     ) -> AdminResult<Json<RevokedSessions>> {
         let actor = authorize(svc, req, &auth).await?;
         Ok(Json(RevokedSessions { revoked: users::revoke_sessions(svc, &actor, &id).await? }))
+    }
+
+    /// Reset a user's second factor
+    ///
+    /// Removes the TOTP authenticator and recovery codes (e.g. after a lost phone): the
+    /// user logs in with the password alone until they enrol again. Idempotent: a user
+    /// without a second factor also gets 204. Audited as `mfa_reset`.
+    #[oai(path = "/admin/users/:id/mfa/reset", method = "post")]
+    async fn reset_user_mfa(
+        &self,
+        Data(svc): Data<&Services>,
+        req: &Request,
+        auth: UserToken,
+        id: Path<String>,
+    ) -> AdminResult<MfaReset> {
+        let actor = authorize(svc, req, &auth).await?;
+        users::reset_mfa(svc, &actor, &id).await?;
+        Ok(MfaReset::NoContent)
     }
 
     /// List clients

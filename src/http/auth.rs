@@ -4,8 +4,8 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 use poem::Request;
-use poem_openapi::SecurityScheme;
 use poem_openapi::auth::{Basic, Bearer};
+use poem_openapi::{OAuthScopes, SecurityScheme};
 
 use crate::oauth::client::PresentedClient;
 use crate::services::RequestMeta;
@@ -28,9 +28,27 @@ pub enum ClientAuth {
 #[oai(ty = "bearer", bearer_format = "JWT")]
 pub struct BearerToken(Bearer);
 
+/// Scopes the docs' Authorize dialog offers (a client may allow others).
+#[derive(OAuthScopes)]
+#[allow(dead_code)] // only read by the OpenAPI document
+pub enum DocsScopes {
+    /// OpenID Connect: an ID token, and access to userinfo.
+    #[oai(rename = "openid")]
+    Openid,
+    /// `preferred_username` in the ID token and userinfo.
+    #[oai(rename = "profile")]
+    Profile,
+    /// `email` and `email_verified` in the ID token and userinfo.
+    #[oai(rename = "email")]
+    Email,
+    /// Administration; granted only to users with role `admin`.
+    #[oai(rename = "admin")]
+    Admin,
+}
+
 /// The docs' Authorize button: logs in with the password grant and sends the token.
 #[derive(SecurityScheme)]
-#[oai(ty = "oauth2", flows(password(token_url = "/oauth/token")))]
+#[oai(ty = "oauth2", flows(password(token_url = "/oauth/token", scopes = "DocsScopes")))]
 pub struct PasswordFlow(Bearer);
 
 /// Either way of presenting a user's access token.

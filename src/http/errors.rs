@@ -8,6 +8,7 @@ use poem_openapi::{ApiResponse, Object};
 
 use crate::account::AccountError;
 use crate::admin::AdminError;
+use crate::limits::Limited;
 use crate::oauth::OAuthError;
 use crate::oauth::tokens::BearerError;
 
@@ -92,14 +93,10 @@ impl From<OAuthError> for OAuthErrorResponse {
                 OAuthErrorResponse::Forbidden(Json(ErrorBody { mfa_token: Some(mfa_token), ..body }))
             }
             OAuthError::MfaEnrollmentRequired => OAuthErrorResponse::Forbidden(Json(body)),
-            OAuthError::TooManyRequests(l) => OAuthErrorResponse::TooManyRequests(
-                Json(body),
-                l.retry_after_secs,
-                l.limit,
-                0,
-                l.retry_after_secs,
-                format!("{};w={}", l.limit, l.window_secs),
-            ),
+            OAuthError::TooManyRequests(l) => {
+                let (body, retry_after, limit, remaining, reset, policy) = too_many_requests(body, l);
+                OAuthErrorResponse::TooManyRequests(body, retry_after, limit, remaining, reset, policy)
+            }
             OAuthError::Server(source) => {
                 tracing::error!(error = %source, "internal error");
                 OAuthErrorResponse::ServerError(Json(ErrorBody::new("server_error", "internal error")))
@@ -107,6 +104,19 @@ impl From<OAuthError> for OAuthErrorResponse {
             _ => OAuthErrorResponse::BadRequest(Json(body)),
         }
     }
+}
+
+/// The body and the `Retry-After`, `RateLimit-Limit`, `-Remaining`, `-Reset` and `-Policy`
+/// header values of a 429, in the order of the `TooManyRequests` variants' fields.
+fn too_many_requests(body: ErrorBody, l: Limited) -> (Json<ErrorBody>, u64, u32, u32, u64, String) {
+    (
+        Json(body),
+        l.retry_after_secs,
+        l.limit,
+        0,
+        l.retry_after_secs,
+        format!("{};w={}", l.limit, l.window_secs),
+    )
 }
 
 /// Error responses of Bearer-protected endpoints (RFC 6750 §3.1).
@@ -213,7 +223,8 @@ pub enum AccountErrorResponse {
     ServerError(Json<ErrorBody>),
 }
 
-/// Error responses of the account endpoints open to anyone (register, verify, reset).
+/// Error responses of the account endpoints open to anyone that are not rate-limited
+/// (verify email, reset password).
 #[derive(ApiResponse, Debug)]
 pub enum PublicAccountErrorResponse {
     /// Invalid input (`errors` lists every reason), or an invalid, expired or used token.
@@ -222,6 +233,41 @@ pub enum PublicAccountErrorResponse {
     /// The username or email is already taken.
     #[oai(status = 409)]
     Conflict(Json<ErrorBody>),
+    /// Something failed on the server.
+    #[oai(status = 500)]
+    ServerError(Json<ErrorBody>),
+}
+
+/// Error responses of the rate-limited account endpoints open to anyone (register, forgot
+/// password).
+#[derive(ApiResponse, Debug)]
+pub enum LimitedAccountErrorResponse {
+    /// Invalid input: `errors` lists every reason.
+    #[oai(status = 400)]
+    BadRequest(Json<ErrorBody>),
+    /// The username or email is already taken.
+    #[oai(status = 409)]
+    Conflict(Json<ErrorBody>),
+    /// Too many registrations or reset requests; retry after the given seconds.
+    #[oai(status = 429)]
+    TooManyRequests(
+        Json<ErrorBody>,
+        /// Seconds until a retry can succeed.
+        #[oai(header = "Retry-After")]
+        u64,
+        /// Requests allowed per window.
+        #[oai(header = "RateLimit-Limit")]
+        u32,
+        /// Requests left in this window: 0.
+        #[oai(header = "RateLimit-Remaining")]
+        u32,
+        /// Seconds until the next request is allowed.
+        #[oai(header = "RateLimit-Reset")]
+        u64,
+        /// The policy, e.g. `3;w=3600`: three per 3600 seconds.
+        #[oai(header = "RateLimit-Policy")]
+        String,
+    ),
     /// Something failed on the server.
     #[oai(status = 500)]
     ServerError(Json<ErrorBody>),
@@ -238,6 +284,10 @@ fn account_error(err: AccountError) -> (StatusCode, ErrorBody) {
         AccountError::NotFound => (StatusCode::NOT_FOUND, ErrorBody::new("not_found", "no such resource")),
         AccountError::WrongPassword => {
             (StatusCode::FORBIDDEN, ErrorBody::new("wrong_password", err.to_string()))
+        }
+        // Only register and forgot-password are limited; they answer it with the headers.
+        AccountError::TooManyRequests(_) => {
+            (StatusCode::TOO_MANY_REQUESTS, ErrorBody::new("too_many_requests", err.to_string()))
         }
         AccountError::Store(_) | AccountError::Hash(_) => {
             tracing::error!(error = %err, "internal error");
@@ -264,6 +314,28 @@ impl From<AccountError> for AccountErrorResponse {
             (StatusCode::NOT_FOUND, body) => AccountErrorResponse::NotFound(Json(body)),
             (StatusCode::INTERNAL_SERVER_ERROR, body) => AccountErrorResponse::ServerError(Json(body)),
             (status, body) => AccountErrorResponse::ServerError(undocumented(status, &body)),
+        }
+    }
+}
+
+impl From<AccountError> for LimitedAccountErrorResponse {
+    fn from(err: AccountError) -> Self {
+        if let AccountError::TooManyRequests(l) = err {
+            let (body, retry_after, limit, remaining, reset, policy) =
+                too_many_requests(ErrorBody::new("too_many_requests", err.to_string()), l);
+            return LimitedAccountErrorResponse::TooManyRequests(
+                body,
+                retry_after,
+                limit,
+                remaining,
+                reset,
+                policy,
+            );
+        }
+        match PublicAccountErrorResponse::from(err) {
+            PublicAccountErrorResponse::BadRequest(body) => LimitedAccountErrorResponse::BadRequest(body),
+            PublicAccountErrorResponse::Conflict(body) => LimitedAccountErrorResponse::Conflict(body),
+            PublicAccountErrorResponse::ServerError(body) => LimitedAccountErrorResponse::ServerError(body),
         }
     }
 }
@@ -374,7 +446,7 @@ impl From<AdminError> for AdminErrorResponse {
             AdminError::Duplicate(_) => {
                 AdminErrorResponse::Conflict(Json(ErrorBody::new("conflict", err.to_string())))
             }
-            AdminError::Store(_) | AdminError::Hash(_) | AdminError::Key(_) => {
+            AdminError::Store(_) | AdminError::Hash(_) | AdminError::Key(_) | AdminError::Mfa(_) => {
                 tracing::error!(error = %err, "internal error");
                 AdminErrorResponse::ServerError(Json(ErrorBody::new("server_error", "internal error")))
             }

@@ -10,9 +10,14 @@ mod mfa;
 mod middleware;
 mod oauth;
 mod ops;
+mod slow_clients;
+
+pub use slow_clients::SlowClientGuard;
 
 use std::sync::Arc;
 
+use poem::http::{HeaderName, Method, header};
+use poem::middleware::Cors;
 use poem::{Endpoint, EndpointExt, Route};
 use poem_openapi::{OpenApiService, Tags};
 
@@ -85,7 +90,24 @@ pub fn routes(svc: &Services) -> impl Endpoint + use<> {
         .at("/openapi.yaml", service.spec_endpoint_yaml())
         .nest("/docs", service.swagger_ui())
         .nest("/", service)
+        .with_if(!svc.settings().cors_origins.is_empty(), cors(&svc.settings().cors_origins))
         .data(svc.clone())
         .data(metrics)
         .around(move |next, req| middleware::around(next, req, recorder.clone(), hsts))
+}
+
+/// Cross-origin calls from the configured browser origins only. Tokens travel in the
+/// Authorization header, never in cookies, so credentials stay off.
+fn cors(origins: &[String]) -> Cors {
+    Cors::new()
+        .allow_origins(origins.iter().map(String::as_str))
+        .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::DELETE])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+        .expose_headers([
+            HeaderName::from_static("x-request-id"),
+            header::RETRY_AFTER,
+            header::WWW_AUTHENTICATE,
+        ])
+        .allow_credentials(false)
+        .max_age(600)
 }

@@ -1,9 +1,12 @@
 //! Signing keys: RSA-2048 private keys as PKCS#8 PEM files (0600) in the keys dir, their
 //! state in the database so that replicas sharing both agree on which key signs.
 //!
-//! Signing and verification go through jsonwebtoken on the aws-lc-rs backend (constant-time
-//! RSA). The `rsa` crate only generates keys and reads n/e: its private-key operations
-//! carry the Marvin timing advisory (RUSTSEC-2023-0071), so they never sign anything here.
+//! Signing uses aws-lc-rs directly with a key pair parsed once per key (constant-time RSA);
+//! jsonwebtoken's `encode` re-parses and re-validates the private key on every call, which
+//! measured as more than half of each signature. Verification goes through jsonwebtoken on the
+//! same backend. The `rsa` crate only generates keys and reads n/e: its private-key
+//! operations carry the Marvin timing advisory (RUSTSEC-2023-0071), so they never sign
+//! anything here.
 //!
 //! Each key is pinned to one algorithm (RS256): a token whose header names another
 //! algorithm for that `kid` is refused before any signature check, which shuts out
@@ -14,9 +17,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
+use aws_lc_rs::signature::{RSA_PKCS1_SHA256, RsaKeyPair};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{Algorithm, DecodingKey, Header, Validation};
 use rsa::pkcs8::{DecodePrivateKey, EncodePrivateKey, LineEnding};
 use rsa::traits::PublicKeyParts;
 use serde::Serialize;
@@ -36,7 +40,7 @@ pub enum KeyError {
     #[error("no signing key is available")]
     NoSigningKey,
     #[error("signing failed: {0}")]
-    Sign(#[from] jsonwebtoken::errors::Error),
+    Sign(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -69,10 +73,31 @@ pub struct KeyInfo {
 
 struct LoadedKey {
     kid: String,
-    encoding: EncodingKey,
+    signing: RsaKeyPair,
     decoding: DecodingKey,
     n: String,
     e: String,
+}
+
+impl LoadedKey {
+    fn sign<T: Serialize>(&self, typ: &str, claims: &T) -> Result<String, KeyError> {
+        let mut header = Header::new(ALG);
+        header.typ = Some(typ.to_owned());
+        header.kid = Some(self.kid.clone());
+        let json =
+            |value: Result<Vec<u8>, serde_json::Error>| value.map_err(|e| KeyError::Sign(e.to_string()));
+        let mut token = URL_SAFE_NO_PAD.encode(json(serde_json::to_vec(&header))?);
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(json(serde_json::to_vec(claims))?, &mut token);
+        let mut signature = vec![0; self.signing.public_modulus_len()];
+        // PKCS#1 v1.5 is deterministic: aws-lc-rs ignores the random source.
+        self.signing
+            .sign(&RSA_PKCS1_SHA256, &aws_lc_rs::rand::SystemRandom::new(), token.as_bytes(), &mut signature)
+            .map_err(|_| KeyError::Sign("RSA signing failed".into()))?;
+        token.push('.');
+        URL_SAFE_NO_PAD.encode_string(&signature, &mut token);
+        Ok(token)
+    }
 }
 
 #[derive(Default)]
@@ -185,14 +210,10 @@ impl KeyRing {
         self.snapshot().jwks.clone()
     }
 
-    /// Signs `claims` with the current signing key, `typ` in the header.
+    /// Signs `claims` with the current signing key, `typ` in the header: a compact JWS
+    /// (RFC 7515 §7.1), as `jsonwebtoken::encode` would make it.
     pub fn sign<T: Serialize>(&self, typ: &str, claims: &T) -> Result<String, KeyError> {
-        let set = self.snapshot();
-        let key = set.signing.as_ref().ok_or(KeyError::NoSigningKey)?;
-        let mut header = Header::new(ALG);
-        header.typ = Some(typ.to_owned());
-        header.kid = Some(key.kid.clone());
-        Ok(jsonwebtoken::encode(&header, claims, &key.encoding)?)
+        self.snapshot().signing.as_ref().ok_or(KeyError::NoSigningKey)?.sign(typ, claims)
     }
 
     /// Verifies a JWT of one of our published keys: the `kid` must be known, the header's
@@ -305,8 +326,10 @@ fn load_key(dir: &Path, kid: &str) -> Result<LoadedKey, KeyError> {
     let path = key_path(dir, kid);
     let bad = |reason: String| KeyError::File { path: path.clone(), reason };
     let pem = std::fs::read_to_string(&path).map_err(|e| bad(e.to_string()))?;
-    let private =
-        rsa::RsaPrivateKey::from_pkcs8_pem(&pem).map_err(|e| bad(format!("not a PKCS#8 RSA key: {e}")))?;
+    let (_, der) =
+        rsa::pkcs8::SecretDocument::from_pem(&pem).map_err(|e| bad(format!("not a PEM file: {e}")))?;
+    let private = rsa::RsaPrivateKey::from_pkcs8_der(der.as_bytes())
+        .map_err(|e| bad(format!("not a PKCS#8 RSA key: {e}")))?;
     let n = URL_SAFE_NO_PAD.encode(private.n().to_bytes_be());
     let e = URL_SAFE_NO_PAD.encode(private.e().to_bytes_be());
     if thumbprint(&n, &e) != kid {
@@ -314,7 +337,7 @@ fn load_key(dir: &Path, kid: &str) -> Result<LoadedKey, KeyError> {
     }
     Ok(LoadedKey {
         kid: kid.to_owned(),
-        encoding: EncodingKey::from_rsa_pem(pem.as_bytes()).map_err(|e| bad(e.to_string()))?,
+        signing: RsaKeyPair::from_pkcs8(der.as_bytes()).map_err(|e| bad(e.to_string()))?,
         decoding: DecodingKey::from_rsa_raw_components(
             &private.n().to_bytes_be(),
             &private.e().to_bytes_be(),
@@ -322,4 +345,44 @@ fn load_key(dir: &Path, kid: &str) -> Result<LoadedKey, KeyError> {
         n,
         e,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, PartialEq, Serialize, serde::Deserialize)]
+    struct Claims {
+        iss: String,
+        sub: String,
+        exp: i64,
+    }
+
+    /// A token signed with the cached aws-lc-rs key pair is a JWT jsonwebtoken accepts,
+    /// with the header verification relies on; a flipped signature byte is refused.
+    #[test]
+    fn signed_tokens_verify_with_jsonwebtoken() {
+        install_crypto_provider();
+        let dir = tempfile::tempdir().unwrap();
+        let kid = generate_key_file(dir.path()).unwrap();
+        let key = load_key(dir.path(), &kid).unwrap();
+        let claims =
+            Claims { iss: "https://issuer.example".into(), sub: "user-1".into(), exp: store::now() + 60 };
+        let token = key.sign("at+jwt", &claims).unwrap();
+
+        let header = jsonwebtoken::decode_header(&token).unwrap();
+        assert_eq!(header.alg, Algorithm::RS256);
+        assert_eq!(header.typ.as_deref(), Some("at+jwt"));
+        assert_eq!(header.kid.as_deref(), Some(kid.as_str()));
+        let mut validation = Validation::new(ALG);
+        validation.set_issuer(&["https://issuer.example"]);
+        let decoded = jsonwebtoken::decode::<Claims>(&token, &key.decoding, &validation).unwrap();
+        assert_eq!(decoded.claims, claims);
+
+        let (message, signature) = token.rsplit_once('.').unwrap();
+        let mut bytes = URL_SAFE_NO_PAD.decode(signature).unwrap();
+        bytes[0] ^= 1;
+        let forged = format!("{message}.{}", URL_SAFE_NO_PAD.encode(bytes));
+        assert!(jsonwebtoken::decode::<Claims>(&forged, &key.decoding, &validation).is_err());
+    }
 }

@@ -29,6 +29,21 @@ pub async fn find_credential(db: &Db, user_id: &str) -> StoreResult<Option<TotpC
     .transpose()
 }
 
+/// The users with a confirmed authenticator whose usernames lie in `first..=last`: one
+/// query for a page of the admin user list (which is ordered by username), instead of one
+/// per user.
+pub async fn confirmed_between_usernames(db: &Db, first: &str, last: &str) -> StoreResult<Vec<String>> {
+    let rows = sqlx::query(
+        "SELECT t.user_id FROM totp_credentials t JOIN users u ON u.id = t.user_id
+         WHERE t.confirmed = 1 AND u.username >= $1 AND u.username <= $2",
+    )
+    .bind(first)
+    .bind(last)
+    .fetch_all(db.pool())
+    .await?;
+    rows.iter().map(|r| Ok(r.try_get("user_id")?)).collect()
+}
+
 /// Stores a pending (unconfirmed) secret, replacing an earlier pending one. `false` when
 /// the user already has a confirmed authenticator, which is left alone.
 pub async fn put_pending(db: &Db, user_id: &str, sealed_secret: &str, now: i64) -> StoreResult<bool> {

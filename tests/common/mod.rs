@@ -39,6 +39,8 @@ pub async fn test_settings(port: u16, dir: &std::path::Path) -> Settings {
         rate_limit_register: RateLimit::Off,
         trusted_proxies: Vec::new(),
         log_format: LogFormat::Text,
+        slow_client_timeout: Duration::from_secs(30),
+        cors_origins: Vec::new(),
     }
 }
 

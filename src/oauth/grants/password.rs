@@ -22,7 +22,7 @@ pub async fn grant(
     meta: &RequestMeta,
 ) -> Result<TokenResponse, OAuthError> {
     let scope = client.grant_scope(requested)?;
-    limits::check(svc, Limit::Login, meta.ip.as_deref().unwrap_or("unknown")).await?;
+    limits::check(svc, Limit::Login, meta.ip_key()).await?;
     // A malformed username is just an unknown user: same error, same argon2 work.
     let found = match Username::parse(username) {
         Ok(name) => store::users::find_by_username(svc.db(), &name).await?,

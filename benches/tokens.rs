@@ -1,0 +1,98 @@
+//! Token hot paths: RS256 signing, verification, and introspection of a user's access token
+//! (verify + database lookup) over a SQLite file in a temp dir.
+//!
+//! `cargo bench --bench tokens`
+
+use std::time::Duration;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use latchkey::account::types::{Email, Password, Username};
+use latchkey::account::{self, NewUser};
+use latchkey::config::{LogFormat, MailTransport, RateLimit, Settings};
+use latchkey::oauth::client::{self, NewClient, PresentedClient};
+use latchkey::oauth::grants::{self, GrantRequest};
+use latchkey::oauth::tokens::{self, ACCESS_TOKEN_TYP, AccessClaims};
+use latchkey::oauth::types::{GrantType, Scope};
+use latchkey::services::{RequestMeta, Services};
+
+const PASSWORD: &str = "correct horse battery staple";
+
+fn settings(dir: &std::path::Path) -> Settings {
+    Settings {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        database_url: format!("sqlite://{}?mode=rwc", dir.join("latchkey.db").display()),
+        issuer: "http://127.0.0.1:8080".parse().unwrap(),
+        keys_dir: dir.join("keys"),
+        secret_key: None,
+        access_token_ttl: Duration::from_secs(15 * 60),
+        refresh_token_ttl: Duration::from_secs(7 * 86_400),
+        mail: MailTransport::Dir(dir.join("mail")),
+        rate_limit_login: RateLimit::Off,
+        rate_limit_refresh: RateLimit::Off,
+        rate_limit_register: RateLimit::Off,
+        trusted_proxies: Vec::new(),
+        log_format: LogFormat::Text,
+        slow_client_timeout: Duration::from_secs(30),
+        cors_origins: Vec::new(),
+    }
+}
+
+/// A user's access token obtained through the password grant, so introspection walks the
+/// full path: signature, then the jti, session and user checks.
+async fn user_access_token(svc: &Services) -> String {
+    let new = NewUser {
+        username: Username::parse("bench").unwrap(),
+        email: Email::parse("bench@example.com").unwrap(),
+        password: Password::new_checked(PASSWORD.into(), &[]).unwrap(),
+        roles: Vec::new(),
+        email_verified: true,
+    };
+    account::create_user(svc, new).await.unwrap();
+    let registered = client::register(
+        svc,
+        NewClient {
+            name: "bench".into(),
+            id: None,
+            public: false,
+            grants: vec![GrantType::Password, GrantType::RefreshToken],
+            scopes: Scope::parse("api").unwrap(),
+            audiences: vec!["https://api.example.com".into()],
+            require_mfa: false,
+        },
+    )
+    .await
+    .unwrap();
+    let presented = PresentedClient { id: Some(registered.client_id), secret: registered.client_secret };
+    let request = GrantRequest::Password {
+        username: "bench".into(),
+        password: Password::candidate(PASSWORD.into()).unwrap(),
+        scope: None,
+        otp: None,
+    };
+    grants::exchange(svc, &presented, request, &RequestMeta::default()).await.unwrap().access_token
+}
+
+fn bench_tokens(c: &mut Criterion) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let svc = rt.block_on(latchkey::app::open(settings(dir.path()))).unwrap();
+    let token = rt.block_on(user_access_token(&svc));
+    let claims: AccessClaims =
+        rt.block_on(svc.keys().verify(&token, ACCESS_TOKEN_TYP, svc.issuer())).expect("the token verifies");
+
+    let mut group = c.benchmark_group("tokens");
+    group.sample_size(30).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(5));
+    group.bench_function("sign_rs256", |b| b.iter(|| svc.keys().sign(ACCESS_TOKEN_TYP, &claims).unwrap()));
+    group.bench_function("verify_rs256", |b| {
+        b.to_async(&rt).iter(|| async {
+            svc.keys().verify::<AccessClaims>(&token, ACCESS_TOKEN_TYP, svc.issuer()).await.unwrap()
+        })
+    });
+    group.bench_function("introspect_access_token", |b| {
+        b.to_async(&rt).iter(|| async { tokens::active_access_token(&svc, &token).await.unwrap().unwrap() })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench_tokens);
+criterion_main!(benches);
