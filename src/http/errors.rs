@@ -203,6 +203,7 @@ impl From<BearerError> for MfaErrorResponse {
         }
     }
 }
+
 /// Error responses of the account endpoints that take a Bearer token.
 #[derive(ApiResponse, Debug)]
 pub enum AccountErrorResponse {
