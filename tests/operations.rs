@@ -250,3 +250,34 @@ async fn cors_is_off_by_default_and_follows_the_origin_list() {
         app.http.get(app.url("/healthz")).header("origin", "https://evil.example").send().await.unwrap();
     assert!(!resp.headers().contains_key("access-control-allow-origin"), "other origins get nothing");
 }
+
+/// Oversized headers are refused before any handler runs (hyper's cap, 431), and JSON
+/// nested past serde's recursion limit is a 400, not a crash or a 500.
+#[tokio::test]
+async fn oversized_headers_and_deep_json_are_refused() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let app = spawn_app().await;
+    let addr = app.base.trim_start_matches("http://").to_owned();
+    let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let mut request = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: ".to_vec();
+    request.extend(std::iter::repeat_n(b'a', 1024 * 1024));
+    request.extend(b"\r\n\r\n");
+    let _ = conn.write_all(&request).await; // the server may hang up mid-write
+    let mut head = [0u8; 64];
+    let n = conn.read(&mut head).await.unwrap_or(0);
+    let head = String::from_utf8_lossy(&head[..n]);
+    assert!(head.is_empty() || head.starts_with("HTTP/1.1 431"), "{head}");
+
+    let deep = format!("{}{}", "[".repeat(5000), "]".repeat(5000));
+    let body = format!(r#"{{"username":"abc","email":"a@b.example","password":{deep}}}"#);
+    let resp = app
+        .http
+        .post(app.url("/account/register"))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    assert_eq!(resp.json::<Value>().await.unwrap()["error"], "invalid_request");
+}
