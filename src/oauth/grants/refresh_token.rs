@@ -59,7 +59,20 @@ pub async fn grant(
         expires_at: issue::refresh_expiry(svc, &session, now),
     };
     match store::sessions::rotate_refresh(svc.db(), &hash, &session.id, &new_refresh, now).await? {
-        Rotation::Rotated => issue::for_session(svc, client, &user, &scope, &session, Some(next)),
+        Rotation::Rotated => {
+            let response = issue::for_session(svc, client, &user, &scope, &session, Some(next))?;
+            let event = AuditEvent {
+                event: "token_issued",
+                outcome: "success",
+                actor_id: Some(user.id.clone()),
+                user_id: Some(user.id.clone()),
+                client_id: Some(client.id.to_string()),
+                detail: Some(format!("grant=refresh_token session={} scope={scope}", session.id)),
+                ..Default::default()
+            };
+            svc.audit(event, meta).await;
+            Ok(response)
+        }
         Rotation::AlreadyUsed => {
             reuse_detected(svc, &session, meta).await?;
             Err(invalid())
