@@ -8,7 +8,7 @@ use std::time::Duration;
 use criterion::{Criterion, criterion_group, criterion_main};
 use latchkey::account::types::{Email, Password, Username};
 use latchkey::account::{self, NewUser};
-use latchkey::config::{LogFormat, MailTransport, RateLimit, Settings};
+use latchkey::config::{RawSettings, Settings};
 use latchkey::oauth::client::{self, NewClient, PresentedClient};
 use latchkey::oauth::grants::{self, GrantRequest};
 use latchkey::oauth::tokens::{self, ACCESS_TOKEN_TYP, AccessClaims};
@@ -18,23 +18,16 @@ use latchkey::services::{RequestMeta, Services};
 const PASSWORD: &str = "correct horse battery staple";
 
 fn settings(dir: &std::path::Path) -> Settings {
-    Settings {
-        bind: "127.0.0.1:0".parse().unwrap(),
+    RawSettings {
         database_url: format!("sqlite://{}?mode=rwc", dir.join("latchkey.db").display()),
-        issuer: "http://127.0.0.1:8080".parse().unwrap(),
         keys_dir: dir.join("keys"),
-        secret_key: None,
-        access_token_ttl: Duration::from_secs(15 * 60),
-        refresh_token_ttl: Duration::from_secs(7 * 86_400),
-        mail: MailTransport::Dir(dir.join("mail")),
-        rate_limit_login: RateLimit::Off,
-        rate_limit_refresh: RateLimit::Off,
-        rate_limit_register: RateLimit::Off,
-        trusted_proxies: Vec::new(),
-        log_format: LogFormat::Text,
-        slow_client_timeout: Duration::from_secs(30),
-        cors_origins: Vec::new(),
+        mail: format!("dir:{}", dir.join("mail").display()),
+        rate_limit_login: "off".into(),
+        rate_limit_refresh: "off".into(),
+        ..RawSettings::default()
     }
+    .parse()
+    .unwrap()
 }
 
 /// A user's access token obtained through the password grant, so introspection walks the

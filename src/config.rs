@@ -9,17 +9,29 @@ use std::time::Duration;
 use ipnet::IpNet;
 use url::Url;
 
+// The contract's defaults: one source for the flags and for `RawSettings::default`.
+const DEFAULT_DATABASE_URL: &str = "sqlite://latchkey.db?mode=rwc";
+const DEFAULT_BIND: &str = "127.0.0.1:8080";
+const DEFAULT_KEYS_DIR: &str = "keys";
+const DEFAULT_ACCESS_TOKEN_TTL: &str = "15m";
+const DEFAULT_REFRESH_TOKEN_TTL: &str = "7d";
+const DEFAULT_MAIL: &str = "log";
+const DEFAULT_RATE_LIMIT_LOGIN: &str = "5/15m";
+const DEFAULT_RATE_LIMIT_REFRESH: &str = "10/1h";
+const DEFAULT_RATE_LIMIT_REGISTER: &str = "3/1h";
+const DEFAULT_LOG_FORMAT: &str = "text";
+
 /// Raw values as they came from flags or environment variables.
 #[derive(Debug, Clone, clap::Args)]
 pub struct RawSettings {
     /// Address to listen on.
-    #[arg(long, env = "LATCHKEY_BIND", default_value = "127.0.0.1:8080", global = true)]
+    #[arg(long, env = "LATCHKEY_BIND", default_value = DEFAULT_BIND, global = true)]
     pub bind: String,
     /// `sqlite://…` or `postgres://…`.
     #[arg(
         long,
         env = "LATCHKEY_DATABASE_URL",
-        default_value = "sqlite://latchkey.db?mode=rwc",
+        default_value = DEFAULT_DATABASE_URL,
         global = true
     )]
     pub database_url: String,
@@ -27,25 +39,25 @@ pub struct RawSettings {
     #[arg(long, env = "LATCHKEY_ISSUER", global = true)]
     pub issuer: Option<String>,
     /// Directory of the signing keys (PKCS#8 PEM, 0600).
-    #[arg(long, env = "LATCHKEY_KEYS_DIR", default_value = "keys", global = true)]
+    #[arg(long, env = "LATCHKEY_KEYS_DIR", default_value = DEFAULT_KEYS_DIR, global = true)]
     pub keys_dir: PathBuf,
     /// 32-byte key (base64 or hex) that encrypts TOTP secrets at rest.
     #[arg(long, env = "LATCHKEY_SECRET_KEY", global = true, hide_env_values = true)]
     pub secret_key: Option<String>,
-    #[arg(long, env = "LATCHKEY_ACCESS_TOKEN_TTL", default_value = "15m", global = true)]
+    #[arg(long, env = "LATCHKEY_ACCESS_TOKEN_TTL", default_value = DEFAULT_ACCESS_TOKEN_TTL, global = true)]
     pub access_token_ttl: String,
-    #[arg(long, env = "LATCHKEY_REFRESH_TOKEN_TTL", default_value = "7d", global = true)]
+    #[arg(long, env = "LATCHKEY_REFRESH_TOKEN_TTL", default_value = DEFAULT_REFRESH_TOKEN_TTL, global = true)]
     pub refresh_token_ttl: String,
     /// `log`, `dir:PATH`, `smtp://[user:pass@]host[:587]` (STARTTLS required; add
     /// `?tls=opportunistic` or `?tls=none` to relax, `&from=ADDRESS` for the sender) or
     /// `smtps://…` (TLS from the start, port 465).
-    #[arg(long, env = "LATCHKEY_MAIL", default_value = "log", global = true)]
+    #[arg(long, env = "LATCHKEY_MAIL", default_value = DEFAULT_MAIL, global = true)]
     pub mail: String,
-    #[arg(long, env = "LATCHKEY_RATE_LIMIT_LOGIN", default_value = "5/15m", global = true)]
+    #[arg(long, env = "LATCHKEY_RATE_LIMIT_LOGIN", default_value = DEFAULT_RATE_LIMIT_LOGIN, global = true)]
     pub rate_limit_login: String,
-    #[arg(long, env = "LATCHKEY_RATE_LIMIT_REFRESH", default_value = "10/1h", global = true)]
+    #[arg(long, env = "LATCHKEY_RATE_LIMIT_REFRESH", default_value = DEFAULT_RATE_LIMIT_REFRESH, global = true)]
     pub rate_limit_refresh: String,
-    #[arg(long, env = "LATCHKEY_RATE_LIMIT_REGISTER", default_value = "3/1h", global = true)]
+    #[arg(long, env = "LATCHKEY_RATE_LIMIT_REGISTER", default_value = DEFAULT_RATE_LIMIT_REGISTER, global = true)]
     pub rate_limit_register: String,
     /// Comma-separated addresses or CIDR ranges whose X-Forwarded-For is believed.
     #[arg(long, env = "LATCHKEY_TRUSTED_PROXIES", default_value = "", global = true)]
@@ -55,8 +67,30 @@ pub struct RawSettings {
     #[arg(long, env = "LATCHKEY_CORS_ORIGINS", default_value = "", global = true)]
     pub cors_origins: String,
     /// `text` or `json`; the filter is read from LATCHKEY_LOG.
-    #[arg(long, env = "LATCHKEY_LOG_FORMAT", default_value = "text", global = true)]
+    #[arg(long, env = "LATCHKEY_LOG_FORMAT", default_value = DEFAULT_LOG_FORMAT, global = true)]
     pub log_format: String,
+}
+
+/// The defaults, as if no flag or variable were set (tests and benches start from here).
+impl Default for RawSettings {
+    fn default() -> Self {
+        RawSettings {
+            bind: DEFAULT_BIND.into(),
+            database_url: DEFAULT_DATABASE_URL.into(),
+            issuer: None,
+            keys_dir: DEFAULT_KEYS_DIR.into(),
+            secret_key: None,
+            access_token_ttl: DEFAULT_ACCESS_TOKEN_TTL.into(),
+            refresh_token_ttl: DEFAULT_REFRESH_TOKEN_TTL.into(),
+            mail: DEFAULT_MAIL.into(),
+            rate_limit_login: DEFAULT_RATE_LIMIT_LOGIN.into(),
+            rate_limit_refresh: DEFAULT_RATE_LIMIT_REFRESH.into(),
+            rate_limit_register: DEFAULT_RATE_LIMIT_REGISTER.into(),
+            trusted_proxies: String::new(),
+            cors_origins: String::new(),
+            log_format: DEFAULT_LOG_FORMAT.into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -2,11 +2,9 @@
 //! file in a temp dir, or a new PostgreSQL database when LATCHKEY_TEST_DATABASE_URL is set.
 #![allow(dead_code)] // each test binary uses its own part of the harness
 
-use std::time::Duration;
-
 use latchkey::account::types::{Email, Password, Role, Username};
 use latchkey::account::{self, NewUser, User};
-use latchkey::config::{LogFormat, MailTransport, RateLimit, Settings};
+use latchkey::config::{RawSettings, Settings};
 use latchkey::oauth::client::{self, NewClient, RegisteredClient};
 use latchkey::oauth::types::{ClientId, GrantType, Scope};
 use latchkey::services::Services;
@@ -23,25 +21,21 @@ pub struct TestApp {
 
 pub const PASSWORD: &str = "correct horse battery staple";
 
-/// Settings as the contract's defaults, pointed at a temp dir and a fresh database.
+/// The contract's defaults, pointed at a temp dir and a fresh database, with mail to files
+/// and rate limits off (tests that need them turn them on).
 pub async fn test_settings(port: u16, dir: &std::path::Path) -> Settings {
-    Settings {
-        bind: format!("127.0.0.1:{port}").parse().unwrap(),
+    RawSettings {
+        bind: format!("127.0.0.1:{port}"),
         database_url: fresh_database(dir).await,
-        issuer: format!("http://127.0.0.1:{port}").parse().unwrap(),
         keys_dir: dir.join("keys"),
-        secret_key: None,
-        access_token_ttl: Duration::from_secs(15 * 60),
-        refresh_token_ttl: Duration::from_secs(7 * 86_400),
-        mail: MailTransport::Dir(dir.join("mail")),
-        rate_limit_login: RateLimit::Off,
-        rate_limit_refresh: RateLimit::Off,
-        rate_limit_register: RateLimit::Off,
-        trusted_proxies: Vec::new(),
-        log_format: LogFormat::Text,
-        slow_client_timeout: Duration::from_secs(30),
-        cors_origins: Vec::new(),
+        mail: format!("dir:{}", dir.join("mail").display()),
+        rate_limit_login: "off".into(),
+        rate_limit_refresh: "off".into(),
+        rate_limit_register: "off".into(),
+        ..RawSettings::default()
     }
+    .parse()
+    .unwrap()
 }
 
 /// A new, empty database for one test.
