@@ -173,6 +173,15 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// Through the CLI: user `alice` and confidential client `web`; returns the client secret.
+fn seed_alice_and_web(dir: &Path, db: &str) -> String {
+    let mut cmd = latchkey(dir, db);
+    cmd.args(["user", "create", "--username", "alice", "--email", "alice@example.com", "--password-stdin"]);
+    json_stdout(&run_with_stdin(cmd, "correct horse battery staple\n"));
+    let out = latchkey(dir, db).args(["client", "create", "--name", "Web", "--id", "web"]).output().unwrap();
+    json_stdout(&out)["client_secret"].as_str().unwrap().to_owned()
+}
+
 async fn token_request(server: &Server, secret: &str, form: &[(&str, &str)]) -> (u16, Value) {
     let resp = reqwest::Client::new()
         .post(format!("{}/oauth/token", server.base))
@@ -188,14 +197,7 @@ async fn token_request(server: &Server, secret: &str, form: &[(&str, &str)]) -> 
 async fn acknowledged_writes_survive_kill_9() {
     let dir = tempfile::tempdir().unwrap();
     let db = database(dir.path()).await;
-    let mut cmd = latchkey(dir.path(), &db);
-    cmd.args(["user", "create", "--username", "alice", "--email", "alice@example.com", "--password-stdin"]);
-    json_stdout(&run_with_stdin(cmd, "correct horse battery staple\n"));
-    let out = latchkey(dir.path(), &db)
-        .args(["client", "create", "--name", "Web", "--id", "web"])
-        .output()
-        .unwrap();
-    let secret = json_stdout(&out)["client_secret"].as_str().unwrap().to_owned();
+    let secret = seed_alice_and_web(dir.path(), &db);
     let port = free_port();
 
     let mut server = start_server(dir.path(), &db, port);
@@ -250,14 +252,7 @@ async fn sigterm_shuts_down_gracefully() {
 async fn json_logs_carry_request_ids_and_no_secrets() {
     let dir = tempfile::tempdir().unwrap();
     let db = database(dir.path()).await;
-    let mut cmd = latchkey(dir.path(), &db);
-    cmd.args(["user", "create", "--username", "alice", "--email", "alice@example.com", "--password-stdin"]);
-    json_stdout(&run_with_stdin(cmd, "correct horse battery staple\n"));
-    let out = latchkey(dir.path(), &db)
-        .args(["client", "create", "--name", "Web", "--id", "web"])
-        .output()
-        .unwrap();
-    let secret = json_stdout(&out)["client_secret"].as_str().unwrap().to_owned();
+    let secret = seed_alice_and_web(dir.path(), &db);
 
     let log_path = dir.path().join("server.log");
     let mut cmd = latchkey(dir.path(), &db);
