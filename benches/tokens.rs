@@ -6,14 +6,15 @@
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use latchkey::account::types::{Email, Password, Username};
 use latchkey::account::{self, NewUser};
 use latchkey::config::{RawSettings, Settings};
+use latchkey::model::RequestMeta;
+use latchkey::model::{Email, Password, Username};
+use latchkey::model::{GrantType, Scope};
 use latchkey::oauth::client::{self, NewClient, PresentedClient};
 use latchkey::oauth::grants::{self, GrantRequest};
 use latchkey::oauth::tokens::{self, ACCESS_TOKEN_TYP, AccessClaims};
-use latchkey::oauth::types::{GrantType, Scope};
-use latchkey::services::{RequestMeta, Services};
+use latchkey::services::Services;
 
 const PASSWORD: &str = "correct horse battery staple";
 

@@ -8,9 +8,10 @@ use poem::Server;
 use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
 
 use crate::config::Settings;
+use crate::crypto::sealed::SecretBox;
 use crate::http::SlowClientGuard;
 use crate::keys::{self, KeyRing};
-use crate::mfa::sealed::SecretBox;
+use crate::model::Clock;
 use crate::services::Services;
 use crate::store::{self, Db};
 
@@ -20,8 +21,11 @@ pub async fn open(settings: Settings) -> anyhow::Result<Services> {
     let secret_box = SecretBox::load(&settings).context("cannot load the secret key")?;
     let db = Db::connect(&settings.database_url).await.context("cannot open the database")?;
     db.migrate().await.context("cannot apply migrations")?;
-    let keys = KeyRing::open(db.clone(), &settings.keys_dir).await.context("cannot load signing keys")?;
-    Services::new(settings, db, keys, secret_box).context("cannot set up mail delivery (--mail)")
+    let clock = Clock::default();
+    let keys = KeyRing::open(db.clone(), &settings.keys_dir, clock.clone())
+        .await
+        .context("cannot load signing keys")?;
+    Services::new(settings, db, keys, secret_box, clock).context("cannot set up mail delivery (--mail)")
 }
 
 /// Runs the server on an already-bound listener (tests bind port 0 and pass it here).
@@ -68,10 +72,10 @@ async fn housekeeping(svc: Services) {
         }
         rounds += 1;
         if rounds % 120 == 1 {
-            if let Err(err) = store::limits::prune(svc.db(), crate::limits::now_ms()).await {
+            if let Err(err) = store::limits::prune(svc.db(), svc.clock().now_ms()).await {
                 tracing::warn!(error = %err, "pruning rate limits failed");
             }
-            let now = store::now();
+            let now = svc.now();
             let pruned = match store::sessions::prune(svc.db(), now).await {
                 Ok(n) => store::account_tokens::prune(svc.db(), now).await.map(|m| n + m),
                 Err(err) => Err(err),
@@ -81,7 +85,7 @@ async fn housekeeping(svc: Services) {
                 Ok(_) => {}
                 Err(err) => tracing::warn!(error = %err, "pruning failed"),
             }
-            if let Err(err) = store::mfa::prune_challenges(svc.db(), store::now()).await {
+            if let Err(err) = store::mfa::prune_challenges(svc.db(), svc.now()).await {
                 tracing::warn!(error = %err, "pruning MFA challenges failed");
             }
         }

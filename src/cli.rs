@@ -5,12 +5,12 @@ use std::io::{BufRead, IsTerminal};
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 
-use crate::account::types::{Email, Password, Role, UserStatus, Username};
 use crate::account::{self, AccountError, NewUser, UserView};
 use crate::admin::{self, Actor, AdminError};
 use crate::config::RawSettings;
+use crate::model::{ClientId, GrantType, Scope};
+use crate::model::{Email, Password, Role, UserStatus, Username};
 use crate::oauth::client::{self, NewClient, RegisterError, RegisteredClient};
-use crate::oauth::types::{ClientId, GrantType, Scope};
 use crate::{app, http, telemetry};
 
 #[derive(Debug, Parser)]

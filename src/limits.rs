@@ -2,7 +2,7 @@
 //! The state lives in the database (`store::limits`), so two replicas on one PostgreSQL
 //! together still allow N, not 2N.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use crate::config::RateLimit;
 use crate::services::Services;
@@ -79,7 +79,7 @@ pub async fn check(svc: &Services, limit: Limit, subject: &str) -> Result<(), Li
     let period_ms = period.as_millis() as i64;
     let emission_ms = (period_ms / i64::from(count)).max(1);
     let tolerance_ms = period_ms - emission_ms;
-    let now_ms = now_ms();
+    let now_ms = svc.clock().now_ms();
     let key = format!("{}:{}", limit.name(), subject);
     let (allowed, tat_ms) = store::limits::hit(svc.db(), &key, now_ms, emission_ms, tolerance_ms).await?;
     if allowed {
@@ -92,8 +92,4 @@ pub async fn check(svc: &Services, limit: Limit, subject: &str) -> Result<(), Li
             window_secs: period.as_secs(),
         }))
     }
-}
-
-pub fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }

@@ -2,12 +2,13 @@
 
 use std::sync::Arc;
 
-use crate::account::password::PasswordHasher;
 use crate::config::Settings;
+use crate::crypto::password::PasswordHasher;
+use crate::crypto::sealed::SecretBox;
 use crate::keys::KeyRing;
 use crate::mail::{MailError, Mailer};
-use crate::mfa::policy::{DefaultPolicy, SecondFactorPolicy};
-use crate::mfa::sealed::SecretBox;
+use crate::model::policy::{DefaultPolicy, SecondFactorPolicy};
+use crate::model::{Clock, RequestMeta};
 use crate::store::audit::AuditEvent;
 use crate::store::{self, Db};
 
@@ -24,6 +25,7 @@ struct Inner {
     hasher: PasswordHasher,
     secret_box: SecretBox,
     mailer: Mailer,
+    clock: Clock,
 }
 
 impl Services {
@@ -33,10 +35,19 @@ impl Services {
         db: Db,
         keys: KeyRing,
         secret_box: SecretBox,
+        clock: Clock,
     ) -> Result<Services, MailError> {
         let mailer = Mailer::new(&settings)?;
         Ok(Services {
-            inner: Arc::new(Inner { settings, db, keys, hasher: PasswordHasher::new(), secret_box, mailer }),
+            inner: Arc::new(Inner {
+                settings,
+                db,
+                keys,
+                hasher: PasswordHasher::new(),
+                secret_box,
+                mailer,
+                clock,
+            }),
             second_factor: Arc::new(DefaultPolicy),
         })
     }
@@ -54,6 +65,15 @@ impl Services {
 
     pub fn issuer(&self) -> &str {
         self.inner.settings.issuer_str()
+    }
+
+    /// Unix seconds by the injected clock.
+    pub fn now(&self) -> i64 {
+        self.inner.clock.now()
+    }
+
+    pub fn clock(&self) -> &Clock {
+        &self.inner.clock
     }
 
     pub fn db(&self) -> &Db {
@@ -85,22 +105,8 @@ impl Services {
     /// that was already committed.
     pub async fn audit(&self, event: AuditEvent, meta: &RequestMeta) {
         let event = AuditEvent { ip: meta.ip.clone(), user_agent: meta.user_agent.clone(), ..event };
-        if let Err(err) = store::audit::insert(self.db(), &event, store::now()).await {
+        if let Err(err) = store::audit::insert(self.db(), &event, self.now()).await {
             tracing::error!(error = %err, event = event.event, "could not write audit event");
         }
-    }
-}
-
-/// Who is asking, as far as the domain needs to know: for audit and session records.
-#[derive(Debug, Clone, Default)]
-pub struct RequestMeta {
-    pub ip: Option<String>,
-    pub user_agent: Option<String>,
-}
-
-impl RequestMeta {
-    /// The client IP as a rate-limit key; requests from an unknown peer share one budget.
-    pub fn ip_key(&self) -> &str {
-        self.ip.as_deref().unwrap_or("unknown")
     }
 }

@@ -450,9 +450,8 @@ async fn logout_ends_the_current_session_and_its_access_token() {
 #[tokio::test]
 async fn missing_or_garbage_bearer_tokens_get_401_with_a_challenge() {
     let app = spawn_app().await;
-    let client = app
-        .create_client("svc", false, &[latchkey::oauth::types::GrantType::ClientCredentials], "api", &[])
-        .await;
+    let client =
+        app.create_client("svc", false, &[latchkey::model::GrantType::ClientCredentials], "api", &[]).await;
     let client_token = {
         let resp = app.post_form("/oauth/token", &client, &[("grant_type", "client_credentials")]).await;
         assert_eq!(resp.status(), 200);

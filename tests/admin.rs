@@ -4,7 +4,7 @@
 mod common;
 
 use common::{PASSWORD, TestApp, TestClient, spawn_app};
-use latchkey::oauth::types::GrantType;
+use latchkey::model::GrantType;
 use reqwest::Method;
 use serde_json::{Value, json};
 use totp_rs::Secret;
@@ -484,7 +484,7 @@ async fn the_audit_log_filters_and_pages_newest_first() {
     assert_eq!(f.audit("event=login").await.len(), 2);
     assert_eq!(f.audit("client_id=web&event=login").await.len(), 2);
     assert!(f.audit("client_id=other").await.is_empty());
-    let now = latchkey::store::now();
+    let now = f.app.svc.now();
     assert!(f.audit(&format!("until={}", now - 3600)).await.is_empty());
     assert_eq!(f.audit(&format!("since={}&user_id={}", now - 3600, f.user_id)).await.len(), 4);
     assert!(f.audit(&format!("since={}", now + 3600)).await.is_empty());

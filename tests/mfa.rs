@@ -7,9 +7,9 @@ mod common;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use common::{PASSWORD, TestApp, TestClient, jwt_part, spawn_app, spawn_app_with_services};
-use latchkey::mfa::policy::{LoginContext, PolicyFuture, SecondFactorPolicy};
+use latchkey::model::policy::{LoginContext, PolicyFuture, SecondFactorPolicy};
+use latchkey::model::{ClientId, GrantType, Scope};
 use latchkey::oauth::client::{self, NewClient};
-use latchkey::oauth::types::{ClientId, GrantType, Scope};
 use serde_json::{Value, json};
 use totp_rs::{Secret, Totp};
 

@@ -4,7 +4,7 @@
 mod common;
 
 use common::{PASSWORD, TestApp, TestClient, jwt_part, spawn_app};
-use latchkey::oauth::types::GrantType;
+use latchkey::model::GrantType;
 use oauth2::basic::{BasicClient, BasicTokenType};
 use oauth2::{
     AccessToken, ClientId, ClientSecret, EndpointNotSet, EndpointSet, HttpRequest, HttpResponse,
@@ -551,7 +551,7 @@ async fn refresh_tokens_have_idle_and_absolute_lifetimes() {
     // Idle: this token's own expiry has passed.
     let idle = app.login(&client, "alice").await["refresh_token"].as_str().unwrap().to_owned();
     sqlx::query("UPDATE refresh_tokens SET expires_at = 1 WHERE hash = $1")
-        .bind(latchkey::secrets::sha256_hex(&idle))
+        .bind(latchkey::crypto::secrets::sha256_hex(&idle))
         .execute(app.svc.db().pool())
         .await
         .unwrap();
@@ -565,7 +565,7 @@ async fn refresh_tokens_have_idle_and_absolute_lifetimes() {
     assert_eq!(resp.status(), 200, "the control works");
     let next = resp.json::<Value>().await.unwrap()["refresh_token"].as_str().unwrap().to_owned();
     sqlx::query("UPDATE sessions SET expires_at = 1 WHERE id = (SELECT session_id FROM refresh_tokens WHERE hash = $1)")
-        .bind(latchkey::secrets::sha256_hex(&next))
+        .bind(latchkey::crypto::secrets::sha256_hex(&next))
         .execute(app.svc.db().pool())
         .await
         .unwrap();
@@ -575,7 +575,7 @@ async fn refresh_tokens_have_idle_and_absolute_lifetimes() {
     let row: (i64, i64) = sqlx::query_as(
         "SELECT r.expires_at, s.expires_at FROM refresh_tokens r JOIN sessions s ON s.id = r.session_id WHERE r.hash = $1",
     )
-    .bind(latchkey::secrets::sha256_hex(&next))
+    .bind(latchkey::crypto::secrets::sha256_hex(&next))
     .fetch_one(app.svc.db().pool())
     .await
     .unwrap();
@@ -593,10 +593,10 @@ async fn stored_secrets_are_hashes() {
     let pool = app.svc.db().pool();
     let hashes: Vec<String> =
         sqlx::query_scalar("SELECT hash FROM refresh_tokens").fetch_all(pool).await.unwrap();
-    assert_eq!(hashes, [latchkey::secrets::sha256_hex(refresh)]);
+    assert_eq!(hashes, [latchkey::crypto::secrets::sha256_hex(refresh)]);
     let stored: Option<String> =
         sqlx::query_scalar("SELECT secret_hash FROM clients WHERE id = 'web'").fetch_one(pool).await.unwrap();
-    assert_eq!(stored.as_deref(), Some(latchkey::secrets::sha256_hex(secret).as_str()));
+    assert_eq!(stored.as_deref(), Some(latchkey::crypto::secrets::sha256_hex(secret).as_str()));
     let pw: String = sqlx::query_scalar("SELECT password_hash FROM users").fetch_one(pool).await.unwrap();
     assert!(pw.starts_with("$argon2id$") && !pw.contains(PASSWORD));
     let audit: Vec<String> =

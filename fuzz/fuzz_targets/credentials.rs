@@ -4,9 +4,9 @@
 //! its own output (what is stored parses again to the same value).
 #![no_main]
 
-use latchkey::account::types::{Email, Password, Username};
+use latchkey::model::{Email, Password, Username};
 use latchkey::oauth::client::PresentedClient;
-use latchkey::oauth::types::{ClientId, Scope};
+use latchkey::model::{ClientId, Scope};
 use libfuzzer_sys::fuzz_target;
 use poem_openapi::auth::{Basic, BasicAuthorization};
 

@@ -3,8 +3,9 @@
 //! one) keeps lockout from becoming a lever to shut a victim out for good; the login
 //! answer is the same as for a wrong password, so it also tells an attacker nothing.
 
-use super::User;
-use crate::services::{RequestMeta, Services};
+use crate::model::RequestMeta;
+use crate::model::User;
+use crate::services::Services;
 use crate::store::{self, StoreError, audit::AuditEvent};
 
 /// Failures before the first lock.
@@ -26,7 +27,7 @@ pub fn is_locked(user: &User, now: i64) -> bool {
 
 /// Records a wrong password for `user`; audits the moment a lock starts.
 pub async fn record_failure(svc: &Services, user: &User, meta: &RequestMeta) -> Result<(), StoreError> {
-    let now = store::now();
+    let now = svc.now();
     let failures =
         store::users::record_failed_login(svc.db(), &user.id, |n| lock_secs(n).map(|s| now + s)).await?;
     if let Some(secs) = lock_secs(failures) {

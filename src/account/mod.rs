@@ -1,31 +1,15 @@
 //! Users: creation, lookup and password checks. Knows nothing of HTTP.
 
 pub mod lockout;
-pub mod password;
 pub mod self_service;
-pub mod types;
 
 use serde::Serialize;
 
-use crate::oauth::types::Scope;
+use crate::crypto::password;
+use crate::model::Scope;
+use crate::model::{Email, Password, Role, User, UserStatus, Username};
 use crate::services::Services;
 use crate::store::{self, StoreError};
-use types::{Email, Password, Role, UserStatus, Username};
-
-#[derive(Debug, Clone)]
-pub struct User {
-    /// The `sub` of every token issued for this user.
-    pub id: String,
-    pub username: Username,
-    pub email: Email,
-    pub email_verified: bool,
-    pub status: UserStatus,
-    pub roles: Vec<String>,
-    pub locked_until: Option<i64>,
-    pub last_login_at: Option<i64>,
-    pub created_at: i64,
-    pub updated_at: i64,
-}
 
 /// The public view of a user (CLI output, API bodies): no hash, ever.
 #[derive(Debug, Serialize)]
@@ -106,7 +90,7 @@ pub async fn create_user(svc: &Services, new: NewUser) -> Result<User, AccountEr
         ));
     }
     let hash = svc.hasher().hash(&new.password).await?;
-    let now = store::now();
+    let now = svc.now();
     let user = User {
         id: uuid::Uuid::new_v4().to_string(),
         username: new.username,

@@ -2,12 +2,14 @@
 //! their password, list and end their sessions. Callers have authenticated the user
 //! where needed (the `user_id`/`session_id` arguments come from a verified access token).
 
-use super::types::{Email, Password, Username};
-use super::{AccountError, NewUser, User, create_user};
+use super::{AccountError, NewUser, create_user};
+use crate::crypto::secrets;
 use crate::limits::{self, Limit};
 use crate::mail::{Mail, MailKind};
-use crate::secrets;
-use crate::services::{RequestMeta, Services};
+use crate::model::RequestMeta;
+use crate::model::User;
+use crate::model::{Email, Password, Username};
+use crate::services::Services;
 use crate::store;
 use crate::store::audit::AuditEvent;
 use crate::store::sessions::Session;
@@ -48,7 +50,7 @@ pub async fn register(svc: &Services, reg: Registration, meta: &RequestMeta) -> 
 
 /// Spends a verification token and marks the address verified.
 pub async fn verify_email(svc: &Services, token: &str, meta: &RequestMeta) -> Result<(), AccountError> {
-    let user_id = store::account_tokens::verify_email(svc.db(), &secrets::sha256_hex(token), store::now())
+    let user_id = store::account_tokens::verify_email(svc.db(), &secrets::sha256_hex(token), svc.now())
         .await?
         .ok_or(AccountError::InvalidToken)?;
     svc.audit(user_event("email_verified", "success", &user_id, None), meta).await;
@@ -78,7 +80,7 @@ pub async fn reset_password(
     meta: &RequestMeta,
 ) -> Result<(), AccountError> {
     let hash = secrets::sha256_hex(token);
-    let now = store::now();
+    let now = svc.now();
     let user_id = store::account_tokens::find_live(svc.db(), &hash, MailKind::PasswordReset.as_str(), now)
         .await?
         .ok_or(AccountError::InvalidToken)?;
@@ -88,7 +90,7 @@ pub async fn reset_password(
     let password_hash = svc.hasher().hash(&password).await?;
     // Spent only now, atomically with the change: a concurrent reset with the same token
     // loses here.
-    store::account_tokens::reset_password(svc.db(), &hash, &user.id, &password_hash, store::now())
+    store::account_tokens::reset_password(svc.db(), &hash, &user.id, &password_hash, svc.now())
         .await?
         .ok_or(AccountError::InvalidToken)?;
     svc.audit(user_event("password_reset", "success", &user.id, Some("all sessions ended".into())), meta)
@@ -123,7 +125,7 @@ pub async fn change_password(
     let password = Password::new_checked(new_password, &[user.username.as_str(), user.email.as_str()])
         .map_err(AccountError::Invalid)?;
     let password_hash = svc.hasher().hash(&password).await?;
-    store::users::change_password(svc.db(), user_id, &password_hash, current_session, store::now()).await?;
+    store::users::change_password(svc.db(), user_id, &password_hash, current_session, svc.now()).await?;
     svc.audit(user_event("password_change", "success", user_id, Some("other sessions ended".into())), meta)
         .await;
     Ok(())
@@ -135,7 +137,7 @@ pub async fn me(svc: &Services, user_id: &str) -> Result<User, AccountError> {
 
 /// The user's sessions that still work, most recently used first.
 pub async fn sessions(svc: &Services, user_id: &str) -> Result<Vec<Session>, AccountError> {
-    let now = store::now();
+    let now = svc.now();
     let access_cutoff = now - svc.settings().access_token_ttl.as_secs() as i64;
     Ok(store::sessions::list_live_for_user(svc.db(), user_id, now, access_cutoff).await?)
 }
@@ -147,7 +149,7 @@ pub async fn end_session(
     session_id: &str,
     meta: &RequestMeta,
 ) -> Result<(), AccountError> {
-    if !store::sessions::revoke_for_user(svc.db(), session_id, user_id, store::now()).await? {
+    if !store::sessions::revoke_for_user(svc.db(), session_id, user_id, svc.now()).await? {
         return Err(AccountError::NotFound);
     }
     svc.audit(user_event("session_revoked", "success", user_id, Some(format!("session={session_id}"))), meta)
@@ -164,7 +166,7 @@ pub async fn logout(
     access_exp: i64,
     meta: &RequestMeta,
 ) -> Result<(), AccountError> {
-    store::sessions::revoke(svc.db(), session_id, store::now()).await?;
+    store::sessions::revoke(svc.db(), session_id, svc.now()).await?;
     store::sessions::revoke_access_token(svc.db(), access_jti, access_exp).await?;
     svc.audit(user_event("logout", "success", user_id, Some(format!("session={session_id}"))), meta).await;
     Ok(())
@@ -178,7 +180,7 @@ async fn mail_token(svc: &Services, email: &str, kind: MailKind) -> Result<(), A
         MailKind::VerifyEmail => VERIFY_EMAIL_TTL_SECS,
         MailKind::PasswordReset => PASSWORD_RESET_TTL_SECS,
     };
-    let now = store::now();
+    let now = svc.now();
     let owner = store::account_tokens::insert_for_email(
         svc.db(),
         &secrets::sha256_hex(&token),

@@ -2,8 +2,9 @@
 //! `oauth::client`, so the API, the CLI and the token endpoint share one set of rules.
 
 use super::{Actor, AdminError, record};
-use crate::oauth::client::{self, Client, NewClient, RegisteredClient};
-use crate::oauth::types::{ClientId, GrantType, Scope};
+use crate::model::Client;
+use crate::model::{ClientId, GrantType, Scope};
+use crate::oauth::client::{self, NewClient, RegisteredClient};
 use crate::services::Services;
 use crate::store;
 
@@ -122,7 +123,7 @@ pub async fn update(
     if !reasons.is_empty() {
         return Err(AdminError::Invalid(reasons));
     }
-    if !store::clients::update(svc.db(), &client, store::now()).await? {
+    if !store::clients::update(svc.db(), &client, svc.now()).await? {
         return Err(AdminError::NotFound("client"));
     }
     let detail = format!("changed={}", changed.join(","));
@@ -138,7 +139,7 @@ pub async fn rotate_secret(svc: &Services, actor: &Actor, id: &str) -> Result<Re
         return Err(AdminError::invalid("a public client has no secret to rotate"));
     }
     let (secret, hash) = client::new_secret();
-    if !store::clients::set_secret_hash(svc.db(), &client.id, &hash, store::now()).await? {
+    if !store::clients::set_secret_hash(svc.db(), &client.id, &hash, svc.now()).await? {
         return Err(AdminError::NotFound("client"));
     }
     record(svc, actor, "admin_client_rotate_secret", None, Some(client.id.to_string()), None).await;

@@ -10,12 +10,13 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use crate::account::AccountError;
-use crate::account::password::HashError;
+use crate::crypto::password::HashError;
 use crate::keys::{KeyError, KeyInfo};
 use crate::mfa::MfaError;
+use crate::model::RequestMeta;
 use crate::oauth::client::RegisterError;
 use crate::oauth::tokens::{self, BearerError};
-use crate::services::{RequestMeta, Services};
+use crate::services::Services;
 use crate::store::audit::AuditEvent;
 use crate::store::{self, StoreError};
 

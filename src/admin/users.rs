@@ -4,9 +4,10 @@
 use std::collections::HashSet;
 
 use super::{ADMIN_ROLE, Actor, AdminError, Page, decode_cursor, into_page, page_limit, record};
-use crate::account::types::{Email, Password, Role, UserStatus, Username};
-use crate::account::{self, NewUser, User};
+use crate::account::{self, NewUser};
 use crate::mfa;
+use crate::model::User;
+use crate::model::{Email, Password, Role, UserStatus, Username};
 use crate::services::Services;
 use crate::store::{self, users::UserQuery};
 
@@ -149,7 +150,7 @@ pub async fn update(svc: &Services, actor: &Actor, id: &str, patch: UserPatch) -
     if status.is_some_and(|s| s != UserStatus::Active) && actor.is(id) {
         return Err(AdminError::invalid("you cannot disable or lock your own account"));
     }
-    let now = store::now();
+    let now = svc.now();
     let mut changed = Vec::new();
     if let Some(email) = &email {
         let stored = store::users::set_email(svc.db(), id, email, now).await.map_err(|e| {
@@ -184,7 +185,7 @@ pub async fn set_status(
         return Err(AdminError::invalid("you cannot disable your own account"));
     }
     let user = get(svc, id).await?;
-    apply_status(svc, &user, status, store::now()).await?;
+    apply_status(svc, &user, status, svc.now()).await?;
     let event = if status == UserStatus::Active { "admin_user_enable" } else { "admin_user_disable" };
     record(svc, actor, event, Some(id.to_owned()), None, None).await;
     get(svc, id).await
@@ -202,7 +203,7 @@ async fn apply_status(svc: &Services, user: &User, status: UserStatus, now: i64)
 
 /// Ends a lockout: failed attempts reset, a locked user is active again.
 pub async fn unlock(svc: &Services, actor: &Actor, id: &str) -> Result<User, AdminError> {
-    if !store::users::unlock(svc.db(), id, store::now()).await? {
+    if !store::users::unlock(svc.db(), id, svc.now()).await? {
         return Err(AdminError::NotFound("user"));
     }
     record(svc, actor, "admin_user_unlock", Some(id.to_owned()), None, None).await;
@@ -212,7 +213,7 @@ pub async fn unlock(svc: &Services, actor: &Actor, id: &str) -> Result<User, Adm
 /// Ends every session of the user; returns how many were live.
 pub async fn revoke_sessions(svc: &Services, actor: &Actor, id: &str) -> Result<u64, AdminError> {
     get(svc, id).await?;
-    let revoked = store::sessions::revoke_all_for_user(svc.db(), id, store::now()).await?;
+    let revoked = store::sessions::revoke_all_for_user(svc.db(), id, svc.now()).await?;
     record(
         svc,
         actor,

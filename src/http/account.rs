@@ -10,10 +10,11 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 use super::ApiTags;
 use super::auth::{UserToken, request_meta};
 use super::errors::{AccountErrorResponse, LimitedAccountErrorResponse, PublicAccountErrorResponse};
-use crate::account::User;
 use crate::account::self_service::{self, Registration};
+use crate::model::RequestMeta;
+use crate::model::User;
 use crate::oauth::tokens::{self, AccessClaims, BearerError};
-use crate::services::{RequestMeta, Services};
+use crate::services::Services;
 use crate::store::sessions::Session;
 
 pub struct AccountApi;

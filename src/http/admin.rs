@@ -11,11 +11,12 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 use super::ApiTags;
 use super::auth::{UserToken, request_meta};
 use super::errors::AdminErrorResponse;
-use crate::account::User;
-use crate::account::types::UserStatus;
 use crate::admin::{self, Actor, audit, clients, users};
 use crate::keys::{KeyInfo, KeyState};
-use crate::oauth::client::{Client, RegisteredClient};
+use crate::model::Client;
+use crate::model::User;
+use crate::model::UserStatus;
+use crate::oauth::client::RegisteredClient;
 use crate::services::Services;
 use crate::store::audit::AuditRecord;
 

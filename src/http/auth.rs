@@ -7,8 +7,8 @@ use poem::Request;
 use poem_openapi::auth::{Basic, Bearer};
 use poem_openapi::{OAuthScopes, SecurityScheme};
 
+use crate::model::RequestMeta;
 use crate::oauth::client::PresentedClient;
-use crate::services::RequestMeta;
 
 /// `client_secret_basic`: client id and secret, each form-encoded, in HTTP Basic.
 #[derive(SecurityScheme)]

@@ -5,7 +5,7 @@ use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
 use super::ApiTags;
-use crate::oauth::types::GrantType;
+use crate::model::GrantType;
 use crate::services::Services;
 
 pub struct DiscoveryApi;

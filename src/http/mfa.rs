@@ -8,8 +8,8 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 use super::ApiTags;
 use super::auth::{UserToken, request_meta};
 use super::errors::MfaErrorResponse;
-use crate::account::types::Password;
 use crate::mfa::{self, MfaError};
+use crate::model::Password;
 use crate::oauth::tokens;
 use crate::services::Services;
 

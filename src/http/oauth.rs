@@ -9,10 +9,10 @@ use serde::Deserialize;
 use super::ApiTags;
 use super::auth::{ClientAuth, UserToken, presented_client, request_meta};
 use super::errors::{BearerErrorResponse, OAuthErrorResponse};
-use crate::account::types::Password;
+use crate::model::Password;
+use crate::model::{GrantType, Scope};
 use crate::oauth::grants::{self, GrantRequest, SecondFactor};
 use crate::oauth::introspect::{self, ActiveToken};
-use crate::oauth::types::{GrantType, Scope};
 use crate::oauth::{OAuthError, userinfo};
 use crate::services::Services;
 

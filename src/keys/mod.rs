@@ -27,6 +27,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
+use crate::model::Clock;
 use crate::store::{self, Db, StoreError};
 
 const ALG: Algorithm = Algorithm::RS256;
@@ -110,6 +111,7 @@ struct KeySet {
 
 pub struct KeyRing {
     db: Db,
+    clock: Clock,
     dir: PathBuf,
     set: RwLock<Arc<KeySet>>,
     last_reload: Mutex<Instant>,
@@ -129,10 +131,11 @@ struct Jwk<'a> {
 
 impl KeyRing {
     /// Loads the published keys, creating the first one when there is none.
-    pub async fn open(db: Db, dir: &Path) -> Result<KeyRing, KeyError> {
+    pub async fn open(db: Db, dir: &Path, clock: Clock) -> Result<KeyRing, KeyError> {
         ensure_dir(dir)?;
         let ring = KeyRing {
             db,
+            clock,
             dir: dir.to_owned(),
             set: RwLock::new(Arc::new(KeySet::default())),
             last_reload: Mutex::new(Instant::now()),
@@ -154,7 +157,7 @@ impl KeyRing {
     }
 
     pub async fn list(&self) -> Result<Vec<KeyInfo>, KeyError> {
-        let now = store::now();
+        let now = self.clock.now();
         let rows = store::keys::list(&self.db).await?;
         // The newest key without a retirement date signs (two replicas racing at first
         // start may both create one; the newest wins and both stay published).
@@ -257,7 +260,7 @@ impl KeyRing {
         let kid = tokio::task::spawn_blocking(move || generate_key_file(&dir))
             .await
             .map_err(|e| KeyError::File { path: self.dir.clone(), reason: e.to_string() })??;
-        let now = store::now();
+        let now = self.clock.now();
         let retire_at = retire_others_after.map(|d| now + d.as_secs() as i64);
         store::keys::insert_signing(&self.db, &kid, ALG_NAME, now, retire_at).await?;
         Ok(kid)
@@ -366,8 +369,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let kid = generate_key_file(dir.path()).unwrap();
         let key = load_key(dir.path(), &kid).unwrap();
-        let claims =
-            Claims { iss: "https://issuer.example".into(), sub: "user-1".into(), exp: store::now() + 60 };
+        let claims = Claims {
+            iss: "https://issuer.example".into(),
+            sub: "user-1".into(),
+            exp: Clock::default().now() + 60,
+        };
         let token = key.sign("at+jwt", &claims).unwrap();
 
         let header = jsonwebtoken::decode_header(&token).unwrap();

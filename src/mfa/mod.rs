@@ -6,17 +6,16 @@
 //! step moves it, in one conditional UPDATE, so a replayed code (also in parallel) fails
 //! exactly like a wrong one.
 
-pub mod policy;
 mod qr;
-pub mod sealed;
 
 use rand::RngCore;
 use totp_rs::{Algorithm, Totp};
 
-use crate::account::password::HashError;
-use crate::account::types::Password;
-use crate::secrets;
-use crate::services::{RequestMeta, Services};
+use crate::crypto::password::HashError;
+use crate::crypto::secrets;
+use crate::model::Password;
+use crate::model::RequestMeta;
+use crate::services::Services;
 use crate::store::{self, StoreError, audit::AuditEvent};
 
 /// RFC 4226 §4 recommends 160 bits.
@@ -46,7 +45,7 @@ pub enum MfaError {
     #[error(transparent)]
     Hash(#[from] HashError),
     #[error(transparent)]
-    Unsealable(#[from] sealed::Unsealable),
+    Unsealable(#[from] crate::crypto::sealed::Unsealable),
 }
 
 /// What the user needs to set up an authenticator app; shown once.
@@ -107,7 +106,7 @@ pub async fn enrol(
     let mut secret = vec![0u8; SECRET_BYTES];
     rand::rngs::OsRng.fill_bytes(&mut secret);
     let sealed = svc.secret_box().seal(&secret, user_id);
-    if !store::mfa::put_pending(svc.db(), user_id, &sealed, store::now()).await? {
+    if !store::mfa::put_pending(svc.db(), user_id, &sealed, svc.now()).await? {
         return Err(MfaError::AlreadyEnabled);
     }
     let totp = builder(secret)
@@ -137,12 +136,11 @@ pub async fn confirm(
         return Err(MfaError::AlreadyEnabled);
     }
     let secret = svc.secret_box().open(&credential.sealed_secret, user_id)?;
-    let step = totp(secret).check(&normalise_code(code), store::now() as u64).ok_or(MfaError::InvalidCode)?;
+    let step = totp(secret).check(&normalise_code(code), svc.now() as u64).ok_or(MfaError::InvalidCode)?;
     let codes: Vec<String> = (0..RECOVERY_CODES).map(|_| recovery_code()).collect();
     let hashes: Vec<String> = codes.iter().map(|c| secrets::sha256_hex(&normalise_recovery(c))).collect();
     let step = i64::try_from(step).map_err(|_| MfaError::InvalidCode)?;
-    if !store::mfa::confirm(svc.db(), user_id, &credential.sealed_secret, step, &hashes, store::now()).await?
-    {
+    if !store::mfa::confirm(svc.db(), user_id, &credential.sealed_secret, step, &hashes, svc.now()).await? {
         // Confirmed or re-enrolled by a concurrent request: this code belonged to neither.
         return Err(MfaError::InvalidCode);
     }
@@ -198,7 +196,7 @@ pub async fn verify_totp(svc: &Services, user_id: &str, code: &str) -> Result<bo
         return Ok(false);
     };
     let secret = svc.secret_box().open(&credential.sealed_secret, user_id)?;
-    let Some(step) = totp(secret).check(&normalise_code(code), store::now() as u64) else {
+    let Some(step) = totp(secret).check(&normalise_code(code), svc.now() as u64) else {
         return Ok(false);
     };
     let Ok(step) = i64::try_from(step) else { return Ok(false) };
@@ -208,7 +206,7 @@ pub async fn verify_totp(svc: &Services, user_id: &str, code: &str) -> Result<bo
 /// Spends a recovery code. `false` when it is unknown or already used.
 pub async fn use_recovery_code(svc: &Services, user_id: &str, code: &str) -> Result<bool, MfaError> {
     let hash = secrets::sha256_hex(&normalise_recovery(code));
-    Ok(store::mfa::spend_recovery_code(svc.db(), user_id, &hash, store::now()).await?)
+    Ok(store::mfa::spend_recovery_code(svc.db(), user_id, &hash, svc.now()).await?)
 }
 
 /// Apps show codes as "123 456"; accept that too.

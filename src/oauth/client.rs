@@ -3,50 +3,18 @@
 use serde::Serialize;
 
 use super::error::OAuthError;
-use super::types::{ClientId, GrantType, Scope};
-use crate::secrets;
+use crate::crypto::secrets;
+use crate::model::{Client, ClientId, GrantType, Scope};
 use crate::services::Services;
 use crate::store;
 
-#[derive(Debug, Clone)]
-pub struct Client {
-    pub id: ClientId,
-    pub name: String,
-    /// SHA-256 hex of the secret; `None` for a public client.
-    pub secret_hash: Option<String>,
-    pub grants: Vec<GrantType>,
-    pub scopes: Scope,
-    pub audiences: Vec<String>,
-    pub require_mfa: bool,
-    pub created_at: i64,
-}
-
-impl Client {
-    pub fn is_public(&self) -> bool {
-        self.secret_hash.is_none()
-    }
-
-    /// A client allowed the password grant may also finish it with the MFA grant.
-    pub fn allows(&self, grant: GrantType) -> bool {
-        self.grants.contains(&grant)
-            || (grant == GrantType::MfaOtp && self.grants.contains(&GrantType::Password))
-    }
-
-    /// The scope a request ends up with: the requested one if the client may have all of
-    /// it, otherwise `invalid_scope`; without a request, everything the client may have.
-    pub fn grant_scope(&self, requested: Option<&Scope>) -> Result<Scope, OAuthError> {
-        match requested {
-            None => Ok(self.scopes.clone()),
-            Some(scope) if scope.is_subset(&self.scopes) => Ok(scope.clone()),
-            Some(_) => {
-                Err(OAuthError::InvalidScope("the requested scope is not allowed for this client".into()))
-            }
-        }
-    }
-
-    /// The `aud` of tokens issued to this client: its registered audiences, or the issuer.
-    pub fn token_audiences(&self, issuer: &str) -> Vec<String> {
-        if self.audiences.is_empty() { vec![issuer.to_owned()] } else { self.audiences.clone() }
+/// The scope a request ends up with: the requested one if the client may have all of
+/// it, otherwise `invalid_scope`; without a request, everything the client may have.
+pub fn granted_scope(client: &Client, requested: Option<&Scope>) -> Result<Scope, OAuthError> {
+    match requested {
+        None => Ok(client.scopes.clone()),
+        Some(scope) if scope.is_subset(&client.scopes) => Ok(scope.clone()),
+        Some(_) => Err(OAuthError::InvalidScope("the requested scope is not allowed for this client".into())),
     }
 }
 
@@ -120,7 +88,7 @@ pub async fn register(svc: &Services, new: NewClient) -> Result<RegisteredClient
         scopes: new.scopes,
         audiences: new.audiences,
         require_mfa: new.require_mfa,
-        created_at: store::now(),
+        created_at: svc.now(),
     };
     store::clients::insert(svc.db(), &client).await.map_err(|e| {
         if e.is_unique_violation() { RegisterError::Duplicate } else { RegisterError::Store(e) }

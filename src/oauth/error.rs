@@ -63,8 +63,8 @@ impl From<StoreError> for OAuthError {
     }
 }
 
-impl From<crate::account::password::HashError> for OAuthError {
-    fn from(err: crate::account::password::HashError) -> Self {
+impl From<crate::crypto::password::HashError> for OAuthError {
+    fn from(err: crate::crypto::password::HashError) -> Self {
         OAuthError::server(err)
     }
 }

@@ -2,11 +2,13 @@
 
 use serde::Serialize;
 
-use super::client::{self, Client, PresentedClient};
+use super::client::{self, PresentedClient};
 use super::error::OAuthError;
 use super::tokens::{self, ACCESS_TOKEN_TYP, AccessClaims};
-use crate::secrets;
-use crate::services::{RequestMeta, Services};
+use crate::crypto::secrets;
+use crate::model::Client;
+use crate::model::RequestMeta;
+use crate::services::Services;
 use crate::store::{self, audit::AuditEvent};
 
 /// What an active token looks like to a resource server (RFC 7662 §2.2).
@@ -52,7 +54,7 @@ pub async fn introspect(
     let Some(record) = store::sessions::find_refresh(svc.db(), &secrets::sha256_hex(token)).await? else {
         return Ok(None);
     };
-    let now = store::now();
+    let now = svc.now();
     let session = &record.session;
     let live = record.used_at.is_none()
         && record.expires_at > now
@@ -125,7 +127,7 @@ pub async fn revoke(
     if let Some(record) = store::sessions::find_refresh(svc.db(), &secrets::sha256_hex(token)).await?
         && record.session.client_id == caller.id.as_str()
     {
-        store::sessions::revoke(svc.db(), &record.session.id, store::now()).await?;
+        store::sessions::revoke(svc.db(), &record.session.id, svc.now()).await?;
         audit_revocation(svc, &caller, Some(&record.session.user_id), "refresh_token", meta).await;
     }
     Ok(())

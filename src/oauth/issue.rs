@@ -3,13 +3,13 @@
 
 use serde::Serialize;
 
-use super::client::Client;
 use super::error::OAuthError;
 use super::tokens::{ACCESS_TOKEN_TYP, AccessClaims, ID_TOKEN_TYP, IdClaims};
-use super::types::{GrantType, Scope};
-use crate::account::User;
-use crate::secrets;
-use crate::services::{RequestMeta, Services};
+use crate::crypto::secrets;
+use crate::model::RequestMeta;
+use crate::model::User;
+use crate::model::{Client, GrantType, Scope};
+use crate::services::Services;
 use crate::store::audit::AuditEvent;
 use crate::store::sessions::{NewRefresh, Session};
 use crate::store::{self, join_words};
@@ -48,7 +48,7 @@ pub async fn start_session(
     auth: UserAuth,
     meta: &RequestMeta,
 ) -> Result<TokenResponse, OAuthError> {
-    let now = store::now();
+    let now = svc.now();
     let refresh_ttl = svc.settings().refresh_token_ttl.as_secs() as i64;
     let session = Session {
         id: uuid::Uuid::new_v4().to_string(),
@@ -104,7 +104,7 @@ pub fn for_session(
     session: &Session,
     refresh_token: Option<String>,
 ) -> Result<TokenResponse, OAuthError> {
-    let now = store::now();
+    let now = svc.now();
     let ttl = svc.settings().access_token_ttl.as_secs() as i64;
     let amr = store::split_words(&session.amr);
     let mut aud = client.audiences.clone();
@@ -157,7 +157,7 @@ pub fn for_session(
 
 /// Tokens for a client acting on its own behalf: no user, no session, no refresh token.
 pub fn for_client(svc: &Services, client: &Client, scope: &Scope) -> Result<TokenResponse, OAuthError> {
-    let now = store::now();
+    let now = svc.now();
     let ttl = svc.settings().access_token_ttl.as_secs() as i64;
     let claims = AccessClaims {
         iss: svc.issuer().to_owned(),

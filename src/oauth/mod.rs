@@ -7,7 +7,6 @@ pub mod grants;
 pub mod introspect;
 pub mod issue;
 pub mod tokens;
-pub mod types;
 pub mod userinfo;
 
 pub use error::OAuthError;

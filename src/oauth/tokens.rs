@@ -85,7 +85,7 @@ pub async fn active_access_token(svc: &Services, token: &str) -> Result<Option<A
         &claims.jti,
         claims.sid.as_deref(),
         claims.user_id(),
-        store::now(),
+        svc.now(),
     )
     .await?;
     let live = !state.jti_revoked && state.session_live.unwrap_or(true) && state.user_active.unwrap_or(true);

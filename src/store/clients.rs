@@ -2,8 +2,8 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::{Db, StoreError, StoreResult, join_words, split_words};
-use crate::oauth::client::Client;
-use crate::oauth::types::{ClientId, GrantType, Scope};
+use crate::model::Client;
+use crate::model::{ClientId, GrantType, Scope};
 
 // A macro, not a const, so queries stay `&'static str` (sqlx refuses runtime-built SQL).
 macro_rules! columns {

@@ -2,8 +2,8 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::{Db, StoreError, StoreResult};
-use crate::account::User;
-use crate::account::types::{Email, Role, UserStatus, Username};
+use crate::model::User;
+use crate::model::{Email, Role, UserStatus, Username};
 
 // A macro, not a const, so queries stay `&'static str` (sqlx refuses runtime-built SQL).
 macro_rules! columns {

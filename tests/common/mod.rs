@@ -2,11 +2,12 @@
 //! file in a temp dir, or a new PostgreSQL database when LATCHKEY_TEST_DATABASE_URL is set.
 #![allow(dead_code)] // each test binary uses its own part of the harness
 
-use latchkey::account::types::{Email, Password, Role, Username};
-use latchkey::account::{self, NewUser, User};
+use latchkey::account::{self, NewUser};
 use latchkey::config::{RawSettings, Settings};
+use latchkey::model::User;
+use latchkey::model::{ClientId, GrantType, Scope};
+use latchkey::model::{Email, Password, Role, Username};
 use latchkey::oauth::client::{self, NewClient, RegisteredClient};
-use latchkey::oauth::types::{ClientId, GrantType, Scope};
 use latchkey::services::Services;
 use serde_json::Value;
 use sqlx::Connection;

@@ -1,10 +1,11 @@
 //! Client credentials grant (RFC 6749 §4.4): confidential clients only, no refresh token.
 
-use crate::oauth::client::Client;
+use crate::model::Client;
+use crate::model::RequestMeta;
+use crate::model::Scope;
 use crate::oauth::error::OAuthError;
 use crate::oauth::issue::{self, TokenResponse};
-use crate::oauth::types::Scope;
-use crate::services::{RequestMeta, Services};
+use crate::services::Services;
 use crate::store::audit::AuditEvent;
 
 pub async fn grant(
@@ -16,7 +17,7 @@ pub async fn grant(
     if client.is_public() {
         return Err(OAuthError::UnauthorizedClient("public clients cannot use client_credentials".into()));
     }
-    let scope = client.grant_scope(requested)?;
+    let scope = crate::oauth::client::granted_scope(client, requested)?;
     let response = issue::for_client(svc, client, &scope)?;
     svc.audit(
         AuditEvent {

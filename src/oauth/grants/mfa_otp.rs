@@ -7,16 +7,17 @@
 use crate::limits::{self, Limit};
 use std::fmt;
 
-use crate::account::User;
-use crate::account::types::UserStatus;
+use crate::crypto::secrets;
 use crate::mfa;
-use crate::mfa::policy::LoginContext;
-use crate::oauth::client::Client;
+use crate::model::Client;
+use crate::model::RequestMeta;
+use crate::model::Scope;
+use crate::model::User;
+use crate::model::UserStatus;
+use crate::model::policy::LoginContext;
 use crate::oauth::error::OAuthError;
 use crate::oauth::issue::{self, TokenResponse, UserAuth};
-use crate::oauth::types::Scope;
-use crate::secrets;
-use crate::services::{RequestMeta, Services};
+use crate::services::Services;
 use crate::store::mfa::Challenge;
 use crate::store::{self, audit::AuditEvent};
 
@@ -86,7 +87,7 @@ async fn challenge(
     scope: &Scope,
 ) -> Result<OAuthError, OAuthError> {
     let token = secrets::random_token();
-    let now = store::now();
+    let now = svc.now();
     let challenge = Challenge {
         hash: secrets::sha256_hex(&token),
         user_id: user.id.clone(),
@@ -108,7 +109,7 @@ pub async fn grant(
     meta: &RequestMeta,
 ) -> Result<TokenResponse, OAuthError> {
     let hash = secrets::sha256_hex(mfa_token);
-    let now = store::now();
+    let now = svc.now();
     let challenge =
         store::mfa::find_live_challenge(svc.db(), &hash, now, MAX_ATTEMPTS).await?.ok_or_else(dead_token)?;
     // Bound to the client that started the login (like a refresh token, RFC 6749 §6).
@@ -123,7 +124,7 @@ pub async fn grant(
         return Err(dead_token());
     };
     check(svc, client, &user.id, &factor, meta).await?;
-    if !store::mfa::spend_challenge(svc.db(), &hash, store::now()).await? {
+    if !store::mfa::spend_challenge(svc.db(), &hash, svc.now()).await? {
         return Err(dead_token());
     }
     // The scope was settled at the password step; the client may since have lost some.
@@ -131,7 +132,7 @@ pub async fn grant(
     if !scope.is_subset(&client.scopes) {
         return Err(OAuthError::InvalidScope("the client may no longer have this scope".into()));
     }
-    let auth = UserAuth { amr: amr(&factor), auth_time: store::now() };
+    let auth = UserAuth { amr: amr(&factor), auth_time: svc.now() };
     issue::start_session(svc, client, &user, scope, auth, meta).await
 }
 

@@ -10,10 +10,12 @@ mod refresh_token;
 use super::client::{self, PresentedClient};
 use super::error::OAuthError;
 use super::issue::TokenResponse;
-use super::types::{GrantType, Scope};
-use crate::account::types::Password;
-use crate::account::{self, User};
-use crate::services::{RequestMeta, Services};
+use crate::account;
+use crate::model::Password;
+use crate::model::RequestMeta;
+use crate::model::User;
+use crate::model::{GrantType, Scope};
+use crate::services::Services;
 pub use mfa_otp::SecondFactor;
 
 /// A token request whose parameters have been parsed; what each grant needs, no more.

@@ -1,15 +1,17 @@
 //! Resource owner password credentials (RFC 6749 §4.3).
 
 use super::mfa_otp;
-use crate::account::password::PasswordHasher;
-use crate::account::types::{Password, UserStatus, Username};
-use crate::account::{User, lockout};
+use crate::account::lockout;
+use crate::crypto::password::PasswordHasher;
 use crate::limits::{self, Limit};
-use crate::oauth::client::Client;
+use crate::model::Client;
+use crate::model::RequestMeta;
+use crate::model::Scope;
+use crate::model::User;
+use crate::model::{Password, UserStatus, Username};
 use crate::oauth::error::OAuthError;
 use crate::oauth::issue::{self, TokenResponse, UserAuth};
-use crate::oauth::types::Scope;
-use crate::services::{RequestMeta, Services};
+use crate::services::Services;
 use crate::store::{self, audit::AuditEvent};
 
 pub async fn grant(
@@ -21,7 +23,7 @@ pub async fn grant(
     otp: Option<&str>,
     meta: &RequestMeta,
 ) -> Result<TokenResponse, OAuthError> {
-    let scope = client.grant_scope(requested)?;
+    let scope = crate::oauth::client::granted_scope(client, requested)?;
     limits::check(svc, Limit::Login, meta.ip_key()).await?;
     // A malformed username is just an unknown user: same error, same argon2 work.
     let found = match Username::parse(username) {
@@ -29,7 +31,7 @@ pub async fn grant(
         Err(_) => None,
     };
     let verified = svc.hasher().verify(password, found.as_ref().map(|f| f.password_hash.as_str())).await?;
-    let now = store::now();
+    let now = svc.now();
     // A locked account answers exactly like a wrong password, even to the right one.
     let found = match found {
         Some(f) if verified && !lockout::is_locked(&f.user, now) => f,
@@ -56,7 +58,7 @@ pub async fn grant(
     // plain password (needed for a re-hash) is only at hand here.
     store::users::record_login(svc.db(), &user.id, now, rehash.as_deref()).await?;
     let amr = mfa_otp::after_password(svc, client, &user, &scope, otp, meta).await?;
-    let auth = UserAuth { amr, auth_time: store::now() };
+    let auth = UserAuth { amr, auth_time: svc.now() };
     issue::start_session(svc, client, &user, scope, auth, meta).await
 }
 

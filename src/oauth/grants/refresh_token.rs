@@ -1,13 +1,14 @@
 //! Refresh token grant (RFC 6749 §6) with rotation and reuse detection (RFC 9700 §4.14.2).
 
-use crate::account::types::UserStatus;
+use crate::crypto::secrets;
 use crate::limits::{self, Limit};
-use crate::oauth::client::Client;
+use crate::model::Client;
+use crate::model::RequestMeta;
+use crate::model::Scope;
+use crate::model::UserStatus;
 use crate::oauth::error::OAuthError;
 use crate::oauth::issue::{self, TokenResponse};
-use crate::oauth::types::Scope;
-use crate::secrets;
-use crate::services::{RequestMeta, Services};
+use crate::services::Services;
 use crate::store::sessions::{NewRefresh, Rotation, Session};
 use crate::store::{self, audit::AuditEvent};
 
@@ -22,7 +23,7 @@ pub async fn grant(
     requested: Option<Scope>,
     meta: &RequestMeta,
 ) -> Result<TokenResponse, OAuthError> {
-    let now = store::now();
+    let now = svc.now();
     let hash = secrets::sha256_hex(token);
     let record = store::sessions::find_refresh(svc.db(), &hash).await?.ok_or_else(invalid)?;
     let session = record.session;
@@ -83,7 +84,7 @@ pub async fn grant(
 /// A spent refresh token came back: either it was stolen or a client raced itself. The
 /// server cannot tell which, so the whole family ends (RFC 9700 §4.14.2).
 async fn reuse_detected(svc: &Services, session: &Session, meta: &RequestMeta) -> Result<(), OAuthError> {
-    let revoked_now = store::sessions::revoke(svc.db(), &session.id, store::now()).await?;
+    let revoked_now = store::sessions::revoke(svc.db(), &session.id, svc.now()).await?;
     tracing::warn!(session = %session.id, "refresh token reuse: session revoked");
     svc.audit(
         AuditEvent {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use argon2::{Algorithm, Argon2, Params, PasswordHash, PasswordHasher as _, PasswordVerifier as _, Version};
 use tokio::sync::Semaphore;
 
-use super::types::Password;
+use crate::model::Password;
 
 /// OWASP's argon2id recommendation: 19 MiB, two passes, one lane.
 const MEMORY_KIB: u32 = 19_456;

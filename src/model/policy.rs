@@ -5,10 +5,7 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use crate::account::User;
-use crate::oauth::client::Client;
-use crate::oauth::types::Scope;
-use crate::services::RequestMeta;
+use super::{Client, RequestMeta, Scope, User};
 
 /// What is known when the password has just been verified.
 #[derive(Debug, Clone, Copy)]

@@ -1,8 +1,23 @@
-//! Account values checked once at the edge and trusted inside.
+//! Users and the account values checked once at the edge and trusted inside.
 
 use std::collections::HashSet;
 use std::fmt;
 use std::sync::LazyLock;
+
+#[derive(Debug, Clone)]
+pub struct User {
+    /// The `sub` of every token issued for this user.
+    pub id: String,
+    pub username: Username,
+    pub email: Email,
+    pub email_verified: bool,
+    pub status: UserStatus,
+    pub roles: Vec<String>,
+    pub locked_until: Option<i64>,
+    pub last_login_at: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
 
 /// The 10,000 most common passwords (source and licence at the top of the file), lower
 /// case, parsed once on first use.

@@ -1,4 +1,4 @@
-//! Values checked once at the edge and trusted inside.
+//! Scope (RFC 6749 §3.3): parsed once at the edge, a sorted set inside.
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -69,61 +69,6 @@ impl fmt::Display for Scope {
     }
 }
 
-/// A client identifier: URL-safe characters only, so Basic credentials need no escaping.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct ClientId(String);
-
-impl ClientId {
-    pub fn parse(text: &str) -> Option<ClientId> {
-        let ok = (1..=128).contains(&text.len())
-            && text.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~'));
-        ok.then(|| ClientId(text.to_owned()))
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for ClientId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// The grant types latchkey implements.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum GrantType {
-    Password,
-    RefreshToken,
-    ClientCredentials,
-    MfaOtp,
-}
-
-impl GrantType {
-    pub const ALL: [GrantType; 4] =
-        [GrantType::Password, GrantType::RefreshToken, GrantType::ClientCredentials, GrantType::MfaOtp];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            GrantType::Password => "password",
-            GrantType::RefreshToken => "refresh_token",
-            GrantType::ClientCredentials => "client_credentials",
-            GrantType::MfaOtp => "urn:latchkey:params:oauth:grant-type:mfa-otp",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<GrantType> {
-        GrantType::ALL.into_iter().find(|g| g.as_str() == text)
-    }
-}
-
-impl fmt::Display for GrantType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,13 +82,5 @@ mod tests {
         assert!(Scope::parse("tab\there").is_none());
         assert!(Scope::parse(&"a".repeat(2000)).is_none());
         assert!(Scope::parse("").unwrap().is_empty());
-    }
-
-    #[test]
-    fn client_ids_are_url_safe() {
-        assert!(ClientId::parse("web-app_1.x~").is_some());
-        assert!(ClientId::parse("has space").is_none());
-        assert!(ClientId::parse("a:b").is_none());
-        assert!(ClientId::parse("").is_none());
     }
 }

@@ -1,0 +1,103 @@
+//! Registered clients and the identifiers and grant types they are registered with.
+
+use std::fmt;
+
+use super::scope::Scope;
+
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub id: ClientId,
+    pub name: String,
+    /// SHA-256 hex of the secret; `None` for a public client.
+    pub secret_hash: Option<String>,
+    pub grants: Vec<GrantType>,
+    pub scopes: Scope,
+    pub audiences: Vec<String>,
+    pub require_mfa: bool,
+    pub created_at: i64,
+}
+
+impl Client {
+    pub fn is_public(&self) -> bool {
+        self.secret_hash.is_none()
+    }
+
+    /// A client allowed the password grant may also finish it with the MFA grant.
+    pub fn allows(&self, grant: GrantType) -> bool {
+        self.grants.contains(&grant)
+            || (grant == GrantType::MfaOtp && self.grants.contains(&GrantType::Password))
+    }
+
+    /// The `aud` of tokens issued to this client: its registered audiences, or the issuer.
+    pub fn token_audiences(&self, issuer: &str) -> Vec<String> {
+        if self.audiences.is_empty() { vec![issuer.to_owned()] } else { self.audiences.clone() }
+    }
+}
+
+/// A client identifier: URL-safe characters only, so Basic credentials need no escaping.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ClientId(String);
+
+impl ClientId {
+    pub fn parse(text: &str) -> Option<ClientId> {
+        let ok = (1..=128).contains(&text.len())
+            && text.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~'));
+        ok.then(|| ClientId(text.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for ClientId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The grant types latchkey implements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum GrantType {
+    Password,
+    RefreshToken,
+    ClientCredentials,
+    MfaOtp,
+}
+
+impl GrantType {
+    pub const ALL: [GrantType; 4] =
+        [GrantType::Password, GrantType::RefreshToken, GrantType::ClientCredentials, GrantType::MfaOtp];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GrantType::Password => "password",
+            GrantType::RefreshToken => "refresh_token",
+            GrantType::ClientCredentials => "client_credentials",
+            GrantType::MfaOtp => "urn:latchkey:params:oauth:grant-type:mfa-otp",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<GrantType> {
+        GrantType::ALL.into_iter().find(|g| g.as_str() == text)
+    }
+}
+
+impl fmt::Display for GrantType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_ids_are_url_safe() {
+        assert!(ClientId::parse("web-app_1.x~").is_some());
+        assert!(ClientId::parse("has space").is_none());
+        assert!(ClientId::parse("a:b").is_none());
+        assert!(ClientId::parse("").is_none());
+    }
+}
