@@ -397,12 +397,14 @@ async fn admins_manage_clients() {
     assert_eq!(f.admin(Method::PATCH, "/admin/clients/spa", Some(cc)).await.0, 400);
 
     // Deleting a client ends its sessions: its users' tokens go inactive.
-    let mobile = f.app.create_client("mobile", false, &[GrantType::Password], "openid", &[]).await;
+    let api = ["https://api.example"];
+    let mobile = f.app.create_client("mobile", false, &[GrantType::Password], "openid", &api).await;
+    let resource = f.app.create_client("resource", false, &[GrantType::ClientCredentials], "", &api).await;
     let tokens = f.app.login(&mobile, "alice").await;
     let access = tokens["access_token"].as_str().unwrap();
-    assert_eq!(f.app.introspect(&f.web, access).await["active"], true);
+    assert_eq!(f.app.introspect(&resource, access).await["active"], true);
     assert_eq!(f.admin(Method::DELETE, "/admin/clients/mobile", None).await.0, 204);
-    assert_eq!(f.app.introspect(&f.web, access).await, json!({"active": false}));
+    assert_eq!(f.app.introspect(&resource, access).await, json!({"active": false}));
     assert_eq!(f.admin(Method::GET, "/admin/clients/mobile", None).await.0, 404);
     assert_eq!(f.admin(Method::DELETE, "/admin/clients/mobile", None).await.0, 404);
 
