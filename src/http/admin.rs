@@ -119,6 +119,15 @@ impl Example for UserPatchBody {
 }
 
 /// How many live sessions were ended.
+/// A new password set by an administrator.
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
+pub struct SetPasswordBody {
+    /// The password policy of registration applies.
+    #[oai(write_only)]
+    password: String,
+}
+
 #[derive(Debug, Object)]
 pub struct RevokedSessions {
     revoked: u64,
@@ -469,6 +478,23 @@ impl AdminApi {
     ) -> AdminResult<Json<AdminUser>> {
         let actor = auth.admin(svc, meta).await?;
         Ok(Json(admin_user(svc, users::unlock(svc, &actor, &id).await?).await?))
+    }
+
+    /// Set a user's password
+    ///
+    /// Recovery without mail: sets the password (the registration policy applies; 400 lists
+    /// every reason) and ends every session of the user.
+    #[oai(path = "/admin/users/:id/password", method = "post")]
+    async fn set_user_password(
+        &self,
+        Data(svc): Data<&Services>,
+        Meta(meta): Meta,
+        auth: UserToken,
+        id: Path<String>,
+        body: Json<SetPasswordBody>,
+    ) -> AdminResult<Json<AdminUser>> {
+        let actor = auth.admin(svc, meta).await?;
+        Ok(Json(admin_user(svc, users::set_password(svc, &actor, &id, body.0.password).await?).await?))
     }
 
     /// End all of a user's sessions
