@@ -512,6 +512,35 @@ async fn the_audit_log_filters_and_pages_newest_first() {
 }
 
 #[tokio::test]
+async fn the_audit_log_filters_by_outcome() {
+    let f = fixture().await;
+    let resp = f.app.password_grant(&f.web, "alice", "not her password", None).await;
+    assert_eq!(resp.status(), 400);
+    // The failed login is audited after the answer has gone.
+    let mut failures = Vec::new();
+    for _ in 0..50 {
+        failures = f.audit("outcome=failure").await;
+        if !failures.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    assert_eq!(failures[0]["event"], "login");
+    assert_eq!(failures[0]["user_id"], f.user_id.as_str());
+
+    let successes = f.audit("outcome=success").await;
+    assert!(!successes.is_empty() && successes.iter().all(|e| e["outcome"] == "success"));
+    assert_eq!(f.audit("outcome=failure&user_id=nobody").await.len(), 0);
+    let all = f.audit("").await;
+    assert_eq!(all.len(), successes.len() + failures.len());
+
+    let (status, body) = f.admin(Method::GET, "/admin/audit?outcome=maybe", None).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"], "invalid_request");
+}
+
+#[tokio::test]
 async fn the_admin_scope_is_only_granted_to_admins() {
     let f = fixture().await;
     let console = f

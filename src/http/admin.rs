@@ -5,7 +5,7 @@ use poem::web::Data;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
 use poem_openapi::types::Example;
-use poem_openapi::{ApiResponse, Object, OpenApi};
+use poem_openapi::{ApiResponse, Enum, Object, OpenApi};
 
 use super::ApiTags;
 use super::auth::{Meta, UserToken};
@@ -292,6 +292,23 @@ impl From<AuditRecord> for AuditEventBody {
             ip: r.ip,
             user_agent: r.user_agent,
             detail: r.detail,
+        }
+    }
+}
+
+/// The `outcome` filter of the audit log.
+#[derive(Debug, Clone, Copy, Enum)]
+#[oai(rename_all = "snake_case")]
+pub enum AuditOutcome {
+    Success,
+    Failure,
+}
+
+impl From<AuditOutcome> for audit::Outcome {
+    fn from(o: AuditOutcome) -> Self {
+        match o {
+            AuditOutcome::Success => audit::Outcome::Success,
+            AuditOutcome::Failure => audit::Outcome::Failure,
         }
     }
 }
@@ -662,8 +679,9 @@ impl AdminApi {
 
     /// Search the audit log
     ///
-    /// Newest first. `since` and `until` are Unix seconds (inclusive); `limit` is 1 to 200
-    /// (default 50).
+    /// Newest first. `outcome` is `success` or `failure` (lockouts and refresh-token reuse
+    /// have outcomes of their own: filter those by `event`). `since` and `until` are Unix
+    /// seconds (inclusive); `limit` is 1 to 200 (default 50).
     #[allow(clippy::too_many_arguments)]
     #[oai(path = "/admin/audit", method = "get")]
     async fn list_audit(
@@ -674,6 +692,7 @@ impl AdminApi {
         user_id: Query<Option<String>>,
         client_id: Query<Option<String>>,
         event: Query<Option<String>>,
+        outcome: Query<Option<AuditOutcome>>,
         since: Query<Option<i64>>,
         until: Query<Option<i64>>,
         limit: Query<Option<i64>>,
@@ -684,6 +703,7 @@ impl AdminApi {
             user_id: user_id.0,
             client_id: client_id.0,
             event: event.0,
+            outcome: outcome.0.map(Into::into),
             since: since.0,
             until: until.0,
             limit: limit.0,

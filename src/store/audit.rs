@@ -56,6 +56,7 @@ pub struct AuditQuery<'a> {
     pub user_id: Option<&'a str>,
     pub client_id: Option<&'a str>,
     pub event: Option<&'a str>,
+    pub outcome: Option<&'a str>,
     /// Unix seconds, inclusive.
     pub since: Option<i64>,
     /// Unix seconds, inclusive.
@@ -75,7 +76,8 @@ pub async fn list(db: &Db, q: &AuditQuery<'_>) -> StoreResult<Vec<AuditRecord>> 
            AND ($4 IS NULL OR at >= $4)
            AND ($5 IS NULL OR at <= $5)
            AND ($6 IS NULL OR id < $6)
-         ORDER BY id DESC LIMIT $7",
+           AND ($7 IS NULL OR outcome = $7)
+         ORDER BY id DESC LIMIT $8",
     )
     .bind(q.user_id)
     .bind(q.client_id)
@@ -83,6 +85,7 @@ pub async fn list(db: &Db, q: &AuditQuery<'_>) -> StoreResult<Vec<AuditRecord>> 
     .bind(q.since)
     .bind(q.until)
     .bind(q.before_id)
+    .bind(q.outcome)
     .bind(q.limit)
     .fetch_all(db.pool())
     .await?;
