@@ -67,6 +67,7 @@ async fn housekeeping(svc: Services) {
     let mut rounds: u64 = 0;
     loop {
         tick.tick().await;
+        crate::telemetry::metrics::upkeep();
         if let Err(err) = svc.keys().reload().await {
             tracing::warn!(error = %err, "reloading signing keys failed");
         }

@@ -85,6 +85,7 @@ pub async fn check(svc: &Services, limit: Limit, subject: &str) -> Result<(), Li
     if allowed {
         Ok(())
     } else {
+        crate::telemetry::metrics::rate_limited(limit.name());
         let wait_ms = (tat_ms - now_ms - tolerance_ms).max(1);
         Err(LimitError::Limited(Limited {
             retry_after_secs: (wait_ms as u64).div_ceil(1000),

@@ -345,6 +345,17 @@ async fn json_logs_carry_request_ids_and_no_secrets() {
         lines.iter().any(|l| l["span"]["id"].is_string() && l["status"] == 200),
         "request lines carry the request id: {log}"
     );
+    // The "handled" line of each token request names the client, the grant, the caller's
+    // address and, on failure, the OAuth error code.
+    let handled: Vec<&Value> = lines.iter().filter(|l| l["message"] == "handled").collect();
+    let ok = handled.iter().find(|l| l["status"] == 200).expect("a handled line for the login");
+    assert_eq!(ok["span"]["client_id"], "web", "{ok}");
+    assert_eq!(ok["span"]["grant_type"], "password");
+    assert_eq!(ok["span"]["ip"], "127.0.0.1");
+    assert!(ok["span"].get("error").is_none());
+    let failed = handled.iter().find(|l| l["status"] == 400).expect("a handled line for the failure");
+    assert_eq!(failed["span"]["error"], "invalid_grant", "{failed}");
+    assert_eq!(failed["span"]["client_id"], "web");
     for secret in [
         secret.as_str(),
         "correct horse",
@@ -354,4 +365,26 @@ async fn json_logs_carry_request_ids_and_no_secrets() {
     ] {
         assert!(!log.contains(secret), "the log leaks a secret");
     }
+}
+
+#[tokio::test]
+async fn text_logs_carry_client_grant_and_error_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = database(dir.path()).await;
+    let secret = seed_alice_and_web(dir.path(), &db);
+
+    let log_path = dir.path().join("server.log");
+    let mut cmd = latchkey(dir.path(), &db);
+    cmd.env("LATCHKEY_LOG", "info");
+    let server = start_server_with(cmd, free_port(), Stdio::from(std::fs::File::create(&log_path).unwrap()));
+    let wrong = [("grant_type", "password"), ("username", "alice"), ("password", "wrong one!")];
+    assert_eq!(token_request(&server, &secret, &wrong).await.0, 400);
+    drop(server);
+
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    let line = log.lines().find(|l| l.contains("handled") && l.contains("status=400")).expect(&log);
+    for field in ["ip=127.0.0.1", "client_id=web", "grant_type=password", "error=invalid_grant"] {
+        assert!(line.contains(field), "{field} missing: {line}");
+    }
+    assert!(!log.contains(&secret) && !log.contains("wrong one!"), "the log leaks a secret");
 }

@@ -148,7 +148,10 @@ async fn operations_endpoints() {
     let resp = app.http.get(app.url("/readyz")).send().await.unwrap();
     assert_eq!(resp.status(), 200);
     let metrics = app.http.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("latchkey_http_requests_total{class=\"2xx\"}"), "{metrics}");
+    assert!(
+        metrics.contains(r#"latchkey_http_requests_total{method="GET",route="/readyz",status="200"}"#),
+        "{metrics}"
+    );
     let spec: Value = app.http.get(app.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
     assert!(spec["paths"]["/oauth/token"]["post"].is_object());
     assert_eq!(spec["servers"][0]["url"], app.base);

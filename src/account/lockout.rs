@@ -31,6 +31,7 @@ pub async fn record_failure(svc: &Services, user: &User, meta: &RequestMeta) -> 
     let failures =
         store::users::record_failed_login(svc.db(), &user.id, |n| lock_secs(n).map(|s| now + s)).await?;
     if let Some(secs) = lock_secs(failures) {
+        crate::telemetry::metrics::lockout();
         svc.audit(
             AuditEvent {
                 event: "lockout",

@@ -62,6 +62,11 @@ impl PasswordHasher {
         Ok(real && matched)
     }
 
+    /// Hashes that could start right now; 0 means callers are queueing (for `/metrics`).
+    pub fn available_permits(&self) -> usize {
+        self.permits.available_permits()
+    }
+
     /// True when `hash` was made with other parameters than today's: re-hash on next login.
     pub fn needs_rehash(hash: &str) -> bool {
         let Ok(parsed) = PasswordHash::new(hash) else { return true };

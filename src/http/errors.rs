@@ -66,6 +66,7 @@ impl ApiError {
     }
 
     fn with_body(status: StatusCode, body: ErrorBody) -> ApiError {
+        crate::telemetry::note_error(&body.error);
         ApiError { status, body, challenge: None, limited: None }
     }
 
@@ -349,6 +350,7 @@ pub fn framework_error(err: poem::Error, oauth_endpoint: bool) -> Response {
         s if s.is_client_error() => (s, "invalid_request", err.to_string()),
         s => (s, "error", "unexpected status".to_owned()),
     };
+    crate::telemetry::note_error(code);
     let mut response = Json(ErrorBody::new(code, description)).into_response();
     response.set_status(status);
     if status == StatusCode::UNAUTHORIZED {

@@ -1,41 +1,72 @@
 //! One wrapper around every request: a request id and tracing span, errors rendered in
-//! our JSON shape, security headers on every response (errors and 404s too), and counts
-//! for /metrics.
+//! our JSON shape, security headers on every response (errors and 404s too), the request
+//! log line, and the request counters of /metrics.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
+use ipnet::IpNet;
+use poem::PathPattern;
 use poem::http::{HeaderValue, header};
 use poem::{Endpoint, IntoResponse, Request, Response};
 use tracing::Instrument;
+use tracing::field::Empty;
 
 use super::MAX_BODY_BYTES;
+use super::auth::client_ip;
 use super::errors::framework_error;
-use super::ops::Metrics;
+use crate::telemetry::metrics;
 
 const API_CSP: &str = "default-src 'none'; frame-ancestors 'none'";
 // The docs page is Swagger UI, whose bundled page runs inline script and styles.
+// The landing page: its one inline style block and the favicon, nothing else.
+const LANDING_CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 const DOCS_CSP: &str = "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; frame-ancestors 'none'";
 
 pub async fn around<E: Endpoint>(
     next: Arc<E>,
     mut req: Request,
-    metrics: Arc<Metrics>,
+    trusted_proxies: Arc<[IpNet]>,
+    routes: Arc<RouteNames>,
     hsts: bool,
 ) -> poem::Result<Response> {
     let started = Instant::now();
     let request_id = uuid::Uuid::new_v4().to_string();
     let path = req.uri().path().to_owned();
     let method = req.method().clone();
-    let span = tracing::info_span!("request", id = %request_id, method = %method, path = %path);
+    let ip = client_ip(&req, &trusted_proxies).map(|ip| ip.to_string());
+    // The empty fields are filled in by `crate::telemetry::note_*` as the request runs, and
+    // so appear on the "handled" line.
+    let span = tracing::info_span!(
+        "request",
+        id = %request_id,
+        method = %method,
+        path = %path,
+        ip = %ip.as_deref().unwrap_or("unknown"),
+        client_id = Empty,
+        grant_type = Empty,
+        error = Empty,
+    );
     let oauth_endpoint = path.starts_with("/oauth/");
-    let mut response = async {
-        let response = match refuse_secrets_in_query(&req).and(read_capped_body(&mut req).await) {
-            Err(err) => framework_error(err, oauth_endpoint),
+    let (mut response, route) = async {
+        let (response, route) = match refuse_secrets_in_query(&req).and(read_capped_body(&mut req).await) {
+            Err(err) => (framework_error(err, oauth_endpoint), None),
             Ok(()) => match next.call(req).await {
-                Ok(r) => r.into_response(),
-                Err(err) if err.is_from_response() => err.into_response(),
-                Err(err) => framework_error(err, oauth_endpoint),
+                Ok(r) => {
+                    let r = r.into_response();
+                    let route = r.data::<PathPattern>().cloned();
+                    (r, route)
+                }
+                Err(err) => {
+                    let route = err.data::<PathPattern>().cloned();
+                    let r = if err.is_from_response() {
+                        err.into_response()
+                    } else {
+                        framework_error(err, oauth_endpoint)
+                    };
+                    (r, route)
+                }
             },
         };
         tracing::info!(
@@ -43,11 +74,12 @@ pub async fn around<E: Endpoint>(
             elapsed_ms = started.elapsed().as_millis() as u64,
             "handled"
         );
-        response
+        (response, route)
     }
     .instrument(span)
     .await;
-    metrics.record(response.status().as_u16(), started.elapsed());
+    let route = routes.label(route.as_ref());
+    metrics::http_request(method.as_str(), route, response.status().as_u16(), started.elapsed());
 
     let headers = response.headers_mut();
     if let Ok(id) = HeaderValue::from_str(&request_id) {
@@ -56,7 +88,11 @@ pub async fn around<E: Endpoint>(
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
-    let csp = if path == "/docs" || path.starts_with("/docs/") { DOCS_CSP } else { API_CSP };
+    let csp = match path.as_str() {
+        "/" => LANDING_CSP,
+        p if p == "/docs" || p.starts_with("/docs/") => DOCS_CSP,
+        _ => API_CSP,
+    };
     headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(csp));
     if hsts {
         headers.insert(
@@ -70,6 +106,46 @@ pub async fn around<E: Endpoint>(
         headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
     }
     Ok(response)
+}
+
+/// The `route` label of a request: the matched template, never the raw path (ids in paths
+/// would make a series per user). poem-openapi matches `/admin/users/:param0`; operators
+/// know `/admin/users/{id}` from the API document, so that is the name used.
+pub struct RouteNames(HashMap<String, String>);
+
+impl RouteNames {
+    /// From the paths of the OpenAPI document (JSON).
+    pub fn from_spec(spec: &str) -> RouteNames {
+        let spec: serde_json::Value = serde_json::from_str(spec).unwrap_or_default();
+        let names = spec["paths"]
+            .as_object()
+            .into_iter()
+            .flat_map(|paths| paths.keys())
+            .map(|documented| {
+                let mut n = 0;
+                let matched: Vec<String> = documented
+                    .split('/')
+                    .map(|part| {
+                        if part.starts_with('{') {
+                            n += 1;
+                            format!(":param{}", n - 1)
+                        } else {
+                            part.to_owned()
+                        }
+                    })
+                    .collect();
+                (matched.join("/"), documented.clone())
+            })
+            .collect();
+        RouteNames(names)
+    }
+
+    fn label<'a>(&'a self, matched: Option<&'a PathPattern>) -> &'a str {
+        match matched.map(|p| p.0.as_ref()) {
+            None | Some("") => "unmatched",
+            Some(pattern) => self.0.get(pattern).map_or(pattern, String::as_str),
+        }
+    }
 }
 
 /// Reads the body up front, refusing more than `MAX_BODY_BYTES` whether or not the client

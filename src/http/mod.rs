@@ -81,10 +81,11 @@ pub fn openapi_document(issuer: &str, yaml: bool) -> String {
 }
 
 pub fn routes(svc: &Services) -> impl Endpoint + use<> {
-    let metrics = Arc::new(ops::Metrics::default());
+    crate::telemetry::metrics::install();
     let service = api_service(svc.issuer());
     let hsts = svc.settings().issuer.scheme() == "https";
-    let recorder = metrics.clone();
+    let trusted_proxies: Arc<[ipnet::IpNet]> = svc.settings().trusted_proxies.clone().into();
+    let route_names = Arc::new(middleware::RouteNames::from_spec(&service.spec()));
     Route::new()
         .at("/openapi.json", service.spec_endpoint())
         .at("/openapi.yaml", service.spec_endpoint_yaml())
@@ -92,8 +93,9 @@ pub fn routes(svc: &Services) -> impl Endpoint + use<> {
         .nest("/", service)
         .with_if(!svc.settings().cors_origins.is_empty(), cors(&svc.settings().cors_origins))
         .data(svc.clone())
-        .data(metrics)
-        .around(move |next, req| middleware::around(next, req, recorder.clone(), hsts))
+        .around(move |next, req| {
+            middleware::around(next, req, trusted_proxies.clone(), route_names.clone(), hsts)
+        })
 }
 
 /// Cross-origin calls from the configured browser origins only. Tokens travel in the

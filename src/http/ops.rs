@@ -1,15 +1,12 @@
-//! Operations endpoints: liveness, readiness, Prometheus metrics.
-
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+//! Operations endpoints: liveness, readiness, Prometheus metrics, and the landing page.
 
 use poem::web::Data;
-use poem_openapi::payload::{Json, PlainText};
+use poem_openapi::payload::{Binary, Html, Json, PlainText};
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
 use super::ApiTags;
 use crate::services::Services;
+use crate::telemetry::metrics;
 
 pub struct OpsApi;
 
@@ -48,64 +45,91 @@ impl OpsApi {
         }
     }
 
-    /// Prometheus metrics in the text exposition format.
+    /// Prometheus metrics in the text exposition format
+    ///
+    /// Requests and latency by route template and status, tokens issued, login, lockout,
+    /// MFA and refresh-reuse failures, rate-limit refusals, database pool and password
+    /// hasher state. README.md ("Monitoring") lists every metric.
     #[oai(path = "/metrics", method = "get")]
-    async fn metrics(&self, Data(metrics): Data<&Arc<Metrics>>) -> PlainText<String> {
-        PlainText(metrics.render())
+    async fn metrics(&self, Data(svc): Data<&Services>) -> PlainText<String> {
+        let pool = svc.db().pool();
+        metrics::sample_resources(pool.size(), pool.num_idle(), svc.hasher().available_permits());
+        PlainText(metrics::render())
+    }
+
+    /// A landing page for people who open the server in a browser.
+    #[oai(path = "/", method = "get", hidden)]
+    async fn landing(&self, Data(svc): Data<&Services>) -> Html<String> {
+        Html(landing_page(svc.issuer()))
+    }
+
+    /// A small key icon, so browsers stop asking.
+    #[oai(path = "/favicon.ico", method = "get", hidden)]
+    async fn favicon(&self) -> Favicon {
+        Favicon::Ok(Binary(FAVICON_SVG.as_bytes().to_vec()), "public, max-age=86400".into())
     }
 }
 
-/// Request counts by status class and a latency histogram; lock-free counters.
-#[derive(Default)]
-pub struct Metrics {
-    by_class: [AtomicU64; 5],
-    buckets: [AtomicU64; BUCKETS_MS.len()],
-    sum_micros: AtomicU64,
-    count: AtomicU64,
+#[derive(ApiResponse)]
+enum Favicon {
+    #[oai(status = 200, content_type = "image/svg+xml")]
+    Ok(Binary<Vec<u8>>, #[oai(header = "Cache-Control")] String),
 }
 
-const BUCKETS_MS: [u64; 8] = [1, 5, 10, 25, 50, 100, 250, 1000];
+const FAVICON_SVG: &str = r##"<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16"><circle cx="5" cy="8" r="3.5" fill="none" stroke="#345" stroke-width="2"/><path d="M8.5 8H15M12.5 8v3M15 8v2" stroke="#345" stroke-width="2"/></svg>"##;
 
-impl Metrics {
-    pub fn record(&self, status: u16, elapsed: Duration) {
-        let class = usize::from((status / 100).clamp(1, 5)) - 1;
-        self.by_class[class].fetch_add(1, Ordering::Relaxed);
-        let ms = elapsed.as_millis() as u64;
-        for (i, bound) in BUCKETS_MS.iter().enumerate() {
-            if ms <= *bound {
-                self.buckets[i].fetch_add(1, Ordering::Relaxed);
-            }
+/// No script, no outside resources; the issuer is the only text not written here, and it is
+/// escaped.
+fn landing_page(issuer: &str) -> String {
+    let issuer = escape_html(issuer);
+    let version = env!("CARGO_PKG_VERSION");
+    format!(
+        r#"<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>latchkey</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:40rem;margin:3rem auto;padding:0 1rem;color:#234}}code{{background:#eef;padding:0 .2rem}}</style>
+</head>
+<body>
+<h1>latchkey</h1>
+<p>An OAuth 2.0 / OpenID Connect authorization server, version {version}.</p>
+<p>Issuer: <code>{issuer}</code></p>
+<ul>
+<li><a href="/docs">API documentation</a> (interactive)</li>
+<li><a href="/.well-known/openid-configuration">OpenID Connect discovery</a></li>
+<li><a href="/.well-known/jwks.json">Signing keys (JWKS)</a></li>
+</ul>
+</body>
+</html>
+"#
+    )
+}
+
+fn escape_html(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
         }
-        self.sum_micros.fetch_add(elapsed.as_micros() as u64, Ordering::Relaxed);
-        self.count.fetch_add(1, Ordering::Relaxed);
     }
+    out
+}
 
-    pub fn render(&self) -> String {
-        let mut out = String::from(
-            "# HELP latchkey_http_requests_total HTTP requests by status class.\n# TYPE latchkey_http_requests_total counter\n",
-        );
-        for (i, counter) in self.by_class.iter().enumerate() {
-            out.push_str(&format!(
-                "latchkey_http_requests_total{{class=\"{}xx\"}} {}\n",
-                i + 1,
-                counter.load(Ordering::Relaxed)
-            ));
-        }
-        out.push_str("# HELP latchkey_http_request_duration_seconds Time to answer a request.\n# TYPE latchkey_http_request_duration_seconds histogram\n");
-        for (i, bound) in BUCKETS_MS.iter().enumerate() {
-            out.push_str(&format!(
-                "latchkey_http_request_duration_seconds_bucket{{le=\"{}\"}} {}\n",
-                *bound as f64 / 1000.0,
-                self.buckets[i].load(Ordering::Relaxed)
-            ));
-        }
-        let count = self.count.load(Ordering::Relaxed);
-        out.push_str(&format!("latchkey_http_request_duration_seconds_bucket{{le=\"+Inf\"}} {count}\n"));
-        out.push_str(&format!(
-            "latchkey_http_request_duration_seconds_sum {}\n",
-            self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6
-        ));
-        out.push_str(&format!("latchkey_http_request_duration_seconds_count {count}\n"));
-        out
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_issuer_is_escaped() {
+        let page = landing_page("https://a.example/<script>\"'&");
+        assert!(page.contains("https://a.example/&lt;script&gt;&quot;&#39;&amp;"));
+        assert!(!page.contains("<script>"));
     }
 }

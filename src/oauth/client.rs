@@ -133,6 +133,12 @@ impl RegisteredClient {
 /// Authenticates the calling client. Every failure is the same `invalid_client`, and a
 /// secret is compared in constant time whether or not the client exists.
 pub async fn authenticate(svc: &Services, presented: &PresentedClient) -> Result<Client, OAuthError> {
+    let client = authenticate_quietly(svc, presented).await?;
+    crate::telemetry::note_client(client.id.as_str());
+    Ok(client)
+}
+
+async fn authenticate_quietly(svc: &Services, presented: &PresentedClient) -> Result<Client, OAuthError> {
     let id = presented.id.as_deref().and_then(ClientId::parse).ok_or(OAuthError::InvalidClient)?;
     let client = store::clients::find(svc.db(), &id).await?;
     let presented_hash = presented.secret.as_deref().map(secrets::sha256_hex);

@@ -162,6 +162,7 @@ async fn check(
         SecondFactor::RecoveryCode(code) => mfa::use_recovery_code(svc, user_id, code).await?,
     };
     if !good {
+        crate::telemetry::metrics::mfa_failed(client.id.as_str());
         audit_failure(svc, client, user_id, "invalid second factor", meta).await;
         return Err(wrong_code());
     }

@@ -16,6 +16,7 @@ use crate::model::RequestMeta;
 use crate::model::User;
 use crate::model::{GrantType, Scope};
 use crate::services::Services;
+use crate::telemetry::{self, metrics};
 pub use mfa_otp::SecondFactor;
 
 /// A token request whose parameters have been parsed; what each grant needs, no more.
@@ -45,14 +46,16 @@ pub async fn exchange(
     request: GrantRequest,
     meta: &RequestMeta,
 ) -> Result<IssuedTokens, OAuthError> {
+    let grant = request.grant_type();
+    telemetry::note_grant(grant.as_str());
     let client = client::authenticate(svc, presented).await?;
-    if !client.allows(request.grant_type()) {
+    if !client.allows(grant) {
         return Err(OAuthError::UnauthorizedClient(format!(
             "this client may not use the {} grant",
             request.grant_type()
         )));
     }
-    match request {
+    let issued = match request {
         GrantRequest::Password { username, password, scope, otp } => {
             password::grant(svc, &client, &username, &password, scope.as_ref(), otp.as_deref(), meta).await
         }
@@ -65,7 +68,9 @@ pub async fn exchange(
         GrantRequest::MfaOtp { mfa_token, factor } => {
             mfa_otp::grant(svc, &client, &mfa_token, factor, meta).await
         }
-    }
+    }?;
+    metrics::token_issued(grant.as_str(), client.id.as_str());
+    Ok(issued)
 }
 
 /// Limits `scope` to what the user's roles permit. A scope the client asked for explicitly

@@ -66,6 +66,7 @@ pub async fn grant(
 /// gone: its extra writes would otherwise make a wrong password for a real user measurably
 /// slower than an unknown user, which tells an attacker which usernames exist.
 fn record_failure(svc: &Services, client: &Client, user: Option<User>, meta: &RequestMeta) {
+    crate::telemetry::metrics::login_failed(client.id.as_str());
     let (svc, meta, client_id) = (svc.clone(), meta.clone(), client.id.to_string());
     tokio::spawn(async move {
         if let Some(user) = &user

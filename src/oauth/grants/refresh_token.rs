@@ -82,6 +82,7 @@ pub async fn grant(
 async fn reuse_detected(svc: &Services, session: &Session, meta: &RequestMeta) -> Result<(), OAuthError> {
     let revoked_now = store::sessions::revoke(svc.db(), &session.id, svc.now()).await?;
     tracing::warn!(session = %session.id, "refresh token reuse: session revoked");
+    crate::telemetry::metrics::refresh_reuse(&session.client_id);
     svc.audit(
         AuditEvent {
             event: "refresh_token_reuse",

@@ -1,0 +1,116 @@
+//! What `/metrics` shows: one Prometheus recorder for the process, and a named function for
+//! every number the code records, so names and labels are defined here once. Labels stay
+//! bounded: route templates, grant names, registered client ids, limit names, never user
+//! ids, addresses or tokens.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use metrics::{counter, gauge, histogram};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+pub const HTTP_REQUESTS: &str = "latchkey_http_requests_total";
+pub const HTTP_DURATION: &str = "latchkey_http_request_duration_seconds";
+pub const TOKENS_ISSUED: &str = "latchkey_tokens_issued_total";
+pub const LOGIN_FAILURES: &str = "latchkey_login_failures_total";
+pub const LOCKOUTS: &str = "latchkey_lockouts_total";
+pub const MFA_FAILURES: &str = "latchkey_mfa_failures_total";
+pub const REFRESH_REUSE: &str = "latchkey_refresh_token_reuse_total";
+pub const RATE_LIMITED: &str = "latchkey_rate_limited_total";
+pub const DB_CONNECTIONS: &str = "latchkey_db_pool_connections";
+pub const ARGON2_PERMITS: &str = "latchkey_argon2_permits_available";
+
+/// Seconds: from a cached discovery document to a slow database.
+const LATENCY_BUCKETS: [f64; 13] =
+    [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+/// The process-wide recorder (the `metrics` facade has one global slot); installed by the
+/// first caller, so several servers in one test process share it.
+fn handle() -> &'static PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let handle = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Full(HTTP_DURATION.into()), &LATENCY_BUCKETS)
+            .expect("the bucket list is not empty")
+            .install_recorder()
+            .expect("no other metrics recorder is installed");
+        describe();
+        handle
+    })
+}
+
+fn describe() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(HTTP_REQUESTS, "HTTP requests by method, route template and status.");
+    describe_histogram!(
+        HTTP_DURATION,
+        Unit::Seconds,
+        "Time to answer a request, by method, route and status."
+    );
+    describe_counter!(TOKENS_ISSUED, "Token responses by grant type and client.");
+    describe_counter!(LOGIN_FAILURES, "Password logins refused for a wrong username or password, by client.");
+    describe_counter!(LOCKOUTS, "Failed logins that locked (or kept locked) an account.");
+    describe_counter!(MFA_FAILURES, "Wrong, replayed or spent second-factor codes, by client.");
+    describe_counter!(
+        REFRESH_REUSE,
+        "Spent refresh tokens presented again (the session is revoked), by client."
+    );
+    describe_counter!(RATE_LIMITED, "Requests refused by a rate limit, by limit name.");
+    describe_gauge!(DB_CONNECTIONS, "Database pool connections by state (in_use, idle), at scrape time.");
+    describe_gauge!(ARGON2_PERMITS, "Password hashes that could start now; 0 means logins are queueing.");
+}
+
+/// Makes sure the recorder is in place before anything is counted (the `metrics` macros
+/// drop values while no recorder is installed).
+pub fn install() {
+    handle();
+}
+
+/// The text exposition format.
+pub fn render() -> String {
+    handle().render()
+}
+
+/// Drains histogram samples into their buckets; run it now and then so an unscraped
+/// server does not pile samples up.
+pub fn upkeep() {
+    handle().run_upkeep();
+}
+
+pub fn http_request(method: &str, route: &str, status: u16, elapsed: Duration) {
+    let labels = [("method", method.to_owned()), ("route", route.to_owned()), ("status", status.to_string())];
+    counter!(HTTP_REQUESTS, &labels).increment(1);
+    histogram!(HTTP_DURATION, &labels).record(elapsed.as_secs_f64());
+}
+
+pub fn token_issued(grant: &str, client: &str) {
+    counter!(TOKENS_ISSUED, "grant" => grant.to_owned(), "client" => client.to_owned()).increment(1);
+}
+
+pub fn login_failed(client: &str) {
+    counter!(LOGIN_FAILURES, "client" => client.to_owned()).increment(1);
+}
+
+pub fn lockout() {
+    counter!(LOCKOUTS).increment(1);
+}
+
+pub fn mfa_failed(client: &str) {
+    counter!(MFA_FAILURES, "client" => client.to_owned()).increment(1);
+}
+
+pub fn refresh_reuse(client: &str) {
+    counter!(REFRESH_REUSE, "client" => client.to_owned()).increment(1);
+}
+
+pub fn rate_limited(limit: &'static str) {
+    counter!(RATE_LIMITED, "limit" => limit).increment(1);
+}
+
+/// Pool and hasher state, sampled when `/metrics` is scraped.
+pub fn sample_resources(pool_size: u32, pool_idle: usize, argon2_permits: usize) {
+    let idle = pool_idle as f64;
+    gauge!(DB_CONNECTIONS, "state" => "idle").set(idle);
+    gauge!(DB_CONNECTIONS, "state" => "in_use").set((f64::from(pool_size) - idle).max(0.0));
+    gauge!(ARGON2_PERMITS).set(argon2_permits as f64);
+}
