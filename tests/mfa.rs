@@ -642,3 +642,29 @@ async fn discovery_advertises_the_mfa_grant() {
         .unwrap();
     assert!(doc["grant_types_supported"].as_array().unwrap().iter().any(|g| g == MFA_GRANT));
 }
+
+#[tokio::test]
+async fn wrong_codes_are_counted_in_metrics() {
+    let app = spawn_app().await;
+    // A client id of its own: the metrics recorder is shared by every test in this binary.
+    let client = app
+        .create_client(
+            "mfa-metrics",
+            false,
+            &[GrantType::Password, GrantType::RefreshToken],
+            "openid account",
+            &[],
+        )
+        .await;
+    app.create_user("alice", &[]).await;
+    let enrolled = enrol(&app, &client, "alice").await;
+    let mfa_token = challenge(&app, &client, "alice").await;
+    for _ in 0..2 {
+        assert_invalid_grant(
+            mfa_grant(&app, &client, &mfa_token, "otp", &enrolled.authenticator.wrong()).await,
+        )
+        .await;
+    }
+    let metrics = app.http.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains(r#"latchkey_mfa_failures_total{client="mfa-metrics"} 2"#), "{metrics}");
+}
