@@ -48,6 +48,7 @@ enum Command {
 enum UserCommand {
     /// Create a user who can log in at once; prints the user as JSON.
     Create {
+        /// 3 to 64 letters, digits, `.`, `_`, `-` or `@`; case-insensitive.
         #[arg(long)]
         username: String,
         #[arg(long)]
@@ -111,6 +112,7 @@ enum UserCommand {
 enum ClientCommand {
     /// Register a client; prints its id and, for a confidential client, its secret (once).
     Create {
+        /// A name for people (admin lists, consent pages).
         #[arg(long)]
         name: String,
         /// Choose the client id (default: random).

@@ -22,10 +22,12 @@ const DEFAULT_RATE_LIMIT_REGISTER: &str = "3/1h";
 const DEFAULT_LOG_FORMAT: &str = "text";
 const DEFAULT_REGISTRATION: &str = "open";
 
-/// Raw values as they came from flags or environment variables.
+/// Raw values as they came from flags or environment variables. In `--help` they stand
+/// under their own heading, apart from a command's own options.
 #[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Settings (every one also a LATCHKEY_* variable)")]
 pub struct RawSettings {
-    /// Address to listen on.
+    /// `HOST:PORT` to listen on; a wildcard address (0.0.0.0, [::]) needs --issuer.
     #[arg(long, env = "LATCHKEY_BIND", default_value = DEFAULT_BIND, global = true)]
     pub bind: String,
     /// `sqlite://…` or `postgres://…`.
@@ -45,8 +47,10 @@ pub struct RawSettings {
     /// 32-byte key (base64 or hex) that encrypts TOTP secrets at rest.
     #[arg(long, env = "LATCHKEY_SECRET_KEY", global = true, hide_env_values = true)]
     pub secret_key: Option<String>,
+    /// Lifetime of access and ID tokens: `Ns`, `Nm`, `Nh` or `Nd`.
     #[arg(long, env = "LATCHKEY_ACCESS_TOKEN_TTL", default_value = DEFAULT_ACCESS_TOKEN_TTL, global = true)]
     pub access_token_ttl: String,
+    /// Idle lifetime of a refresh token (a session lasts at most four): `Ns` … `Nd`.
     #[arg(long, env = "LATCHKEY_REFRESH_TOKEN_TTL", default_value = DEFAULT_REFRESH_TOKEN_TTL, global = true)]
     pub refresh_token_ttl: String,
     /// `log`, `dir:PATH`, `smtp://[user:pass@]host[:587]` (STARTTLS required; add
@@ -54,10 +58,13 @@ pub struct RawSettings {
     /// `smtps://…` (TLS from the start, port 465).
     #[arg(long, env = "LATCHKEY_MAIL", default_value = DEFAULT_MAIL, global = true)]
     pub mail: String,
+    /// Login attempts per client IP, `COUNT/DURATION` (e.g. 5/15m), or `off`.
     #[arg(long, env = "LATCHKEY_RATE_LIMIT_LOGIN", default_value = DEFAULT_RATE_LIMIT_LOGIN, global = true)]
     pub rate_limit_login: String,
+    /// Refreshes per user, `COUNT/DURATION`, or `off`.
     #[arg(long, env = "LATCHKEY_RATE_LIMIT_REFRESH", default_value = DEFAULT_RATE_LIMIT_REFRESH, global = true)]
     pub rate_limit_refresh: String,
+    /// Registrations per client IP, `COUNT/DURATION`, or `off`.
     #[arg(long, env = "LATCHKEY_RATE_LIMIT_REGISTER", default_value = DEFAULT_RATE_LIMIT_REGISTER, global = true)]
     pub rate_limit_register: String,
     /// Comma-separated addresses or CIDR ranges whose X-Forwarded-For is believed.
