@@ -54,21 +54,6 @@ fn parse_filter(text: &str) -> Result<EnvFilter, String> {
     EnvFilter::try_new(text).map_err(|e| format!("LATCHKEY_LOG: {e}"))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::parse_filter;
-
-    #[test]
-    fn misspelt_levels_are_refused() {
-        for good in ["info", "warn,latchkey=debug", "latchkey::http=trace", "sqlx=warn", "off", ""] {
-            assert!(parse_filter(good).is_ok(), "{good}");
-        }
-        for bad in ["degub", "info,latchky=dbug", "inof"] {
-            assert!(parse_filter(bad).is_err(), "{bad}");
-        }
-    }
-}
-
 /// The fields the request span declares empty and these functions fill in.
 pub const CLIENT_ID: &str = "client_id";
 pub const GRANT_TYPE: &str = "grant_type";
@@ -86,4 +71,19 @@ pub fn note_grant(grant: &str) {
 /// The `error` code the response carries (`invalid_grant`, `not_found`, …).
 pub fn note_error(code: &str) {
     tracing::Span::current().record(ERROR, tracing::field::display(code));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_filter;
+
+    #[test]
+    fn misspelt_levels_are_refused() {
+        for good in ["info", "warn,latchkey=debug", "latchkey::http=trace", "sqlx=warn", "off", ""] {
+            assert!(parse_filter(good).is_ok(), "{good}");
+        }
+        for bad in ["degub", "info,latchky=dbug", "inof"] {
+            assert!(parse_filter(bad).is_err(), "{bad}");
+        }
+    }
 }
