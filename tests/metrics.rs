@@ -169,3 +169,27 @@ async fn the_landing_page_is_html_with_links() {
         app.http.get(app.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
     assert!(spec["paths"].get("/").is_none() && spec["paths"].get("/favicon.ico").is_none());
 }
+
+/// The dashboard, the README's table and the code name the same metrics, so a rename cannot
+/// leave an empty panel behind.
+#[test]
+fn the_dashboard_and_readme_name_metrics_the_code_records() {
+    let read = |path: &str| {
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path)).unwrap()
+    };
+    let names = |text: &str| -> std::collections::BTreeSet<String> {
+        text.match_indices("latchkey_")
+            .map(|(i, _)| {
+                text[i..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect::<String>()
+            })
+            .map(|n| n.trim_end_matches("_bucket").to_owned())
+            .collect()
+    };
+    let code = names(&read("src/telemetry/metrics.rs"));
+    let readme = read("README.md");
+    let monitoring = &readme[readme.find("### Monitoring").expect("a Monitoring section")..];
+    let documented = names(monitoring);
+    let dashboard = names(&read("docs/grafana-dashboard.json"));
+    assert_eq!(documented, code, "README's Monitoring table and src/telemetry/metrics.rs");
+    assert!(!dashboard.is_empty() && dashboard.is_subset(&code), "{:?}", dashboard.difference(&code));
+}
