@@ -21,6 +21,8 @@ pub async fn open(settings: Settings) -> anyhow::Result<Services> {
     let secret_box = SecretBox::load(&settings).context("cannot load the secret key")?;
     let db = Db::connect(&settings.database_url).await.context("cannot open the database")?;
     db.migrate().await.context("cannot apply migrations")?;
+    // A server that cannot write would say ready and then fail every login: refuse instead.
+    db.check_writable().await.context("the database does not take writes (read-only or full?)")?;
     let clock = Clock::default();
     let keys = KeyRing::open(db.clone(), &settings.keys_dir, clock.clone())
         .await

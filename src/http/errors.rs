@@ -11,6 +11,7 @@ use crate::admin::AdminError;
 use crate::limits::Limited;
 use crate::oauth::OAuthError;
 use crate::oauth::tokens::BearerError;
+use crate::store::{self, StoreError};
 
 /// `{"error", "error_description"}`, plus `mfa_token` on `mfa_required`.
 #[derive(Debug, Clone, Object)]
@@ -42,6 +43,53 @@ impl ErrorBody {
     pub fn invalid(reasons: Vec<String>) -> ErrorBody {
         ErrorBody { errors: Some(reasons), ..ErrorBody::new("invalid_request", "the input is not valid") }
     }
+}
+
+/// Seconds a client should wait when the database is unavailable: outages seen so far
+/// ended or were noticed within about that.
+const UNAVAILABLE_RETRY_AFTER: u64 = 1;
+
+/// A server-side failure: the database being unavailable for now (503 with `Retry-After`,
+/// the client may retry) or anything else (500). Decided, and logged, here only.
+enum ServerFailure {
+    Unavailable(Json<ErrorBody>, u64),
+    Internal(Json<ErrorBody>),
+}
+
+fn server_failure(err: &(dyn std::error::Error + 'static)) -> ServerFailure {
+    let chain = error_chain(err);
+    let mut next = Some(err);
+    while let Some(e) = next {
+        // Domain errors wrap StoreError transparently, so their chain may show the sqlx
+        // error itself.
+        if e.downcast_ref::<StoreError>().is_some_and(StoreError::is_unavailable)
+            || e.downcast_ref::<sqlx::Error>().is_some_and(store::is_unavailable)
+        {
+            tracing::warn!(error = %chain, "database unavailable");
+            return ServerFailure::Unavailable(
+                Json(ErrorBody::new("temporarily_unavailable", "the service is unavailable; retry shortly")),
+                UNAVAILABLE_RETRY_AFTER,
+            );
+        }
+        next = e.source();
+    }
+    tracing::error!(error = %chain, "internal error");
+    ServerFailure::Internal(Json(server_error_body()))
+}
+
+/// The error and its sources, the way the log wants them (wrappers often say only
+/// "internal error").
+fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut next = err.source();
+    while let Some(e) = next {
+        let part = e.to_string();
+        if !text.ends_with(&part) {
+            text = format!("{text}: {part}");
+        }
+        next = e.source();
+    }
+    text
 }
 
 /// Error responses of the OAuth endpoints.
@@ -79,6 +127,14 @@ pub enum OAuthErrorResponse {
     /// Something failed on the server; the request id in the logs tells what.
     #[oai(status = 500)]
     ServerError(Json<ErrorBody>),
+    /// The database is unavailable for now (`temporarily_unavailable`); retry after the given seconds.
+    #[oai(status = 503)]
+    Unavailable(
+        Json<ErrorBody>,
+        /// Seconds until a retry may succeed.
+        #[oai(header = "Retry-After")]
+        u64,
+    ),
 }
 
 impl From<OAuthError> for OAuthErrorResponse {
@@ -97,10 +153,10 @@ impl From<OAuthError> for OAuthErrorResponse {
                 let (body, retry_after, limit, remaining, reset, policy) = too_many_requests(body, l);
                 OAuthErrorResponse::TooManyRequests(body, retry_after, limit, remaining, reset, policy)
             }
-            OAuthError::Server(source) => {
-                tracing::error!(error = %source, "internal error");
-                OAuthErrorResponse::ServerError(Json(ErrorBody::new("server_error", "internal error")))
-            }
+            OAuthError::Server(_) => match server_failure(&err) {
+                ServerFailure::Unavailable(body, retry) => OAuthErrorResponse::Unavailable(body, retry),
+                ServerFailure::Internal(body) => OAuthErrorResponse::ServerError(body),
+            },
             _ => OAuthErrorResponse::BadRequest(Json(body)),
         }
     }
@@ -131,6 +187,14 @@ pub enum BearerErrorResponse {
     /// Something failed on the server.
     #[oai(status = 500)]
     ServerError(Json<ErrorBody>),
+    /// The database is unavailable for now (`temporarily_unavailable`); retry after the given seconds.
+    #[oai(status = 503)]
+    Unavailable(
+        Json<ErrorBody>,
+        /// Seconds until a retry may succeed.
+        #[oai(header = "Retry-After")]
+        u64,
+    ),
 }
 
 impl From<BearerError> for BearerErrorResponse {
@@ -144,10 +208,10 @@ impl From<BearerError> for BearerErrorResponse {
                 Json(ErrorBody::new("insufficient_scope", err.to_string())),
                 r#"Bearer realm="latchkey", error="insufficient_scope""#.into(),
             ),
-            BearerError::Store(source) => {
-                tracing::error!(error = %source, "internal error");
-                BearerErrorResponse::ServerError(Json(ErrorBody::new("server_error", "internal error")))
-            }
+            BearerError::Store(_) => match server_failure(&err) {
+                ServerFailure::Unavailable(body, retry) => BearerErrorResponse::Unavailable(body, retry),
+                ServerFailure::Internal(body) => BearerErrorResponse::ServerError(body),
+            },
         }
     }
 }
@@ -173,6 +237,14 @@ pub enum MfaErrorResponse {
     /// Something failed on the server.
     #[oai(status = 500)]
     ServerError(Json<ErrorBody>),
+    /// The database is unavailable for now (`temporarily_unavailable`); retry after the given seconds.
+    #[oai(status = 503)]
+    Unavailable(
+        Json<ErrorBody>,
+        /// Seconds until a retry may succeed.
+        #[oai(header = "Retry-After")]
+        u64,
+    ),
 }
 
 impl From<crate::mfa::MfaError> for MfaErrorResponse {
@@ -184,10 +256,10 @@ impl From<crate::mfa::MfaError> for MfaErrorResponse {
             MfaError::WrongPassword => MfaErrorResponse::Forbidden(body("wrong_password")),
             MfaError::NotEnrolled => MfaErrorResponse::NotFound(body("not_found")),
             MfaError::AlreadyEnabled => MfaErrorResponse::Conflict(body("conflict")),
-            MfaError::Store(_) | MfaError::Hash(_) | MfaError::Unsealable(_) => {
-                tracing::error!(error = %err, "internal error");
-                MfaErrorResponse::ServerError(Json(ErrorBody::new("server_error", "internal error")))
-            }
+            MfaError::Store(_) | MfaError::Hash(_) | MfaError::Unsealable(_) => match server_failure(&err) {
+                ServerFailure::Unavailable(body, retry) => MfaErrorResponse::Unavailable(body, retry),
+                ServerFailure::Internal(body) => MfaErrorResponse::ServerError(body),
+            },
         }
     }
 }
@@ -200,6 +272,7 @@ impl From<BearerError> for MfaErrorResponse {
             }
             BearerErrorResponse::Forbidden(body, _) => MfaErrorResponse::Forbidden(body),
             BearerErrorResponse::ServerError(body) => MfaErrorResponse::ServerError(body),
+            BearerErrorResponse::Unavailable(body, retry) => MfaErrorResponse::Unavailable(body, retry),
         }
     }
 }
@@ -222,6 +295,14 @@ pub enum AccountErrorResponse {
     /// Something failed on the server.
     #[oai(status = 500)]
     ServerError(Json<ErrorBody>),
+    /// The database is unavailable for now (`temporarily_unavailable`); retry after the given seconds.
+    #[oai(status = 503)]
+    Unavailable(
+        Json<ErrorBody>,
+        /// Seconds until a retry may succeed.
+        #[oai(header = "Retry-After")]
+        u64,
+    ),
 }
 
 /// Error responses of the account endpoints open to anyone that are not rate-limited
@@ -237,6 +318,14 @@ pub enum PublicAccountErrorResponse {
     /// Something failed on the server.
     #[oai(status = 500)]
     ServerError(Json<ErrorBody>),
+    /// The database is unavailable for now (`temporarily_unavailable`); retry after the given seconds.
+    #[oai(status = 503)]
+    Unavailable(
+        Json<ErrorBody>,
+        /// Seconds until a retry may succeed.
+        #[oai(header = "Retry-After")]
+        u64,
+    ),
 }
 
 /// Error responses of the rate-limited account endpoints open to anyone (register, forgot
@@ -272,6 +361,14 @@ pub enum LimitedAccountErrorResponse {
     /// Something failed on the server.
     #[oai(status = 500)]
     ServerError(Json<ErrorBody>),
+    /// The database is unavailable for now (`temporarily_unavailable`); retry after the given seconds.
+    #[oai(status = 503)]
+    Unavailable(
+        Json<ErrorBody>,
+        /// Seconds until a retry may succeed.
+        #[oai(header = "Retry-After")]
+        u64,
+    ),
 }
 
 /// The status and body for an account error; server errors are logged here, and only here.
@@ -290,10 +387,10 @@ fn account_error(err: AccountError) -> (StatusCode, ErrorBody) {
         AccountError::TooManyRequests(_) => {
             (StatusCode::TOO_MANY_REQUESTS, ErrorBody::new("too_many_requests", err.to_string()))
         }
-        AccountError::Store(_) | AccountError::Hash(_) => {
-            tracing::error!(error = %err, "internal error");
-            (StatusCode::INTERNAL_SERVER_ERROR, server_error_body())
-        }
+        AccountError::Store(_) | AccountError::Hash(_) => match server_failure(&err) {
+            ServerFailure::Unavailable(Json(body), _) => (StatusCode::SERVICE_UNAVAILABLE, body),
+            ServerFailure::Internal(Json(body)) => (StatusCode::INTERNAL_SERVER_ERROR, body),
+        },
     }
 }
 
@@ -314,6 +411,9 @@ impl From<AccountError> for AccountErrorResponse {
             (StatusCode::FORBIDDEN, body) => AccountErrorResponse::Forbidden(Json(body)),
             (StatusCode::NOT_FOUND, body) => AccountErrorResponse::NotFound(Json(body)),
             (StatusCode::INTERNAL_SERVER_ERROR, body) => AccountErrorResponse::ServerError(Json(body)),
+            (StatusCode::SERVICE_UNAVAILABLE, body) => {
+                AccountErrorResponse::Unavailable(Json(body), UNAVAILABLE_RETRY_AFTER)
+            }
             (status, body) => AccountErrorResponse::ServerError(undocumented(status, &body)),
         }
     }
@@ -337,6 +437,9 @@ impl From<AccountError> for LimitedAccountErrorResponse {
             PublicAccountErrorResponse::BadRequest(body) => LimitedAccountErrorResponse::BadRequest(body),
             PublicAccountErrorResponse::Conflict(body) => LimitedAccountErrorResponse::Conflict(body),
             PublicAccountErrorResponse::ServerError(body) => LimitedAccountErrorResponse::ServerError(body),
+            PublicAccountErrorResponse::Unavailable(body, retry) => {
+                LimitedAccountErrorResponse::Unavailable(body, retry)
+            }
         }
     }
 }
@@ -347,6 +450,9 @@ impl From<AccountError> for PublicAccountErrorResponse {
             (StatusCode::BAD_REQUEST, body) => PublicAccountErrorResponse::BadRequest(Json(body)),
             (StatusCode::CONFLICT, body) => PublicAccountErrorResponse::Conflict(Json(body)),
             (StatusCode::INTERNAL_SERVER_ERROR, body) => PublicAccountErrorResponse::ServerError(Json(body)),
+            (StatusCode::SERVICE_UNAVAILABLE, body) => {
+                PublicAccountErrorResponse::Unavailable(Json(body), UNAVAILABLE_RETRY_AFTER)
+            }
             (status, body) => PublicAccountErrorResponse::ServerError(undocumented(status, &body)),
         }
     }
@@ -360,6 +466,7 @@ impl From<BearerError> for AccountErrorResponse {
             }
             BearerErrorResponse::Forbidden(body, _) => AccountErrorResponse::Forbidden(body),
             BearerErrorResponse::ServerError(body) => AccountErrorResponse::ServerError(body),
+            BearerErrorResponse::Unavailable(body, retry) => AccountErrorResponse::Unavailable(body, retry),
         }
     }
 }
@@ -423,6 +530,14 @@ pub enum AdminErrorResponse {
     /// Something failed on the server.
     #[oai(status = 500)]
     ServerError(Json<ErrorBody>),
+    /// The database is unavailable for now (`temporarily_unavailable`); retry after the given seconds.
+    #[oai(status = 503)]
+    Unavailable(
+        Json<ErrorBody>,
+        /// Seconds until a retry may succeed.
+        #[oai(header = "Retry-After")]
+        u64,
+    ),
 }
 
 impl From<BearerError> for AdminErrorResponse {
@@ -433,6 +548,7 @@ impl From<BearerError> for AdminErrorResponse {
             }
             BearerErrorResponse::Forbidden(body, challenge) => AdminErrorResponse::Forbidden(body, challenge),
             BearerErrorResponse::ServerError(body) => AdminErrorResponse::ServerError(body),
+            BearerErrorResponse::Unavailable(body, retry) => AdminErrorResponse::Unavailable(body, retry),
         }
     }
 }
@@ -448,8 +564,10 @@ impl From<AdminError> for AdminErrorResponse {
                 AdminErrorResponse::Conflict(Json(ErrorBody::new("conflict", err.to_string())))
             }
             AdminError::Store(_) | AdminError::Hash(_) | AdminError::Key(_) | AdminError::Mfa(_) => {
-                tracing::error!(error = %err, "internal error");
-                AdminErrorResponse::ServerError(Json(ErrorBody::new("server_error", "internal error")))
+                match server_failure(&err) {
+                    ServerFailure::Unavailable(body, retry) => AdminErrorResponse::Unavailable(body, retry),
+                    ServerFailure::Internal(body) => AdminErrorResponse::ServerError(body),
+                }
             }
         }
     }

@@ -9,7 +9,10 @@ use crate::crypto::secrets;
 use crate::model::Client;
 use crate::model::RequestMeta;
 use crate::services::Services;
-use crate::store::{self, audit::AuditEvent};
+use crate::store::{
+    self, StoreError,
+    audit::{AuditEvent, AuditKind},
+};
 
 /// What an active token looks like to a resource server (RFC 7662 §2.2).
 #[derive(Debug, Serialize)]
@@ -120,7 +123,7 @@ pub async fn revoke(
             && claims.client_id == caller.id.as_str()
         {
             store::sessions::revoke_access_token(svc.db(), &claims.jti, claims.exp).await?;
-            audit_revocation(svc, &caller, claims.user_id(), "access_token", meta).await;
+            audit_revocation(svc, &caller, claims.user_id(), "access_token", meta).await?;
         }
         return Ok(());
     }
@@ -128,7 +131,7 @@ pub async fn revoke(
         && record.session.client_id == caller.id.as_str()
     {
         store::sessions::revoke(svc.db(), &record.session.id, svc.now()).await?;
-        audit_revocation(svc, &caller, Some(&record.session.user_id), "refresh_token", meta).await;
+        audit_revocation(svc, &caller, Some(&record.session.user_id), "refresh_token", meta).await?;
     }
     Ok(())
 }
@@ -139,17 +142,15 @@ async fn audit_revocation(
     user_id: Option<&str>,
     kind: &str,
     meta: &RequestMeta,
-) {
+) -> Result<(), StoreError> {
     svc.audit(
         AuditEvent {
-            event: "token_revoked",
-            outcome: "success",
             user_id: user_id.map(str::to_owned),
             client_id: Some(caller.id.to_string()),
             detail: Some(format!("type={kind}")),
-            ..Default::default()
+            ..AuditEvent::new(AuditKind::TokenRevoked, "success")
         },
         meta,
     )
-    .await;
+    .await
 }
