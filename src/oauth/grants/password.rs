@@ -10,7 +10,7 @@ use crate::model::Scope;
 use crate::model::User;
 use crate::model::{Password, UserStatus, Username};
 use crate::oauth::error::OAuthError;
-use crate::oauth::issue::{self, TokenResponse, UserAuth};
+use crate::oauth::issue::{self, IssuedTokens, UserAuth};
 use crate::services::Services;
 use crate::store::{
     self,
@@ -25,7 +25,7 @@ pub async fn grant(
     requested: Option<&Scope>,
     otp: Option<&str>,
     meta: &RequestMeta,
-) -> Result<TokenResponse, OAuthError> {
+) -> Result<IssuedTokens, OAuthError> {
     let scope = crate::oauth::client::granted_scope(client, requested)?;
     limits::check(svc, Limit::Login, meta.ip_key()).await?;
     // A malformed username is just an unknown user: same error, same argon2 work.
