@@ -9,6 +9,8 @@ use std::time::Duration;
 use ipnet::IpNet;
 use url::Url;
 
+use crate::model::SigningAlg;
+
 // The contract's defaults: one source for the flags and for `RawSettings::default`.
 const DEFAULT_DATABASE_URL: &str = "sqlite://latchkey.db?mode=rwc";
 const DEFAULT_BIND: &str = "127.0.0.1:8080";
@@ -20,6 +22,7 @@ const DEFAULT_RATE_LIMIT_LOGIN: &str = "5/15m";
 const DEFAULT_RATE_LIMIT_REFRESH: &str = "10/1h";
 const DEFAULT_RATE_LIMIT_REGISTER: &str = "3/1h";
 const DEFAULT_LOG_FORMAT: &str = "text";
+const DEFAULT_SIGNING_ALG: &str = "RS256";
 
 /// Raw values as they came from flags or environment variables.
 #[derive(Debug, Clone, clap::Args)]
@@ -69,6 +72,10 @@ pub struct RawSettings {
     /// `text` or `json`; the filter is read from LATCHKEY_LOG.
     #[arg(long, env = "LATCHKEY_LOG_FORMAT", default_value = DEFAULT_LOG_FORMAT, global = true)]
     pub log_format: String,
+    /// `RS256`, `ES256` or `EdDSA`: the algorithm of the key made on first start and by
+    /// `keys rotate` without `--alg`.
+    #[arg(long, env = "LATCHKEY_SIGNING_ALG", default_value = DEFAULT_SIGNING_ALG, global = true)]
+    pub signing_alg: String,
 }
 
 /// The defaults, as if no flag or variable were set (tests and benches start from here).
@@ -89,6 +96,7 @@ impl Default for RawSettings {
             trusted_proxies: String::new(),
             cors_origins: String::new(),
             log_format: DEFAULT_LOG_FORMAT.into(),
+            signing_alg: DEFAULT_SIGNING_ALG.into(),
         }
     }
 }
@@ -110,6 +118,7 @@ pub struct Settings {
     /// Browser origins allowed cross-origin calls; empty: no CORS headers at all.
     pub cors_origins: Vec<String>,
     pub log_format: LogFormat,
+    pub signing_alg: SigningAlg,
     /// A connection must get an answer this long after it opened or got its last one
     /// (slow-loris protection; not a flag: honest clients never come near it).
     pub slow_client_timeout: Duration,
@@ -232,6 +241,8 @@ impl RawSettings {
                     ));
                 }
             },
+            signing_alg: SigningAlg::parse(&self.signing_alg)
+                .map_err(|r| bad("signing-alg", "LATCHKEY_SIGNING_ALG", r))?,
         };
         settings.secret_key_bytes()?;
         Ok(settings)

@@ -13,7 +13,7 @@ use crate::account::AccountError;
 use crate::crypto::password::HashError;
 use crate::keys::{KeyError, KeyInfo};
 use crate::mfa::MfaError;
-use crate::model::RequestMeta;
+use crate::model::{RequestMeta, SigningAlg};
 use crate::oauth::client::RegisterError;
 use crate::oauth::tokens::{self, BearerError};
 use crate::services::Services;
@@ -189,10 +189,18 @@ pub async fn list_keys(svc: &Services) -> Result<Vec<KeyInfo>, AdminError> {
     Ok(svc.keys().list().await?)
 }
 
-/// Adds a signing key; the old ones stay published until their tokens have expired.
-pub async fn rotate_key(svc: &Services, actor: &Actor) -> Result<KeyInfo, AdminError> {
-    let key = svc.keys().rotate(svc.settings().access_token_ttl).await?;
-    record(svc, actor, "admin_key_rotate", None, None, Some(format!("kid={}", key.kid))).await;
+/// Adds a signing key of `alg` (default `--signing-alg`), published at once and signing once
+/// every cached JWKS has it; the old ones stay published until their tokens have expired.
+pub async fn rotate_key(
+    svc: &Services,
+    actor: &Actor,
+    alg: Option<SigningAlg>,
+) -> Result<KeyInfo, AdminError> {
+    let alg = alg.unwrap_or(svc.settings().signing_alg);
+    // Access and ID tokens both live `--access-token-ttl`.
+    let key = svc.keys().rotate(alg, svc.settings().access_token_ttl).await?;
+    let detail = format!("kid={} alg={alg} signs_from={}", key.kid, key.signs_from);
+    record(svc, actor, "admin_key_rotate", None, None, Some(detail)).await;
     Ok(key)
 }
 

@@ -11,11 +11,11 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 use super::ApiTags;
 use super::auth::{UserToken, request_meta};
 use super::errors::AdminErrorResponse;
-use crate::admin::{self, Actor, audit, clients, users};
+use crate::admin::{self, Actor, AdminError, audit, clients, users};
 use crate::keys::{KeyInfo, KeyState};
-use crate::model::Client;
 use crate::model::User;
 use crate::model::UserStatus;
+use crate::model::{Client, SigningAlg};
 use crate::oauth::client::RegisteredClient;
 use crate::services::Services;
 use crate::store::audit::AuditRecord;
@@ -216,14 +216,18 @@ impl Example for ClientPatchBody {
     }
 }
 
-/// A signing key: public facts only.
+/// A signing key: public facts only. Times are Unix seconds.
 #[derive(Debug, Object)]
 pub struct AdminKey {
     kid: String,
+    /// `RS256`, `ES256` or `EdDSA`.
     alg: String,
-    /// `signing`, `verifying` (published until `retire_at`) or `retired`.
+    /// `pending` (published, signing from `signs_from`), `signing`, `verifying` (published
+    /// until `retire_at`) or `retired`.
     state: String,
+    /// Published in the JWKS from here on.
     created_at: i64,
+    signs_from: i64,
     #[oai(skip_serializing_if_is_none)]
     retire_at: Option<i64>,
 }
@@ -231,15 +235,17 @@ pub struct AdminKey {
 impl From<KeyInfo> for AdminKey {
     fn from(k: KeyInfo) -> Self {
         let state = match k.state {
+            KeyState::Pending => "pending",
             KeyState::Signing => "signing",
             KeyState::Verifying => "verifying",
             KeyState::Retired => "retired",
         };
         AdminKey {
             kid: k.kid,
-            alg: k.alg,
+            alg: k.alg.to_string(),
             state: state.into(),
             created_at: k.created_at,
+            signs_from: k.signs_from,
             retire_at: k.retire_at,
         }
     }
@@ -627,17 +633,22 @@ impl AdminApi {
 
     /// Rotate the signing key
     ///
-    /// A new key signs from now on; the old ones stay published until the tokens they
-    /// signed have expired.
+    /// Adds a key of `alg` (`RS256`, `ES256` or `EdDSA`; default `--signing-alg`), published
+    /// in the JWKS at once and `pending` until `signs_from`, when every cached JWKS has it
+    /// (the JWKS max-age plus the 30 s in which replicas re-read keys). The old keys stay
+    /// published until the tokens they signed have expired.
     #[oai(path = "/admin/keys/rotate", method = "post")]
     async fn rotate_key(
         &self,
         Data(svc): Data<&Services>,
         req: &Request,
         auth: UserToken,
+        alg: Query<Option<String>>,
     ) -> AdminResult<Json<AdminKey>> {
         let actor = authorize(svc, req, &auth).await?;
-        Ok(Json(admin::rotate_key(svc, &actor).await?.into()))
+        let alg =
+            alg.0.as_deref().map(SigningAlg::parse).transpose().map_err(|r| AdminError::Invalid(vec![r]))?;
+        Ok(Json(admin::rotate_key(svc, &actor, alg).await?.into()))
     }
 
     /// Search the audit log

@@ -73,7 +73,7 @@ pub async fn start_session(
         expires_at: refresh_expiry(svc, &session, now),
     });
     store::sessions::create(svc.db(), &session, new_refresh).await?;
-    let response = for_session(svc, client, user, &scope, &session, refresh)?;
+    let response = for_session(svc, client, user, &scope, &session, refresh).await?;
     svc.audit(
         AuditEvent {
             event: "login",
@@ -96,7 +96,7 @@ pub fn refresh_expiry(svc: &Services, session: &Session, now: i64) -> i64 {
 }
 
 /// Tokens for a user within an existing session (login or refresh).
-pub fn for_session(
+pub async fn for_session(
     svc: &Services,
     client: &Client,
     user: &User,
@@ -141,12 +141,12 @@ pub fn for_session(
             email: scope.contains("email").then(|| user.email.as_str()),
             email_verified: scope.contains("email").then_some(user.email_verified),
         };
-        Some(svc.keys().sign(ID_TOKEN_TYP, &id)?)
+        Some(svc.keys().sign(ID_TOKEN_TYP, &id).await?)
     } else {
         None
     };
     Ok(TokenResponse {
-        access_token: svc.keys().sign(ACCESS_TOKEN_TYP, &claims)?,
+        access_token: svc.keys().sign(ACCESS_TOKEN_TYP, &claims).await?,
         token_type: "Bearer",
         expires_in: ttl as u64,
         scope: claims.scope,
@@ -156,7 +156,7 @@ pub fn for_session(
 }
 
 /// Tokens for a client acting on its own behalf: no user, no session, no refresh token.
-pub fn for_client(svc: &Services, client: &Client, scope: &Scope) -> Result<TokenResponse, OAuthError> {
+pub async fn for_client(svc: &Services, client: &Client, scope: &Scope) -> Result<TokenResponse, OAuthError> {
     let now = svc.now();
     let ttl = svc.settings().access_token_ttl.as_secs() as i64;
     let claims = AccessClaims {
@@ -174,7 +174,7 @@ pub fn for_client(svc: &Services, client: &Client, scope: &Scope) -> Result<Toke
         sid: None,
     };
     Ok(TokenResponse {
-        access_token: svc.keys().sign(ACCESS_TOKEN_TYP, &claims)?,
+        access_token: svc.keys().sign(ACCESS_TOKEN_TYP, &claims).await?,
         token_type: "Bearer",
         expires_in: ttl as u64,
         scope: claims.scope,

@@ -61,7 +61,7 @@ pub async fn grant(
     };
     match store::sessions::rotate_refresh(svc.db(), &hash, &session.id, &new_refresh, now).await? {
         Rotation::Rotated => {
-            let response = issue::for_session(svc, client, &user, &scope, &session, Some(next))?;
+            let response = issue::for_session(svc, client, &user, &scope, &session, Some(next)).await?;
             let event = AuditEvent {
                 event: "token_issued",
                 outcome: "success",
