@@ -1,5 +1,6 @@
-//! Token hot paths: signing and verification with RS256, ES256 and EdDSA keys, and introspection of a user's access token
-//! (verify + database lookup) over a SQLite file in a temp dir.
+//! Token hot paths: signing and verification with RS256, ES256 and EdDSA keys, and
+//! introspection of a user's access token (verify + database lookup) over a SQLite file in
+//! a temp dir.
 //!
 //! `cargo bench --bench tokens`
 
