@@ -423,3 +423,21 @@ async fn es256_and_eddsa_keys_accept_only_their_own_algorithm() {
         rejected(sign(&claims, &kid, own_alg, &foreign), format!("{alg} kid, foreign key")).await;
     }
 }
+
+/// Two replicas rotating at the same moment both land, one generation after the other: the
+/// earlier new key is superseded by the later one, and exactly one key is left without a
+/// retirement date.
+#[tokio::test]
+async fn simultaneous_rotations_on_two_replicas_take_turns() {
+    let a = spawn_app().await;
+    let b = spawn_replica(&a).await;
+    let (x, y) = tokio::join!(rotate(&a, Some(SigningAlg::EdDSA)), rotate(&b, Some(SigningAlg::EdDSA)));
+    assert_ne!(x.kid, y.kid);
+    let keys = a.svc.keys().list().await.unwrap();
+    assert_eq!(keys.len(), 3, "{keys:?}");
+    assert_eq!(keys.iter().filter(|k| k.retire_at.is_none()).count(), 1, "{keys:?}");
+    let (older, newer) = (&keys[1], &keys[2]);
+    assert!([&x.kid, &y.kid].contains(&&older.kid) && [&x.kid, &y.kid].contains(&&newer.kid));
+    assert_eq!(older.retire_at, Some(newer.signs_from + TTL), "{keys:?}");
+    assert_eq!(keys[0].state, KeyState::Signing);
+}
