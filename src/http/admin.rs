@@ -227,7 +227,9 @@ pub struct AdminKey {
     state: String,
     /// Published in the JWKS from here on.
     created_at: i64,
+    /// Signs from here on (once every cached JWKS lists it).
     signs_from: i64,
+    /// Leaves the JWKS here, once the last token it signed has expired.
     #[oai(skip_serializing_if_is_none)]
     retire_at: Option<i64>,
 }

@@ -432,17 +432,21 @@ impl KeyRing {
     /// The copy of the key table, re-read first when it is due (by the service clock, so a
     /// test that moves the clock sees what a replica would after that much time).
     async fn current(&self) -> Arc<KeySet> {
-        let due =
-            |ring: &KeyRing| ring.clock.now() >= ring.snapshot().fresh_until && !ring.recently_reloaded();
-        if due(self) {
+        if self.due() {
             let _one = self.reload_lock.lock().await;
-            if due(self)
+            if self.due()
                 && let Err(err) = self.reload_locked().await
             {
                 tracing::warn!(error = %err, "reloading signing keys failed");
             }
         }
         self.snapshot()
+    }
+
+    /// The copy is due for a re-read, and none was tried within the gap (which also spaces
+    /// the retries while the database is out).
+    fn due(&self) -> bool {
+        self.clock.now() >= self.snapshot().fresh_until && !self.recently_reloaded()
     }
 
     async fn reload_for_unknown_kid(&self) {
