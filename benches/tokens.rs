@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use latchkey::account::{self, NewUser};
-use latchkey::config::{RawSettings, Settings};
+use latchkey::config::{RawSettings, Settings, SigningAlg};
 use latchkey::model::RequestMeta;
 use latchkey::model::{Email, Password, Username};
-use latchkey::model::{GrantType, Scope, SigningAlg};
+use latchkey::model::{GrantType, Scope};
 use latchkey::oauth::client::{self, NewClient, PresentedClient};
 use latchkey::oauth::grants::{self, GrantRequest};
 use latchkey::oauth::tokens::{self, ACCESS_TOKEN_TYP, AccessClaims};

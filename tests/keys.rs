@@ -11,10 +11,11 @@ use common::{TestApp, TestClient, jwt_part, spawn_app, spawn_app_with};
 use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use latchkey::admin::{self, Actor};
+use latchkey::config::SigningAlg;
 use latchkey::keys::{
     JWKS_MAX_AGE, KeyInfo, KeyState, PUBLISH_AHEAD, RELOAD_INTERVAL, UNKNOWN_KID_RELOAD_GAP,
 };
-use latchkey::model::SigningAlg;
+use latchkey::model::GrantType;
 use serde_json::{Value, json};
 
 const TTL: i64 = 900; // the default --access-token-ttl
@@ -355,8 +356,11 @@ async fn es256_and_eddsa_keys_accept_only_their_own_algorithm() {
     for alg in [SigningAlg::ES256, SigningAlg::EdDSA] {
         let app = spawn_app_with(|s| s.signing_alg = alg).await;
         app.create_user("alice", &[]).await;
-        let client = app.web_client().await;
-        let rs = app.create_client("api-server", false, &[], "", &[]).await;
+        // The app's tokens name the API the resource server introspects for.
+        let api = ["https://api.example"];
+        let grants = [GrantType::Password, GrantType::RefreshToken];
+        let client = app.create_client("web", false, &grants, "openid profile email api", &api).await;
+        let rs = app.create_client("api-server", false, &[], "", &api).await;
         let token = app.login(&client, "alice").await["access_token"].as_str().unwrap().to_owned();
         let (kid, claims) = (kid(&token), jwt_part(&token, 1));
         let pem = std::fs::read(app.dir.path().join("keys").join(format!("{kid}.pem"))).unwrap();

@@ -2,7 +2,6 @@
 //! the second-factor policy. A leaf: it imports nothing else from the crate, so `store/`
 //! and every domain module can use it without an import loop.
 
-pub mod alg;
 pub mod client;
 pub mod clock;
 pub mod meta;
@@ -10,7 +9,6 @@ pub mod policy;
 pub mod scope;
 pub mod user;
 
-pub use alg::SigningAlg;
 pub use client::{Client, ClientId, GrantType};
 pub use clock::Clock;
 pub use meta::RequestMeta;
