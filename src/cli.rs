@@ -119,6 +119,16 @@ enum ClientCommand {
         /// Refuse users who have not enrolled a second factor.
         #[arg(long)]
         require_mfa: bool,
+        /// Where the authorization_code grant may return the browser (one or more;
+        /// repeatable). A loopback `http://127.0.0.1/…` URI matches any port.
+        #[arg(long = "redirect-uri", num_args = 1..)]
+        redirect_uris: Vec<String>,
+        /// Where `/oauth/logout` may send the browser afterwards (one or more; repeatable).
+        #[arg(long = "post-logout-redirect-uri", num_args = 1..)]
+        post_logout_redirect_uris: Vec<String>,
+        /// A first-party app: its users are not asked for consent.
+        #[arg(long)]
+        first_party: bool,
     },
     /// List clients (never their secrets).
     List,
@@ -209,6 +219,9 @@ async fn execute(command: Command, settings: crate::config::Settings) -> anyhow:
             scopes,
             audiences,
             require_mfa,
+            redirect_uris,
+            post_logout_redirect_uris,
+            first_party,
         }) => {
             let id = id
                 .map(|i| {
@@ -227,7 +240,18 @@ async fn execute(command: Command, settings: crate::config::Settings) -> anyhow:
             let scopes =
                 Scope::parse(&scopes.join(" ")).context("a scope has characters RFC 6749 does not allow")?;
             let svc = app::open(settings).await?;
-            let new = NewClient { name, id, public, grants, scopes, audiences, require_mfa };
+            let new = NewClient {
+                name,
+                id,
+                public,
+                grants,
+                scopes,
+                audiences,
+                require_mfa,
+                redirect_uris,
+                post_logout_redirect_uris,
+                first_party,
+            };
             let registered = client::register(&svc, new).await.map_err(|e| match e {
                 RegisterError::Store(s) => anyhow::Error::new(s),
                 other => anyhow::anyhow!(other.to_string()),

@@ -36,6 +36,8 @@ pub struct TokenResponse {
 pub struct UserAuth {
     pub amr: Vec<String>,
     pub auth_time: i64,
+    /// The authorization request's `nonce`, echoed in the first ID token (OIDC Core §2).
+    pub nonce: Option<String>,
 }
 
 /// A fresh login: records the session (and its first refresh token) before any token
@@ -48,6 +50,19 @@ pub async fn start_session(
     auth: UserAuth,
     meta: &RequestMeta,
 ) -> Result<TokenResponse, OAuthError> {
+    Ok(open_session(svc, client, user, scope, auth, meta).await?.0)
+}
+
+/// `start_session`, also returning the new session's id (a redeemed authorization code
+/// remembers it, to end the session if the code comes back).
+pub async fn open_session(
+    svc: &Services,
+    client: &Client,
+    user: &User,
+    scope: Scope,
+    auth: UserAuth,
+    meta: &RequestMeta,
+) -> Result<(TokenResponse, String), OAuthError> {
     let now = svc.now();
     let refresh_ttl = svc.settings().refresh_token_ttl.as_secs() as i64;
     let session = Session {
@@ -73,7 +88,7 @@ pub async fn start_session(
         expires_at: refresh_expiry(svc, &session, now),
     });
     store::sessions::create(svc.db(), &session, new_refresh).await?;
-    let response = for_session(svc, client, user, &scope, &session, refresh)?;
+    let response = mint(svc, client, user, &scope, &session, refresh, auth.nonce.as_deref())?;
     svc.audit(
         AuditEvent {
             event: "login",
@@ -87,7 +102,7 @@ pub async fn start_session(
         meta,
     )
     .await;
-    Ok(response)
+    Ok((response, session.id))
 }
 
 /// When a refresh token minted now for `session` stops working.
@@ -103,6 +118,18 @@ pub fn for_session(
     scope: &Scope,
     session: &Session,
     refresh_token: Option<String>,
+) -> Result<TokenResponse, OAuthError> {
+    mint(svc, client, user, scope, session, refresh_token, None)
+}
+
+fn mint(
+    svc: &Services,
+    client: &Client,
+    user: &User,
+    scope: &Scope,
+    session: &Session,
+    refresh_token: Option<String>,
+    nonce: Option<&str>,
 ) -> Result<TokenResponse, OAuthError> {
     let now = svc.now();
     let ttl = svc.settings().access_token_ttl.as_secs() as i64;
@@ -135,6 +162,7 @@ pub fn for_session(
             exp: now + ttl,
             iat: now,
             auth_time: session.auth_time,
+            nonce,
             amr: &amr,
             sid: &session.id,
             preferred_username: scope.contains("profile").then(|| user.username.as_str()),

@@ -1,6 +1,7 @@
 //! OAuth 2.0 domain logic: clients, grants, token issue, introspection, revocation.
 //! Nothing here knows about HTTP; `crate::http::oauth` parses requests and maps results.
 
+pub mod authorize;
 pub mod client;
 pub mod error;
 pub mod grants;
