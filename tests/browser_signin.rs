@@ -593,3 +593,130 @@ async fn discovery_advertises_the_code_flow() {
     assert!(meta["prompt_values_supported"].as_array().unwrap().contains(&json!("none")));
     assert!(meta["claims_supported"].as_array().unwrap().contains(&json!("nonce")));
 }
+
+async fn audit_events(app: &TestApp, event: &str) -> Vec<latchkey::store::audit::AuditRecord> {
+    let q = latchkey::store::audit::AuditQuery { event: Some(event), limit: 100, ..Default::default() };
+    latchkey::store::audit::list(app.svc.db(), &q).await.unwrap()
+}
+
+#[tokio::test]
+async fn the_login_page_shares_the_password_grants_rate_limit_lockout_and_audit() {
+    let per = latchkey::config::RateLimit::PerPeriod { count: 5, period: Duration::from_secs(900) };
+    let app = spawn_app_with(|s| s.rate_limit_login = per).await;
+    app.create_user("alice", &[]).await;
+    register(&app, "spa", "openid", true).await;
+    let oc = oauth_client(&app, "spa", REDIRECT);
+    let b = browser();
+    let s = start(&b, &oc, "openid", &[]).await;
+    let mut html = page(s.response).await;
+    let wrong = [("username", "alice"), ("password", "not the password")];
+    for _ in 0..5 {
+        html = page(post(&b, &app, "/oauth/authorize/login", &html, &wrong).await).await;
+    }
+    // The sixth attempt from this address is limited, right password or not.
+    let resp = sign_in(&b, &app, &html, "alice").await;
+    assert_eq!(resp.status(), 429);
+    assert!(resp.headers()["retry-after"].to_str().unwrap().parse::<u64>().unwrap() > 0);
+    assert!(resp.text().await.unwrap().contains("Too many attempts"));
+    // Failures are audited like the password grant's, after the answer has gone.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let failures: Vec<_> =
+        audit_events(&app, "login").await.into_iter().filter(|e| e.outcome == "failure").collect();
+    assert_eq!(failures.len(), 5);
+    assert!(failures.iter().all(|e| e.client_id.as_deref() == Some("spa")));
+    // Once the budget refills (and the one-minute lock has passed), the password works.
+    app.svc.clock().advance(Duration::from_secs(181));
+    redirected(&sign_in(&b, &app, &html, "alice").await, REDIRECT);
+    assert_eq!(audit_events(&app, "browser_sign_in").await.len(), 1);
+}
+
+#[tokio::test]
+async fn wrong_passwords_on_the_login_page_lock_the_account() {
+    let app = spawn_with_alice("openid", true).await;
+    let oc = oauth_client(&app, "spa", REDIRECT);
+    let b = browser();
+    let s = start(&b, &oc, "openid", &[]).await;
+    let mut html = page(s.response).await;
+    let wrong = [("username", "alice"), ("password", "not the password")];
+    for _ in 0..5 {
+        html = page(post(&b, &app, "/oauth/authorize/login", &html, &wrong).await).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Locked: the right password answers exactly like a wrong one.
+    let locked = page(sign_in(&b, &app, &html, "alice").await).await;
+    assert!(locked.contains("Invalid username or password"), "{locked}");
+    app.svc.clock().advance(Duration::from_secs(61));
+    redirected(&sign_in(&b, &app, &locked, "alice").await, REDIRECT);
+}
+
+#[tokio::test]
+async fn clients_register_redirect_uris_on_the_admin_api_and_bad_ones_are_refused() {
+    let app = spawn_app().await;
+    app.create_user("root", &["admin"]).await;
+    let web = app
+        .create_client("docs", false, &[GrantType::Password, GrantType::RefreshToken], "openid admin", &[])
+        .await;
+    let token = app.login(&web, "root").await["access_token"].as_str().unwrap().to_owned();
+    let create =
+        |body: Value| app.http.post(app.url("/admin/clients")).bearer_auth(&token).json(&body).send();
+    let resp = create(json!({
+        "name": "Shop", "client_id": "shop", "public": true,
+        "grants": ["authorization_code", "refresh_token"], "scopes": ["openid"],
+        "redirect_uris": ["https://shop.example/cb", "http://127.0.0.1/cb"],
+        "post_logout_redirect_uris": ["https://shop.example/"], "first_party": true
+    }))
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), 201);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["redirect_uris"], json!(["https://shop.example/cb", "http://127.0.0.1/cb"]));
+    assert_eq!(body["first_party"], true);
+    for bad in [
+        json!({"name": "x", "grants": ["authorization_code"]}),
+        json!({"name": "x", "grants": ["authorization_code"], "redirect_uris": ["http://shop.example/cb"]}),
+        json!({"name": "x", "grants": ["authorization_code"], "redirect_uris": ["https://shop.example/cb#frag"]}),
+        json!({"name": "x", "grants": ["authorization_code"], "redirect_uris": ["javascript:alert(1)"]}),
+    ] {
+        let resp = create(bad.clone()).await.unwrap();
+        assert_eq!(resp.status(), 400, "{bad}");
+    }
+}
+
+/// `latchkey client create` as the README shows it for a native app, then a sign-in with
+/// the client it made.
+#[tokio::test]
+async fn cli_registers_a_native_app_that_can_sign_in() {
+    let app = spawn_app().await;
+    app.create_user("alice", &[]).await;
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_latchkey"))
+        .current_dir(app.dir.path())
+        .env("LATCHKEY_LOG", "warn")
+        .env("LATCHKEY_DATABASE_URL", &app.database_url)
+        .env("LATCHKEY_KEYS_DIR", app.dir.path().join("keys"))
+        .args(["client", "create", "--name", "Desk app", "--id", "desk", "--public"])
+        .args(["--grant", "authorization_code", "--grant", "refresh_token", "--scope", "openid"])
+        .args(["--redirect-uri", REDIRECT, "com.example.desk:/cb", "--first-party"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let client: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(client["redirect_uris"], json!([REDIRECT, "com.example.desk:/cb"]));
+    assert_eq!(client["first_party"], true);
+    assert!(client.get("client_secret").is_none());
+    let oc = oauth_client(&app, "desk", "http://127.0.0.1:40123/callback");
+    let b = browser();
+    let s = start(&b, &oc, "openid", &[]).await;
+    let resp = sign_in(&b, &app, &page(s.response).await, "alice").await;
+    let q = redirected(&resp, "http://127.0.0.1:40123/callback?");
+    assert!(redeem(&oc, &q["code"], s.verifier).await.is_ok());
+}
+
+#[tokio::test]
+async fn pages_escape_what_the_request_carries() {
+    let app = spawn_with_alice("openid", false).await;
+    let oc = oauth_client(&app, "spa", REDIRECT);
+    let s = start(&browser(), &oc, "openid", &[("login_hint", "\"><script>alert(1)</script>")]).await;
+    let html = page(s.response).await;
+    assert!(!html.contains("<script>"), "{html}");
+    assert!(html.contains("&quot;&gt;&lt;script&gt;"), "{html}");
+}

@@ -366,3 +366,21 @@ pub async fn withdraw_consent(db: &Db, user_id: &str, client_id: &str, now: i64)
     tx.commit().await?;
     Ok(gone == 1)
 }
+
+/// Housekeeping: expired browser sessions and requests, and codes a day after they
+/// expired (kept that long so a late replay still ends what the code bought).
+pub async fn prune(db: &Db, now: i64) -> StoreResult<u64> {
+    let mut gone = 0;
+    for sql in [
+        "DELETE FROM authorize_requests WHERE expires_at < $1",
+        "DELETE FROM browser_sessions WHERE expires_at < $1",
+    ] {
+        gone += sqlx::query(sql).bind(now).execute(db.pool()).await?.rows_affected();
+    }
+    gone += sqlx::query("DELETE FROM authorization_codes WHERE expires_at < $1")
+        .bind(now - 86_400)
+        .execute(db.pool())
+        .await?
+        .rows_affected();
+    Ok(gone)
+}
