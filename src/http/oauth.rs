@@ -1,13 +1,12 @@
 //! OAuth endpoints: parse the form, call `crate::oauth`, map the result.
 
-use poem::Request;
 use poem::web::Data;
 use poem_openapi::payload::{Form, Json};
 use poem_openapi::{ApiResponse, Object, OpenApi};
 use serde::Deserialize;
 
 use super::ApiTags;
-use super::auth::{ClientAuth, UserToken, presented_client, request_meta};
+use super::auth::{ClientAuth, Meta, UserToken, presented_client};
 use super::errors::{BearerErrorResponse, OAuthErrorResponse};
 use crate::model::Password;
 use crate::model::{GrantType, Scope};
@@ -256,7 +255,7 @@ impl OAuthApi {
     async fn token(
         &self,
         Data(svc): Data<&Services>,
-        req: &Request,
+        Meta(meta): Meta,
         auth: ClientAuth,
         form: Form<TokenForm>,
     ) -> Result<TokenResponse, OAuthErrorResponse> {
@@ -264,7 +263,6 @@ impl OAuthApi {
         let presented = presented_client(&auth, form.client_id.take(), form.client_secret.take())
             .map_err(OAuthError::invalid_request)?;
         let request = grant_request(form)?;
-        let meta = request_meta(req, &svc.settings().trusted_proxies);
         let t = grants::exchange(svc, &presented, request, &meta).await?;
         Ok(TokenResponse::Ok(
             Json(TokenBody {
@@ -306,14 +304,13 @@ impl OAuthApi {
     async fn revoke(
         &self,
         Data(svc): Data<&Services>,
-        req: &Request,
+        Meta(meta): Meta,
         auth: ClientAuth,
         form: Form<TokenParamsForm>,
     ) -> Result<RevokeResponse, OAuthErrorResponse> {
         let Form(form) = form;
         let presented = presented_client(&auth, form.client_id, form.client_secret)
             .map_err(OAuthError::invalid_request)?;
-        let meta = request_meta(req, &svc.settings().trusted_proxies);
         introspect::revoke(svc, &presented, &form.token, &meta).await?;
         Ok(RevokeResponse::Ok)
     }

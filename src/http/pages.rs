@@ -10,7 +10,7 @@ use poem::http::{HeaderValue, Method, StatusCode, header};
 use poem::web::Data;
 use poem::{Request, Response, handler};
 
-use super::auth::request_meta;
+use super::auth::Meta;
 use crate::oauth::authorize::{
     self as flow, AuthorizeParams, Failure, FormBase, FormContext, Outcome, Page, Step,
 };
@@ -185,10 +185,9 @@ fn form_base(svc: &Services, req: &Request, fields: &mut HashMap<String, String>
 
 /// `POST /oauth/authorize/login`.
 #[handler]
-pub async fn login(req: &Request, body: Vec<u8>, Data(svc): Data<&Services>) -> Response {
+pub async fn login(req: &Request, body: Vec<u8>, Data(svc): Data<&Services>, Meta(meta): Meta) -> Response {
     let mut fields = form_fields(&body);
     let base = form_base(svc, req, &mut fields);
-    let meta = request_meta(req, &svc.settings().trusted_proxies);
     let field = |name: &str| fields.get(name).map(String::as_str).unwrap_or("");
     let outcome = flow::submit_login(svc, base, field("username"), field("password"), &meta).await;
     respond(svc, outcome, req.method())
@@ -196,10 +195,14 @@ pub async fn login(req: &Request, body: Vec<u8>, Data(svc): Data<&Services>) -> 
 
 /// `POST /oauth/authorize/second-factor`.
 #[handler]
-pub async fn second_factor(req: &Request, body: Vec<u8>, Data(svc): Data<&Services>) -> Response {
+pub async fn second_factor(
+    req: &Request,
+    body: Vec<u8>,
+    Data(svc): Data<&Services>,
+    Meta(meta): Meta,
+) -> Response {
     let mut fields = form_fields(&body);
     let base = form_base(svc, req, &mut fields);
-    let meta = request_meta(req, &svc.settings().trusted_proxies);
     let (otp, recovery) = (fields.remove("otp"), fields.remove("recovery_code"));
     let outcome = flow::submit_second_factor(svc, base, otp, recovery, &meta).await;
     respond(svc, outcome, req.method())
@@ -207,10 +210,9 @@ pub async fn second_factor(req: &Request, body: Vec<u8>, Data(svc): Data<&Servic
 
 /// `POST /oauth/authorize/consent`.
 #[handler]
-pub async fn consent(req: &Request, body: Vec<u8>, Data(svc): Data<&Services>) -> Response {
+pub async fn consent(req: &Request, body: Vec<u8>, Data(svc): Data<&Services>, Meta(meta): Meta) -> Response {
     let mut fields = form_fields(&body);
     let base = form_base(svc, req, &mut fields);
-    let meta = request_meta(req, &svc.settings().trusted_proxies);
     let decision = fields.remove("decision").unwrap_or_default();
     let outcome = flow::submit_consent(svc, base, &decision, &meta).await;
     respond(svc, outcome, req.method())
@@ -218,10 +220,9 @@ pub async fn consent(req: &Request, body: Vec<u8>, Data(svc): Data<&Services>) -
 
 /// `GET`/`POST /oauth/logout` (OIDC RP-Initiated Logout 1.0).
 #[handler]
-pub async fn logout(req: &Request, body: Vec<u8>, Data(svc): Data<&Services>) -> Response {
+pub async fn logout(req: &Request, body: Vec<u8>, Data(svc): Data<&Services>, Meta(meta): Meta) -> Response {
     let fields: HashMap<String, String> = request_pairs(req, &body).into_iter().collect();
     let field = |name: &str| fields.get(name).map(String::as_str).filter(|v| !v.is_empty());
-    let meta = request_meta(req, &svc.settings().trusted_proxies);
     let cookie = read_cookie(svc, req);
     let result = flow::logout(
         svc,

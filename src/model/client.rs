@@ -40,9 +40,9 @@ impl Client {
         self.redirect_uris.iter().any(|registered| redirect_uri_matches(registered, requested))
     }
 
-    /// The `aud` of tokens issued to this client: its registered audiences, or the issuer.
-    pub fn token_audiences(&self, issuer: &str) -> Vec<String> {
-        if self.audiences.is_empty() { vec![issuer.to_owned()] } else { self.audiences.clone() }
+    /// The APIs this client's tokens are for: its registered audiences, or its own id.
+    pub fn token_audiences(&self) -> Vec<String> {
+        if self.audiences.is_empty() { vec![self.id.to_string()] } else { self.audiences.clone() }
     }
 }
 

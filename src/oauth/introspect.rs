@@ -78,10 +78,16 @@ pub async fn introspect(
     }))
 }
 
-/// RFC 7662 §4: the token's client, or a resource server among its audiences.
+/// RFC 7662 §4: the token's own client, or a resource server the token names — by the
+/// caller's id or one of its registered audiences. The issuer's audience never counts: it
+/// is latchkey's own, and naming it would show every account token to any client.
 fn may_see(caller: &Client, claims: &AccessClaims, issuer: &str) -> bool {
     claims.client_id == caller.id.as_str()
-        || claims.aud.iter().any(|a| a == caller.id.as_str() || caller.token_audiences(issuer).contains(a))
+        || claims
+            .aud
+            .iter()
+            .filter(|a| *a != issuer)
+            .any(|a| a == caller.id.as_str() || caller.audiences.contains(a))
 }
 
 fn active_access(c: AccessClaims) -> ActiveToken {

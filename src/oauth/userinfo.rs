@@ -18,11 +18,8 @@ pub struct UserInfo {
 }
 
 pub async fn userinfo(svc: &Services, bearer: &str) -> Result<UserInfo, BearerError> {
-    let claims = tokens::authenticate_bearer(svc, bearer).await?;
-    if !claims.has_scope("openid") {
-        return Err(BearerError::InsufficientScope);
-    }
-    let user = store::users::find_by_id(svc.db(), &claims.sub).await?.ok_or(BearerError::InvalidToken)?;
+    let claims = tokens::authenticate_bearer(svc, bearer, "openid").await?;
+    let user = store::users::find_by_id(svc.db(), &claims.sub).await?.ok_or(BearerError::INACTIVE)?;
     let email = claims.has_scope("email");
     Ok(UserInfo {
         sub: user.id,

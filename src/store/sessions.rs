@@ -177,6 +177,9 @@ pub struct AccessTokenState {
     pub session_live: Option<bool>,
     /// `None` when the token has no user; `Some(false)` for a deleted or inactive user.
     pub user_active: Option<bool>,
+    /// The client still exists and, for a client's own token, has not changed its secret
+    /// since the token was issued.
+    pub client_valid: bool,
 }
 
 pub async fn access_token_state(
@@ -184,21 +187,28 @@ pub async fn access_token_state(
     jti: &str,
     sid: Option<&str>,
     user_id: Option<&str>,
+    client_id: &str,
+    client_token_iat: Option<i64>,
     now: i64,
 ) -> StoreResult<AccessTokenState> {
     let row = sqlx::query(
         "SELECT
             (SELECT COUNT(*) FROM revoked_access_tokens WHERE jti = $1) AS jti_revoked,
             (SELECT COUNT(*) FROM sessions WHERE id = $2 AND revoked_at IS NULL AND expires_at > $4) AS session_live,
-            (SELECT COUNT(*) FROM users WHERE id = $3 AND status = 'active') AS user_active",
+            (SELECT COUNT(*) FROM users WHERE id = $3 AND status = 'active') AS user_active,
+            (SELECT COUNT(*) FROM clients WHERE id = $5 AND tokens_valid_after <= $6) AS client_valid",
     )
     .bind(jti)
     .bind(sid.unwrap_or(""))
     .bind(user_id.unwrap_or(""))
     .bind(now)
+    .bind(client_id)
+    // User tokens end with their session, not with the client's secret.
+    .bind(client_token_iat.unwrap_or(i64::MAX))
     .fetch_one(db.pool())
     .await?;
     Ok(AccessTokenState {
+        client_valid: row.try_get::<i64, _>("client_valid")? > 0,
         jti_revoked: row.try_get::<i64, _>("jti_revoked")? > 0,
         session_live: sid.map(|_| row.try_get::<i64, _>("session_live")).transpose()?.map(|n| n > 0),
         user_active: user_id.map(|_| row.try_get::<i64, _>("user_active")).transpose()?.map(|n| n > 0),
