@@ -228,6 +228,7 @@ async fn whole_flow_with_consent_then_remembered_and_new_scope_asks_again() {
     let info: Value = app.get_bearer("/oauth/userinfo", access).await.json().await.unwrap();
     assert_eq!(info["preferred_username"], "alice");
     assert!(info.get("email").is_none(), "no email without the email scope");
+    assert_eq!(app.get_bearer("/account/consents", access).await.status(), 403, "needs scope account");
     // The refresh token works as for any login.
     let refresh = tokens.refresh_token().unwrap().secret().clone();
     let client = common::TestClient { id: "spa".into(), secret: None };
@@ -373,7 +374,18 @@ async fn prompt_none_without_a_session_is_login_required() {
     // Once allowed, prompt=none answers with a code.
     redirected(&decide(&b, &app, &consent, "allow").await, REDIRECT);
     let s = start(&b, &oc, "openid", &[("prompt", "none")]).await;
+    let q = redirected(&s.response, REDIRECT);
+    let alice_id_token =
+        redeem(&oc, &q["code"], s.verifier).await.unwrap().extra_fields().id_token.clone().unwrap();
+
+    // id_token_hint: alice's own ID token lets the session stand; another user's does not.
+    let s = start(&b, &oc, "openid", &[("prompt", "none"), ("id_token_hint", &alice_id_token)]).await;
     assert!(redirected(&s.response, REDIRECT).contains_key("code"));
+    app.create_user("bob", &[]).await;
+    let bob_id_token =
+        full_flow(&app, &browser(), &oc, "openid", "bob").await.extra_fields().id_token.clone().unwrap();
+    let s = start(&b, &oc, "openid", &[("prompt", "none"), ("id_token_hint", &bob_id_token)]).await;
+    assert_eq!(redirected(&s.response, REDIRECT)["error"], "login_required");
 }
 
 #[tokio::test]
