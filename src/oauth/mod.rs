@@ -7,6 +7,7 @@ pub mod error;
 pub mod grants;
 pub mod introspect;
 pub mod issue;
+pub mod revoke;
 pub mod tokens;
 pub mod userinfo;
 

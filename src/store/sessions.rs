@@ -4,13 +4,14 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::{Db, StoreResult};
+use crate::model::Scope;
 
 #[derive(Debug, Clone)]
 pub struct Session {
     pub id: String,
     pub user_id: String,
     pub client_id: String,
-    pub scope: String,
+    pub scope: Scope,
     pub amr: String,
     pub auth_time: i64,
     pub ip: Option<String>,
@@ -24,7 +25,7 @@ pub struct Session {
 /// A refresh token to store: only its hash.
 pub struct NewRefresh<'a> {
     pub hash: &'a str,
-    pub scope: &'a str,
+    pub scope: &'a Scope,
     pub expires_at: i64,
 }
 
@@ -45,7 +46,7 @@ pub async fn create(db: &Db, session: &Session, refresh: Option<NewRefresh<'_>>)
     .bind(&session.id)
     .bind(&session.user_id)
     .bind(&session.client_id)
-    .bind(&session.scope)
+    .bind(session.scope.to_string())
     .bind(&session.amr)
     .bind(session.auth_time)
     .bind(session.ip.as_deref())
@@ -70,7 +71,7 @@ async fn insert_refresh(
     sqlx::query("INSERT INTO refresh_tokens (hash, session_id, scope, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)")
         .bind(refresh.hash)
         .bind(session_id)
-        .bind(refresh.scope)
+        .bind(refresh.scope.to_string())
         .bind(now)
         .bind(refresh.expires_at)
         .execute(&mut **tx)
@@ -81,7 +82,7 @@ async fn insert_refresh(
 /// A refresh token as stored, with its session.
 #[derive(Debug, Clone)]
 pub struct RefreshRecord {
-    pub scope: String,
+    pub scope: Scope,
     pub created_at: i64,
     pub expires_at: i64,
     pub used_at: Option<i64>,
@@ -99,7 +100,7 @@ pub async fn find_refresh(db: &Db, hash: &str) -> StoreResult<Option<RefreshReco
     .await?;
     row.map(|r| {
         Ok(RefreshRecord {
-            scope: r.try_get("token_scope")?,
+            scope: scope_column(&r, "token_scope")?,
             created_at: r.try_get("token_created_at")?,
             expires_at: r.try_get("token_expires_at")?,
             used_at: r.try_get("used_at")?,
@@ -231,7 +232,7 @@ fn session_from_row(r: &AnyRow) -> StoreResult<Session> {
         id: r.try_get("id")?,
         user_id: r.try_get("user_id")?,
         client_id: r.try_get("client_id")?,
-        scope: r.try_get("scope")?,
+        scope: scope_column(r, "scope")?,
         amr: r.try_get("amr")?,
         auth_time: r.try_get("auth_time")?,
         ip: r.try_get("ip")?,
@@ -293,4 +294,10 @@ pub async fn revoke_for_user(db: &Db, session_id: &str, user_id: &str, now: i64)
     .await?
     .rows_affected();
     Ok(changed == 1)
+}
+
+/// Scopes are stored as their space-separated text, parsed back here once.
+pub(super) fn scope_column(row: &AnyRow, column: &str) -> StoreResult<Scope> {
+    let text: String = row.try_get(column)?;
+    Scope::parse(&text).ok_or_else(|| super::StoreError::Corrupt(format!("scope {text:?}")))
 }

@@ -8,7 +8,7 @@ use crate::model::Scope;
 use crate::model::UserStatus;
 use crate::oauth::authorize;
 use crate::oauth::error::OAuthError;
-use crate::oauth::issue::{self, TokenResponse, UserAuth};
+use crate::oauth::issue::{self, IssuedTokens, UserAuth};
 use crate::services::Services;
 use crate::store::{self, audit::AuditEvent};
 
@@ -23,7 +23,7 @@ pub async fn grant(
     redirect_uri: &str,
     code_verifier: &str,
     meta: &RequestMeta,
-) -> Result<TokenResponse, OAuthError> {
+) -> Result<IssuedTokens, OAuthError> {
     let hash = secrets::sha256_hex(code);
     let record = store::authorize::find_code(svc.db(), &hash).await?.ok_or_else(invalid)?;
     if record.client_id != client.id.as_str() {

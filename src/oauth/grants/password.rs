@@ -10,7 +10,7 @@ use crate::model::Scope;
 use crate::model::User;
 use crate::model::{Password, UserStatus, Username};
 use crate::oauth::error::OAuthError;
-use crate::oauth::issue::{self, TokenResponse, UserAuth};
+use crate::oauth::issue::{self, IssuedTokens, UserAuth};
 use crate::services::Services;
 use crate::store::{self, audit::AuditEvent};
 
@@ -22,7 +22,7 @@ pub async fn grant(
     requested: Option<&Scope>,
     otp: Option<&str>,
     meta: &RequestMeta,
-) -> Result<TokenResponse, OAuthError> {
+) -> Result<IssuedTokens, OAuthError> {
     let scope = crate::oauth::client::granted_scope(client, requested)?;
     let user = verify_login(svc, client, username, password, meta).await?;
     let scope = super::scope_for_user(svc, &user, scope, requested.is_some()).await?;
