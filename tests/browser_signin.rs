@@ -386,6 +386,10 @@ async fn prompt_none_without_a_session_is_login_required() {
         full_flow(&app, &browser(), &oc, "openid", "bob").await.extra_fields().id_token.clone().unwrap();
     let s = start(&b, &oc, "openid", &[("prompt", "none"), ("id_token_hint", &bob_id_token)]).await;
     assert_eq!(redirected(&s.response, REDIRECT)["error"], "login_required");
+    // Silent renewal sends the last ID token, long expired by then: it still names alice.
+    app.svc.clock().advance(Duration::from_secs(3600));
+    let s = start(&b, &oc, "openid", &[("prompt", "none"), ("id_token_hint", &alice_id_token)]).await;
+    assert!(redirected(&s.response, REDIRECT).contains_key("code"));
 }
 
 #[tokio::test]

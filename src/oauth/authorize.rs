@@ -15,7 +15,6 @@ use sha2::{Digest, Sha256};
 use super::error::OAuthError;
 use super::grants::mfa_otp::{self, SecondFactor};
 use super::grants::{password, scope_for_user};
-use super::tokens::ID_TOKEN_TYP;
 use crate::crypto::secrets;
 use crate::limits::Limited;
 use crate::model::{Client, ClientId, GrantType, Password, RequestMeta, Scope, User, UserStatus};
@@ -380,11 +379,6 @@ fn check_request(client: &Client, p: &AuthorizeParams) -> Result<Checked, (&'sta
     })
 }
 
-#[derive(Deserialize)]
-struct HintClaims {
-    sub: String,
-}
-
 /// `GET`/`POST /oauth/authorize`.
 pub async fn authorize(svc: &Services, cookie: Option<&str>, params: AuthorizeParams) -> Outcome {
     authorize_inner(svc, cookie, params).await.unwrap_or_else(server_failure)
@@ -491,11 +485,8 @@ async fn signed_in_user(
     if checked.prompt.login || checked.max_age.is_some_and(|max| svc.now() - auth_time > max) {
         return Ok(None);
     }
-    if let Some(hint) = id_token_hint {
-        let hinted = svc.keys().verify::<HintClaims>(hint, ID_TOKEN_TYP, svc.issuer()).await;
-        if hinted.is_none_or(|h| &h.sub != user_id) {
-            return Ok(None);
-        }
+    if id_token_hint.is_some_and(|hint| read_hint(hint).is_none_or(|h| &h.sub != user_id)) {
+        return Ok(None);
     }
     let user = store::users::find_by_id(svc.db(), user_id).await?;
     Ok(user.filter(|u| u.status == UserStatus::Active))
@@ -864,16 +855,20 @@ async fn submit_consent_inner(
     }
 }
 
-/// The `aud` of an ID token used as a logout hint. Unverified on purpose: logout hints
-/// are often expired ID tokens (OIDC RP-Initiated Logout §2), and the audience only names a
-/// client, as `client_id` could; the redirect must still be one that client registered.
-fn hint_audience(hint: &str) -> Option<String> {
-    #[derive(Deserialize)]
-    struct Hint {
-        aud: String,
-    }
+#[derive(Deserialize)]
+struct Hint {
+    sub: String,
+    aud: String,
+}
+
+/// The claims of an `id_token_hint`, read without verifying the token, on purpose: hints are
+/// often expired ID tokens (OIDC Core §3.1.2.1, RP-Initiated Logout §2), and a hint can only
+/// take something away: at /oauth/authorize a `sub` other than the signed-in user's means
+/// "sign in again"; at logout the `aud` names a client, as `client_id` could, and the
+/// redirect must still be one that client registered.
+fn read_hint(hint: &str) -> Option<Hint> {
     let payload = URL_SAFE_NO_PAD.decode(hint.split('.').nth(1)?).ok()?;
-    serde_json::from_slice::<Hint>(&payload).ok().map(|h| h.aud)
+    serde_json::from_slice(&payload).ok()
 }
 
 /// What `/oauth/logout` ends with.
@@ -908,7 +903,7 @@ pub async fn logout(
         }
     }
     let Some(uri) = post_logout_redirect_uri else { return Ok(LogoutOutcome { redirect: None }) };
-    let hinted = id_token_hint.and_then(hint_audience);
+    let hinted = id_token_hint.and_then(read_hint).map(|h| h.aud);
     // The client is named by client_id or by the hint's audience; if both, they agree.
     let named = match (client_id, hinted.as_deref()) {
         (Some(a), Some(b)) if a != b => None,
