@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Interop: a Python app signs in through latchkey's hosted pages with Authlib (pinned), the
-# library many Python web apps use, against a live debug server over a fresh SQLite file.
+# Interop: apps sign in through latchkey's hosted pages with the client libraries people use,
+# pinned: Authlib (Python) and openid-client v6 (Node), against a live debug server over a
+# fresh SQLite file.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,6 +10,14 @@ if ! "$venv/bin/python" -c 'import authlib, requests; assert authlib.__version__
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet --disable-pip-version-check "authlib==1.9.10" "requests==2.34.2"
 fi
+
+node_dir=$PWD/target/interop-node
+if [ "$(node -p 'require(process.argv[1]).version' "$node_dir/node_modules/openid-client/package.json" 2>/dev/null)" != "6.9.0" ]; then
+  mkdir -p "$node_dir"
+  npm install --prefix "$node_dir" --silent --no-audit --no-fund openid-client@6.9.0
+fi
+# ES modules resolve packages beside the script: run a copy next to node_modules.
+cp examples/interop/openid_client_code_flow.mjs "$node_dir/"
 
 cargo build --locked --quiet
 bin=$PWD/target/debug/latchkey
@@ -28,11 +37,12 @@ unset LATCHKEY_ISSUER
 
 password='correct horse battery staple'
 echo "$password" | "$bin" user create --username alice --email alice@example.com --password-stdin >/dev/null
-secret=$("$bin" client create --name "Python app" --id pyapp \
+secret=$("$bin" client create --name "Interop app" --id interop \
   --grant authorization_code --grant refresh_token --scope openid --scope profile --scope email \
   --redirect-uri http://127.0.0.1/callback | python3 -c 'import json, sys; print(json.load(sys.stdin)["client_secret"])')
 
 "$bin" serve & server_pid=$!
 for _ in $(seq 1 100); do curl -sf "$base/healthz" >/dev/null && break; sleep 0.1; done
 
-"$venv/bin/python" examples/interop/authlib_code_flow.py "$base" pyapp "$secret" alice "$password"
+"$venv/bin/python" examples/interop/authlib_code_flow.py "$base" interop "$secret" alice "$password"
+node "$node_dir/openid_client_code_flow.mjs" "$base" interop "$secret" alice "$password"
