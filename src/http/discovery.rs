@@ -15,13 +15,20 @@ pub struct DiscoveryApi;
 #[derive(Debug, Object)]
 pub struct ServerMetadata {
     issuer: String,
+    authorization_endpoint: String,
     token_endpoint: String,
     introspection_endpoint: String,
     revocation_endpoint: String,
     userinfo_endpoint: String,
     jwks_uri: String,
+    end_session_endpoint: String,
     grant_types_supported: Vec<String>,
     response_types_supported: Vec<String>,
+    response_modes_supported: Vec<String>,
+    code_challenge_methods_supported: Vec<String>,
+    /// RFC 9207: authorization responses carry `iss`.
+    authorization_response_iss_parameter_supported: bool,
+    prompt_values_supported: Vec<String>,
     scopes_supported: Vec<String>,
     subject_types_supported: Vec<String>,
     id_token_signing_alg_values_supported: Vec<String>,
@@ -56,14 +63,19 @@ fn metadata(svc: &Services) -> MetadataResponse {
     MetadataResponse::Ok(
         Json(ServerMetadata {
             issuer: iss.to_owned(),
+            authorization_endpoint: format!("{iss}/oauth/authorize"),
             token_endpoint: format!("{iss}/oauth/token"),
             introspection_endpoint: format!("{iss}/oauth/introspect"),
             revocation_endpoint: format!("{iss}/oauth/revoke"),
             userinfo_endpoint: format!("{iss}/oauth/userinfo"),
             jwks_uri: format!("{iss}/.well-known/jwks.json"),
+            end_session_endpoint: format!("{iss}/oauth/logout"),
             grant_types_supported: GrantType::ALL.iter().map(|g| g.as_str().to_owned()).collect(),
-            // No authorization endpoint: no response types (RFC 8414 §2 allows empty).
-            response_types_supported: Vec::new(),
+            response_types_supported: strings(&["code"]),
+            response_modes_supported: strings(&["query"]),
+            code_challenge_methods_supported: strings(&["S256"]),
+            authorization_response_iss_parameter_supported: true,
+            prompt_values_supported: strings(&["none", "login", "consent", "select_account"]),
             scopes_supported: strings(&["openid", "profile", "email"]),
             subject_types_supported: strings(&["public"]),
             // What the published keys sign with, whichever of them signs now.
@@ -83,7 +95,9 @@ fn metadata(svc: &Services) -> MetadataResponse {
                 "exp",
                 "iat",
                 "auth_time",
+                "nonce",
                 "amr",
+                "azp",
                 "sid",
                 "preferred_username",
                 "email",
