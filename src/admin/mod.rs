@@ -79,6 +79,7 @@ impl From<AccountError> for AdminError {
             // Self-service outcomes that admin operations do not produce.
             e @ (AccountError::InvalidToken
             | AccountError::WrongPassword
+            | AccountError::RegistrationClosed
             | AccountError::TooManyRequests(_)) => AdminError::invalid(e.to_string()),
         }
     }

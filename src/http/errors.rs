@@ -168,6 +168,9 @@ impl From<AccountError> for ApiError {
             AccountError::WrongPassword => {
                 ApiError::new(StatusCode::FORBIDDEN, "wrong_password", err.to_string())
             }
+            AccountError::RegistrationClosed => {
+                ApiError::new(StatusCode::FORBIDDEN, "registration_closed", err.to_string())
+            }
             AccountError::TooManyRequests(limited) => ApiError::too_many_requests(limited),
             AccountError::Store(_) | AccountError::Hash(_) => ApiError::server(&err),
         }
@@ -363,7 +366,7 @@ error_responses! {
 error_responses! {
     /// Error responses of the rate-limited account endpoints open to anyone (register, forgot
     /// password).
-    pub enum LimitedAccountErrorResponse { BadRequest, Conflict, TooManyRequests } from AccountError
+    pub enum LimitedAccountErrorResponse { BadRequest, Forbidden, Conflict, TooManyRequests } from AccountError
 }
 
 error_responses! {
