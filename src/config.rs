@@ -22,6 +22,7 @@ const DEFAULT_RATE_LIMIT_REFRESH: &str = "10/1h";
 const DEFAULT_RATE_LIMIT_REGISTER: &str = "3/1h";
 const DEFAULT_LOG_FORMAT: &str = "text";
 const DEFAULT_REGISTRATION: &str = "open";
+const DEFAULT_SIGNING_ALG: &str = "RS256";
 
 /// Raw values as they came from flags or environment variables. In `--help` they stand
 /// under their own heading, apart from a command's own options.
@@ -85,6 +86,10 @@ pub struct RawSettings {
     /// `open`: anyone may `POST /account/register`; `closed`: only operators create users.
     #[arg(long, env = "LATCHKEY_REGISTRATION", default_value = DEFAULT_REGISTRATION, global = true)]
     pub registration: String,
+    /// `RS256`, `ES256` or `EdDSA`: the algorithm of the key made on first start and by
+    /// `keys rotate` without `--alg`.
+    #[arg(long, env = "LATCHKEY_SIGNING_ALG", default_value = DEFAULT_SIGNING_ALG, global = true)]
+    pub signing_alg: String,
 }
 
 /// The defaults, as if no flag or variable were set (tests and benches start from here).
@@ -107,6 +112,7 @@ impl Default for RawSettings {
             cors_origins: String::new(),
             log_format: DEFAULT_LOG_FORMAT.into(),
             registration: DEFAULT_REGISTRATION.into(),
+            signing_alg: DEFAULT_SIGNING_ALG.into(),
         }
     }
 }
@@ -132,6 +138,7 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// Self-registration at `POST /account/register` is allowed.
     pub registration_open: bool,
+    pub signing_alg: SigningAlg,
     /// A connection must get an answer this long after it opened or got its last one
     /// (slow-loris protection; not a flag: honest clients never come near it).
     pub slow_client_timeout: Duration,
@@ -149,6 +156,45 @@ impl Settings {
             .as_deref()
             .map(|text| parse_secret_key(text).map_err(|r| bad("secret-key", "LATCHKEY_SECRET_KEY", r)))
             .transpose()
+    }
+}
+
+/// A JWS signing algorithm a signing key may be made for (RFC 7518 §3, RFC 8037 §3.1).
+/// One algorithm per key: the key's JWK and every token it signs name it, and a token
+/// naming another algorithm for that key is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+pub enum SigningAlg {
+    /// RSASSA-PKCS1-v1_5 with SHA-256, RSA-2048.
+    RS256,
+    /// ECDSA on P-256 with SHA-256.
+    ES256,
+    /// Ed25519.
+    EdDSA,
+}
+
+impl SigningAlg {
+    pub const ALL: [SigningAlg; 3] = [SigningAlg::RS256, SigningAlg::ES256, SigningAlg::EdDSA];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SigningAlg::RS256 => "RS256",
+            SigningAlg::ES256 => "ES256",
+            SigningAlg::EdDSA => "EdDSA",
+        }
+    }
+
+    /// Exact JOSE spelling only: `es256` or `Ed25519` are not algorithm names.
+    pub fn parse(text: &str) -> Result<SigningAlg, String> {
+        SigningAlg::ALL
+            .into_iter()
+            .find(|a| a.as_str() == text)
+            .ok_or_else(|| format!("{text:?} is not one of RS256, ES256, EdDSA"))
+    }
+}
+
+impl fmt::Display for SigningAlg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -266,6 +312,8 @@ impl RawSettings {
                     ));
                 }
             },
+            signing_alg: SigningAlg::parse(&self.signing_alg)
+                .map_err(|r| bad("signing-alg", "LATCHKEY_SIGNING_ALG", r))?,
         };
         settings.secret_key_bytes()?;
         Ok(settings)

@@ -10,7 +10,8 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 use super::ApiTags;
 use super::auth::{Meta, UserToken};
 use super::errors::AdminErrorResponse;
-use crate::admin::{self, audit, clients, users};
+use crate::admin::{self, AdminError, audit, clients, users};
+use crate::config::SigningAlg;
 use crate::keys::{KeyInfo, KeyState};
 use crate::model::Client;
 use crate::model::User;
@@ -224,14 +225,20 @@ impl Example for ClientPatchBody {
     }
 }
 
-/// A signing key: public facts only.
+/// A signing key: public facts only. Times are Unix seconds.
 #[derive(Debug, Object)]
 pub struct AdminKey {
     kid: String,
+    /// `RS256`, `ES256` or `EdDSA`.
     alg: String,
-    /// `signing`, `verifying` (published until `retire_at`) or `retired`.
+    /// `pending` (published, signing from `signs_from`), `signing`, `verifying` (published
+    /// until `retire_at`) or `retired`.
     state: String,
+    /// Published in the JWKS from here on.
     created_at: i64,
+    /// Signs from here on (once every cached JWKS lists it).
+    signs_from: i64,
+    /// Leaves the JWKS here, once the last token it signed has expired.
     #[oai(skip_serializing_if_is_none)]
     retire_at: Option<i64>,
 }
@@ -239,15 +246,17 @@ pub struct AdminKey {
 impl From<KeyInfo> for AdminKey {
     fn from(k: KeyInfo) -> Self {
         let state = match k.state {
+            KeyState::Pending => "pending",
             KeyState::Signing => "signing",
             KeyState::Verifying => "verifying",
             KeyState::Retired => "retired",
         };
         AdminKey {
             kid: k.kid,
-            alg: k.alg,
+            alg: k.alg.to_string(),
             state: state.into(),
             created_at: k.created_at,
+            signs_from: k.signs_from,
             retire_at: k.retire_at,
         }
     }
@@ -647,17 +656,22 @@ impl AdminApi {
 
     /// Rotate the signing key
     ///
-    /// A new key signs from now on; the old ones stay published until the tokens they
-    /// signed have expired.
+    /// Adds a key of `alg` (`RS256`, `ES256` or `EdDSA`; default `--signing-alg`), published
+    /// in the JWKS at once and `pending` until `signs_from`, when every cached JWKS has it
+    /// (the JWKS max-age plus the 30 s in which replicas re-read keys). The old keys stay
+    /// published until the tokens they signed have expired.
     #[oai(path = "/admin/keys/rotate", method = "post")]
     async fn rotate_key(
         &self,
         Data(svc): Data<&Services>,
         Meta(meta): Meta,
         auth: UserToken,
+        alg: Query<Option<String>>,
     ) -> AdminResult<Json<AdminKey>> {
         let actor = auth.admin(svc, meta).await?;
-        Ok(Json(admin::rotate_key(svc, &actor).await?.into()))
+        let alg =
+            alg.0.as_deref().map(SigningAlg::parse).transpose().map_err(|r| AdminError::Invalid(vec![r]))?;
+        Ok(Json(admin::rotate_key(svc, &actor, alg).await?.into()))
     }
 
     /// Search the audit log

@@ -5,6 +5,7 @@ use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
 use super::ApiTags;
+use crate::keys;
 use crate::model::GrantType;
 use crate::services::Services;
 
@@ -65,7 +66,13 @@ fn metadata(svc: &Services) -> MetadataResponse {
             response_types_supported: Vec::new(),
             scopes_supported: strings(&["openid", "profile", "email"]),
             subject_types_supported: strings(&["public"]),
-            id_token_signing_alg_values_supported: strings(&["RS256"]),
+            // What the published keys sign with, whichever of them signs now.
+            id_token_signing_alg_values_supported: svc
+                .keys()
+                .published_algs()
+                .iter()
+                .map(|a| a.to_string())
+                .collect(),
             token_endpoint_auth_methods_supported: [auth_methods.clone(), strings(&["none"])].concat(),
             introspection_endpoint_auth_methods_supported: auth_methods.clone(),
             revocation_endpoint_auth_methods_supported: [auth_methods, strings(&["none"])].concat(),
@@ -104,10 +111,13 @@ impl DiscoveryApi {
 
     /// JSON Web Key Set
     ///
-    /// Every key that signs or signed tokens still valid: `kty`, `use`, `alg`, `kid`, `n`, `e`.
+    /// Every key not yet retired: the one that signs, a newly rotated one that will, and
+    /// those that signed tokens still valid. Members `kty`, `use`, `alg`, `kid`, and `n`, `e`
+    /// (RSA), `crv`, `x`, `y` (EC) or `crv`, `x` (OKP).
     #[oai(path = "/.well-known/jwks.json", method = "get")]
     async fn jwks(&self, Data(svc): Data<&Services>) -> JwksResponse {
-        // Short enough that a rotation reaches caches well before the old key retires.
-        JwksResponse::Ok(Json(svc.keys().jwks()), "public, max-age=300".into())
+        // A rotated key signs only once caches of this age have all expired.
+        let cache = format!("public, max-age={}", keys::JWKS_MAX_AGE.as_secs());
+        JwksResponse::Ok(Json(svc.keys().jwks().await), cache)
     }
 }

@@ -68,8 +68,8 @@ fn api_service(issuer: &str) -> OpenApiService<Apis, ()> {
     )
     .description(
         "An OAuth 2.0 / OpenID Connect authorization server: password, refresh-token and \
-             client-credentials grants, RS256 JWT access tokens (RFC 9068), introspection \
-             (RFC 7662) and revocation (RFC 7009).",
+             client-credentials grants, JWT access tokens (RFC 9068; RS256, ES256 or EdDSA), \
+             introspection (RFC 7662) and revocation (RFC 7009).",
     )
     .server(issuer)
 }

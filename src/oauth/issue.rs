@@ -79,7 +79,7 @@ pub async fn start_session(
         ..AuditEvent::new(AuditKind::Login, "success")
     };
     store::sessions::create(svc.db(), &session, new_refresh, &with_meta(event, meta)).await?;
-    for_session(svc, client, user, &scope, &session, refresh)
+    for_session(svc, client, user, &scope, &session, refresh).await
 }
 
 /// When a refresh token minted now for `session` stops working.
@@ -88,7 +88,7 @@ pub fn refresh_expiry(svc: &Services, session: &Session, now: i64) -> i64 {
 }
 
 /// Tokens for a user within an existing session (login or refresh).
-pub fn for_session(
+pub async fn for_session(
     svc: &Services,
     client: &Client,
     user: &User,
@@ -119,17 +119,17 @@ pub fn for_session(
             email: scope.contains("email").then(|| user.email.as_str()),
             email_verified: scope.contains("email").then_some(user.email_verified),
         };
-        Some(svc.keys().sign(ID_TOKEN_TYP, &id)?)
+        Some(svc.keys().sign(ID_TOKEN_TYP, &id).await?)
     } else {
         None
     };
-    token_response(svc, claims, refresh_token, id_token)
+    token_response(svc, claims, refresh_token, id_token).await
 }
 
 /// Tokens for a client acting on its own behalf: no user, no session, no refresh token.
-pub fn for_client(svc: &Services, client: &Client, scope: &Scope) -> Result<IssuedTokens, OAuthError> {
+pub async fn for_client(svc: &Services, client: &Client, scope: &Scope) -> Result<IssuedTokens, OAuthError> {
     let claims = access_claims(svc, client, client.id.as_str(), scope);
-    token_response(svc, claims, None, None)
+    token_response(svc, claims, None, None).await
 }
 
 /// The claims every access token carries (RFC 9068 §2.2); user tokens add theirs.
@@ -163,14 +163,14 @@ fn audiences(svc: &Services, client: &Client, scope: &Scope) -> Vec<String> {
     aud
 }
 
-fn token_response(
+async fn token_response(
     svc: &Services,
     claims: AccessClaims,
     refresh_token: Option<String>,
     id_token: Option<String>,
 ) -> Result<IssuedTokens, OAuthError> {
     Ok(IssuedTokens {
-        access_token: svc.keys().sign(ACCESS_TOKEN_TYP, &claims)?,
+        access_token: svc.keys().sign(ACCESS_TOKEN_TYP, &claims).await?,
         token_type: "Bearer",
         expires_in: (claims.exp - claims.iat) as u64,
         scope: claims.scope.to_string(),
