@@ -48,6 +48,7 @@ enum Command {
 enum UserCommand {
     /// Create a user who can log in at once; prints the user as JSON.
     Create {
+        /// 3 to 64 letters, digits, `.`, `_`, `-` or `@`; case-insensitive.
         #[arg(long)]
         username: String,
         #[arg(long)]
@@ -111,6 +112,7 @@ enum UserCommand {
 enum ClientCommand {
     /// Register a client; prints its id and, for a confidential client, its secret (once).
     Create {
+        /// A name for people (admin lists, consent pages).
         #[arg(long)]
         name: String,
         /// Choose the client id (default: random).
@@ -175,7 +177,10 @@ pub async fn run() -> i32 {
             return 2;
         }
     };
-    telemetry::init(settings.log_format);
+    if let Err(err) = telemetry::init(settings.log_format, std::env::var("LATCHKEY_LOG").ok().as_deref()) {
+        eprintln!("latchkey: invalid setting {err}");
+        return 2;
+    }
     match execute(cli.command, settings).await {
         Ok(()) => 0,
         Err(err) => {
@@ -186,17 +191,25 @@ pub async fn run() -> i32 {
     }
 }
 
+/// The context chain on one line; a cause its parent's text already repeats is left out
+/// (database drivers often wrap an error and print it again).
 fn format_chain(err: &anyhow::Error) -> String {
-    err.chain().map(ToString::to_string).collect::<Vec<_>>().join(": ")
+    let mut parts: Vec<String> = Vec::new();
+    for cause in err.chain().map(ToString::to_string) {
+        if !parts.last().is_some_and(|last| last.contains(&cause)) {
+            parts.push(cause);
+        }
+    }
+    parts.join(": ")
 }
 
 async fn execute(command: Command, settings: crate::config::Settings) -> anyhow::Result<()> {
     match command {
         Command::Serve => app::serve(settings).await,
         Command::Migrate => {
-            let db = crate::store::Db::connect(&settings.database_url)
-                .await
-                .context("cannot open the database")?;
+            let db = crate::store::Db::connect(&settings.database_url).await.with_context(|| {
+                format!("cannot open the database {}", crate::store::describe(&settings.database_url))
+            })?;
             db.migrate().await.context("cannot apply migrations")?;
             eprintln!("migrations applied");
             Ok(())

@@ -16,16 +16,20 @@ const DEFAULT_KEYS_DIR: &str = "keys";
 const DEFAULT_ACCESS_TOKEN_TTL: &str = "15m";
 const DEFAULT_REFRESH_TOKEN_TTL: &str = "7d";
 const DEFAULT_MAIL: &str = "log";
+const DEFAULT_REFRESH_REUSE_GRACE: &str = "0s";
 const DEFAULT_RATE_LIMIT_LOGIN: &str = "5/15m";
 const DEFAULT_RATE_LIMIT_REFRESH: &str = "10/1h";
 const DEFAULT_RATE_LIMIT_REGISTER: &str = "3/1h";
 const DEFAULT_LOG_FORMAT: &str = "text";
+const DEFAULT_REGISTRATION: &str = "open";
 const DEFAULT_SIGNING_ALG: &str = "RS256";
 
-/// Raw values as they came from flags or environment variables.
+/// Raw values as they came from flags or environment variables. In `--help` they stand
+/// under their own heading, apart from a command's own options.
 #[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Settings (every one also a LATCHKEY_* variable)")]
 pub struct RawSettings {
-    /// Address to listen on.
+    /// `HOST:PORT` to listen on; a wildcard address (0.0.0.0, [::]) needs --issuer.
     #[arg(long, env = "LATCHKEY_BIND", default_value = DEFAULT_BIND, global = true)]
     pub bind: String,
     /// `sqlite://…` or `postgres://…`.
@@ -45,19 +49,28 @@ pub struct RawSettings {
     /// 32-byte key (base64 or hex) that encrypts TOTP secrets at rest.
     #[arg(long, env = "LATCHKEY_SECRET_KEY", global = true, hide_env_values = true)]
     pub secret_key: Option<String>,
+    /// Lifetime of access and ID tokens: `Ns`, `Nm`, `Nh` or `Nd`.
     #[arg(long, env = "LATCHKEY_ACCESS_TOKEN_TTL", default_value = DEFAULT_ACCESS_TOKEN_TTL, global = true)]
     pub access_token_ttl: String,
+    /// Idle lifetime of a refresh token (a session lasts at most four): `Ns` … `Nd`.
     #[arg(long, env = "LATCHKEY_REFRESH_TOKEN_TTL", default_value = DEFAULT_REFRESH_TOKEN_TTL, global = true)]
     pub refresh_token_ttl: String,
+    /// How long after a rotation the same client may present the old refresh token again
+    /// and get a new pair (a lost response); `0s` is strict RFC 9700: reuse ends the family.
+    #[arg(long, env = "LATCHKEY_REFRESH_REUSE_GRACE", default_value = DEFAULT_REFRESH_REUSE_GRACE, global = true)]
+    pub refresh_reuse_grace: String,
     /// `log`, `dir:PATH`, `smtp://[user:pass@]host[:587]` (STARTTLS required; add
     /// `?tls=opportunistic` or `?tls=none` to relax, `&from=ADDRESS` for the sender) or
     /// `smtps://…` (TLS from the start, port 465).
     #[arg(long, env = "LATCHKEY_MAIL", default_value = DEFAULT_MAIL, global = true)]
     pub mail: String,
+    /// Login attempts per client IP, `COUNT/DURATION` (e.g. 5/15m), or `off`.
     #[arg(long, env = "LATCHKEY_RATE_LIMIT_LOGIN", default_value = DEFAULT_RATE_LIMIT_LOGIN, global = true)]
     pub rate_limit_login: String,
+    /// Refreshes per user, `COUNT/DURATION`, or `off`.
     #[arg(long, env = "LATCHKEY_RATE_LIMIT_REFRESH", default_value = DEFAULT_RATE_LIMIT_REFRESH, global = true)]
     pub rate_limit_refresh: String,
+    /// Registrations per client IP, `COUNT/DURATION`, or `off`.
     #[arg(long, env = "LATCHKEY_RATE_LIMIT_REGISTER", default_value = DEFAULT_RATE_LIMIT_REGISTER, global = true)]
     pub rate_limit_register: String,
     /// Comma-separated addresses or CIDR ranges whose X-Forwarded-For is believed.
@@ -70,6 +83,9 @@ pub struct RawSettings {
     /// `text` or `json`; the filter is read from LATCHKEY_LOG.
     #[arg(long, env = "LATCHKEY_LOG_FORMAT", default_value = DEFAULT_LOG_FORMAT, global = true)]
     pub log_format: String,
+    /// `open`: anyone may `POST /account/register`; `closed`: only operators create users.
+    #[arg(long, env = "LATCHKEY_REGISTRATION", default_value = DEFAULT_REGISTRATION, global = true)]
+    pub registration: String,
     /// `RS256`, `ES256` or `EdDSA`: the algorithm of the key made on first start and by
     /// `keys rotate` without `--alg`.
     #[arg(long, env = "LATCHKEY_SIGNING_ALG", default_value = DEFAULT_SIGNING_ALG, global = true)]
@@ -87,6 +103,7 @@ impl Default for RawSettings {
             secret_key: None,
             access_token_ttl: DEFAULT_ACCESS_TOKEN_TTL.into(),
             refresh_token_ttl: DEFAULT_REFRESH_TOKEN_TTL.into(),
+            refresh_reuse_grace: DEFAULT_REFRESH_REUSE_GRACE.into(),
             mail: DEFAULT_MAIL.into(),
             rate_limit_login: DEFAULT_RATE_LIMIT_LOGIN.into(),
             rate_limit_refresh: DEFAULT_RATE_LIMIT_REFRESH.into(),
@@ -94,6 +111,7 @@ impl Default for RawSettings {
             trusted_proxies: String::new(),
             cors_origins: String::new(),
             log_format: DEFAULT_LOG_FORMAT.into(),
+            registration: DEFAULT_REGISTRATION.into(),
             signing_alg: DEFAULT_SIGNING_ALG.into(),
         }
     }
@@ -108,6 +126,8 @@ pub struct Settings {
     pub secret_key: Option<String>,
     pub access_token_ttl: Duration,
     pub refresh_token_ttl: Duration,
+    /// Zero: a spent refresh token presented again always ends its family.
+    pub refresh_reuse_grace: Duration,
     pub mail: MailTransport,
     pub rate_limit_login: RateLimit,
     pub rate_limit_refresh: RateLimit,
@@ -116,6 +136,8 @@ pub struct Settings {
     /// Browser origins allowed cross-origin calls; empty: no CORS headers at all.
     pub cors_origins: Vec<String>,
     pub log_format: LogFormat,
+    /// Self-registration at `POST /account/register` is allowed.
+    pub registration_open: bool,
     pub signing_alg: SigningAlg,
     /// A connection must get an answer this long after it opened or got its last one
     /// (slow-loris protection; not a flag: honest clients never come near it).
@@ -217,9 +239,8 @@ fn bad(flag: &'static str, env: &'static str, reason: impl Into<String>) -> Sett
 
 impl RawSettings {
     pub fn parse(&self) -> Result<Settings, SettingError> {
-        let bind: SocketAddr = self.bind.parse().map_err(|_| {
-            bad("bind", "LATCHKEY_BIND", format!("{:?} is not an address like 127.0.0.1:8080", self.bind))
-        })?;
+        let bind =
+            parse_bind(&self.bind, self.issuer.is_some()).map_err(|r| bad("bind", "LATCHKEY_BIND", r))?;
         if !(self.database_url.starts_with("sqlite:")
             || self.database_url.starts_with("postgres://")
             || self.database_url.starts_with("postgresql://"))
@@ -230,7 +251,7 @@ impl RawSettings {
                 "must start with sqlite:, postgres:// or postgresql://",
             ));
         }
-        let issuer_text = self.issuer.clone().unwrap_or_else(|| format!("http://{bind}"));
+        let issuer_text = self.issuer.clone().unwrap_or_else(|| format!("http://{}", self.bind));
         let issuer = parse_issuer(&issuer_text).map_err(|r| bad("issuer", "LATCHKEY_ISSUER", r))?;
         let ttl = |flag, env, text: &str| {
             parse_duration(text)
@@ -250,6 +271,8 @@ impl RawSettings {
                 "LATCHKEY_REFRESH_TOKEN_TTL",
                 &self.refresh_token_ttl,
             )?,
+            refresh_reuse_grace: parse_duration(&self.refresh_reuse_grace)
+                .map_err(|r| bad("refresh-reuse-grace", "LATCHKEY_REFRESH_REUSE_GRACE", r))?,
             mail: parse_mail(&self.mail).map_err(|r| bad("mail", "LATCHKEY_MAIL", r))?,
             rate_limit_login: rate("rate-limit-login", "LATCHKEY_RATE_LIMIT_LOGIN", &self.rate_limit_login)?,
             rate_limit_refresh: rate(
@@ -278,12 +301,37 @@ impl RawSettings {
                     ));
                 }
             },
+            registration_open: match self.registration.as_str() {
+                "open" => true,
+                "closed" => false,
+                other => {
+                    return Err(bad(
+                        "registration",
+                        "LATCHKEY_REGISTRATION",
+                        format!("{other:?} is neither open nor closed"),
+                    ));
+                }
+            },
             signing_alg: SigningAlg::parse(&self.signing_alg)
                 .map_err(|r| bad("signing-alg", "LATCHKEY_SIGNING_ALG", r))?,
         };
         settings.secret_key_bytes()?;
         Ok(settings)
     }
+}
+
+/// `HOST:PORT`, the host a name or an address. A wildcard address listens on every
+/// interface, where `http://0.0.0.0:…` cannot be the issuer clients see: it needs `--issuer`.
+fn parse_bind(text: &str, issuer_given: bool) -> Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    let unusable = || format!("{text:?} is not HOST:PORT like 127.0.0.1:8080 or localhost:8080");
+    let addr = text.to_socket_addrs().map_err(|_| unusable())?.next().ok_or_else(unusable)?;
+    if addr.ip().is_unspecified() && !issuer_given {
+        return Err(format!(
+            "{text} listens on every interface; set --issuer (LATCHKEY_ISSUER) to the URL clients use"
+        ));
+    }
+    Ok(addr)
 }
 
 /// `Ns`, `Nm`, `Nh` or `Nd`, exactly as the contract spells them.
@@ -406,6 +454,23 @@ fn parse_proxies(text: &str) -> Result<Vec<IpNet>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bind_takes_host_names_and_refuses_a_wildcard_without_an_issuer() {
+        let raw = |bind: &str, issuer: Option<&str>| RawSettings {
+            bind: bind.into(),
+            issuer: issuer.map(str::to_owned),
+            ..RawSettings::default()
+        };
+        let local = raw("localhost:8080", None).parse().unwrap();
+        assert_eq!(local.issuer_str(), "http://localhost:8080");
+        assert!(local.bind.ip().is_loopback());
+        assert!(raw("0.0.0.0:8090", None).parse().is_err());
+        assert!(raw("[::]:8090", None).parse().is_err());
+        let public = raw("0.0.0.0:8090", Some("https://auth.example")).parse().unwrap();
+        assert_eq!(public.issuer_str(), "https://auth.example");
+        assert!(raw("nowhere", None).parse().is_err());
+    }
 
     #[test]
     fn durations_follow_the_contract() {

@@ -188,6 +188,9 @@ fn bad_settings_stop_with_one_line() {
         ("LATCHKEY_DATABASE_URL", "mysql://x", "--database-url"),
         ("LATCHKEY_LOG_FORMAT", "xml", "--log-format"),
         ("LATCHKEY_TRUSTED_PROXIES", "10.0.0.0/99", "--trusted-proxies"),
+        ("LATCHKEY_BIND", "0.0.0.0:8090", "--issuer"),
+        ("LATCHKEY_REGISTRATION", "maybe", "--registration"),
+        ("LATCHKEY_LOG", "degub", "LATCHKEY_LOG"),
         ("LATCHKEY_SIGNING_ALG", "HS256", "--signing-alg"),
     ];
     for (env, value, flag) in cases {
@@ -200,6 +203,33 @@ fn bad_settings_stop_with_one_line() {
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
     assert!(!dir.path().join("x.db").exists(), "nothing starts with a bad setting");
+}
+
+/// A server that cannot start says why in one line naming the thing at fault, and leaves
+/// nothing behind (no secret key file) when the database cannot be opened.
+#[test]
+fn start_up_failures_name_their_cause_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-dir");
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "").unwrap();
+    let sqlite = |p: &Path| format!("sqlite://{}?mode=rwc", p.display());
+    let cases = [
+        (sqlite(&missing.join("x.db")), None, missing.display().to_string()),
+        (sqlite(&dir.path().join("ok.db")), Some(file.clone()), format!("--keys-dir {}", file.display())),
+    ];
+    for (db, keys_dir, expected) in cases {
+        let mut cmd = latchkey(dir.path(), &db);
+        if let Some(keys) = &keys_dir {
+            cmd.env("LATCHKEY_KEYS_DIR", keys);
+        }
+        let out = cmd.arg("serve").output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+        assert!(stderr.contains(&expected), "names {expected}: {stderr}");
+    }
+    assert!(!dir.path().join("keys").exists(), "nothing written before the database opened");
 }
 
 #[test]

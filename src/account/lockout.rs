@@ -6,7 +6,10 @@
 use crate::model::RequestMeta;
 use crate::model::User;
 use crate::services::Services;
-use crate::store::{self, StoreError, audit::AuditEvent};
+use crate::store::{
+    self, StoreError,
+    audit::{AuditEvent, AuditKind},
+};
 
 /// Failures before the first lock.
 pub const THRESHOLD: i64 = 5;
@@ -33,15 +36,13 @@ pub async fn record_failure(svc: &Services, user: &User, meta: &RequestMeta) -> 
     if let Some(secs) = lock_secs(failures) {
         svc.audit(
             AuditEvent {
-                event: "lockout",
-                outcome: "locked",
                 user_id: Some(user.id.clone()),
                 detail: Some(format!("failures={failures} seconds={secs}")),
-                ..Default::default()
+                ..AuditEvent::new(AuditKind::Lockout, "locked")
             },
             meta,
         )
-        .await;
+        .await?;
     }
     Ok(())
 }

@@ -16,6 +16,11 @@ use crate::limits::Limited;
 use crate::mfa::MfaError;
 use crate::oauth::OAuthError;
 use crate::oauth::tokens::BearerError;
+use crate::store::{self, StoreError};
+
+/// Seconds a client should wait when the database is unavailable: outages seen so far
+/// ended, or were noticed, within about that.
+const UNAVAILABLE_RETRY_AFTER: u64 = 1;
 
 /// `{"error", "error_description"}`, plus `mfa_token` on `mfa_required`.
 #[derive(Debug, Clone, Object)]
@@ -83,8 +88,19 @@ impl ApiError {
     }
 
     /// A failure on our side: the detail goes to the log (with the request id), never out.
-    fn server(err: &dyn std::fmt::Display) -> ApiError {
-        tracing::error!(error = %err, "internal error");
+    /// The database being unavailable for now (unreachable, full, read-only, locked) is 503
+    /// `temporarily_unavailable` with `Retry-After`, so clients retry; anything else is 500.
+    fn server(err: &(dyn std::error::Error + 'static)) -> ApiError {
+        let chain = error_chain(err);
+        if database_unavailable(err) {
+            tracing::warn!(error = %chain, "database unavailable");
+            return ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                "the service is unavailable; retry shortly",
+            );
+        }
+        tracing::error!(error = %chain, "internal error");
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "internal error")
     }
 
@@ -95,7 +111,7 @@ impl ApiError {
     /// A status the endpoint does not document means a bug: log it, answer 500.
     fn undocumented(self) -> Json<ErrorBody> {
         tracing::error!(status = self.status.as_u16(), error = %self.body.error, "undocumented error status for this endpoint");
-        ApiError::server(&"undocumented error status").body()
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "internal error").body()
     }
 
     fn rate_limit_headers(&self) -> (u64, u32, u32, u64, String) {
@@ -115,7 +131,7 @@ impl From<OAuthError> for ApiError {
             }
             OAuthError::MfaEnrollmentRequired => ApiError::with_body(StatusCode::FORBIDDEN, body),
             OAuthError::TooManyRequests(limited) => ApiError::too_many_requests(limited),
-            OAuthError::Server(source) => ApiError::server(&source),
+            OAuthError::Server(source) => ApiError::server(&*source),
             _ => ApiError::with_body(StatusCode::BAD_REQUEST, body),
         }
     }
@@ -152,6 +168,9 @@ impl From<AccountError> for ApiError {
             AccountError::WrongPassword => {
                 ApiError::new(StatusCode::FORBIDDEN, "wrong_password", err.to_string())
             }
+            AccountError::RegistrationClosed => {
+                ApiError::new(StatusCode::FORBIDDEN, "registration_closed", err.to_string())
+            }
             AccountError::TooManyRequests(limited) => ApiError::too_many_requests(limited),
             AccountError::Store(_) | AccountError::Hash(_) => ApiError::server(&err),
         }
@@ -185,6 +204,35 @@ impl From<AdminError> for ApiError {
             }
         }
     }
+}
+
+/// Whether `err` or one of its sources says the database is unavailable. Domain errors wrap
+/// StoreError transparently, so the chain may show the sqlx error itself.
+fn database_unavailable(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(err);
+    while let Some(e) = next {
+        if e.downcast_ref::<StoreError>().is_some_and(StoreError::is_unavailable)
+            || e.downcast_ref::<sqlx::Error>().is_some_and(store::is_unavailable)
+        {
+            return true;
+        }
+        next = e.source();
+    }
+    false
+}
+
+/// The error and its sources, for the log (wrappers often say only "internal error").
+fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut next = err.source();
+    while let Some(e) = next {
+        let part = e.to_string();
+        if !text.ends_with(&part) {
+            text = format!("{text}: {part}");
+        }
+        next = e.source();
+    }
+    text
 }
 
 /// Declares the error responses of a group of endpoints: the statuses it documents, picked
@@ -264,6 +312,14 @@ macro_rules! error_responses {
             #[doc = "Something failed on the server; the request id in the logs tells what."]
             #[oai(status = 500)]
             ServerError(Json<ErrorBody>),
+            #[doc = "The database is unavailable for now (`temporarily_unavailable`); retry after the given seconds."]
+            #[oai(status = 503)]
+            Unavailable(
+                Json<ErrorBody>,
+                #[doc = "Seconds until a retry may succeed."]
+                #[oai(header = "Retry-After")]
+                u64,
+            ),
         }
 
         impl From<ApiError> for $name {
@@ -271,6 +327,7 @@ macro_rules! error_responses {
                 match $e.status.as_u16() {
                     $($arm)*
                     500 => $name::ServerError($e.body()),
+                    503 => $name::Unavailable($e.body(), UNAVAILABLE_RETRY_AFTER),
                     _ => $name::ServerError($e.undocumented()),
                 }
             }
@@ -309,7 +366,7 @@ error_responses! {
 error_responses! {
     /// Error responses of the rate-limited account endpoints open to anyone (register, forgot
     /// password).
-    pub enum LimitedAccountErrorResponse { BadRequest, Conflict, TooManyRequests } from AccountError
+    pub enum LimitedAccountErrorResponse { BadRequest, Forbidden, Conflict, TooManyRequests } from AccountError
 }
 
 error_responses! {

@@ -12,7 +12,7 @@ use crate::model::Password;
 use crate::model::{GrantType, Scope};
 use crate::oauth::grants::{self, GrantRequest, SecondFactor};
 use crate::oauth::introspect::{self, ActiveToken};
-use crate::oauth::{OAuthError, userinfo};
+use crate::oauth::{OAuthError, revoke, userinfo};
 use crate::services::Services;
 
 pub struct OAuthApi;
@@ -295,7 +295,7 @@ impl OAuthApi {
         let Form(form) = form;
         let presented = presented_client(&auth, form.client_id, form.client_secret)
             .map_err(OAuthError::invalid_request)?;
-        introspect::revoke(svc, &presented, &form.token, &meta).await?;
+        revoke::revoke(svc, &presented, &form.token, &meta).await?;
         Ok(RevokeResponse::Ok)
     }
 

@@ -9,8 +9,8 @@ use crate::crypto::secrets;
 use crate::model::RequestMeta;
 use crate::model::User;
 use crate::model::{Client, GrantType, Scope};
-use crate::services::Services;
-use crate::store::audit::AuditEvent;
+use crate::services::{Services, with_meta};
+use crate::store::audit::{AuditEvent, AuditKind};
 use crate::store::sessions::{NewRefresh, Session};
 use crate::store::{self, join_words};
 
@@ -20,7 +20,7 @@ pub const ABSOLUTE_LIFETIME_FACTOR: i64 = 4;
 
 /// RFC 6749 §5.1 success body.
 #[derive(Debug, Clone, Serialize)]
-pub struct TokenResponse {
+pub struct IssuedTokens {
     pub access_token: String,
     pub token_type: &'static str,
     pub expires_in: u64,
@@ -47,14 +47,14 @@ pub async fn start_session(
     scope: Scope,
     auth: UserAuth,
     meta: &RequestMeta,
-) -> Result<TokenResponse, OAuthError> {
+) -> Result<IssuedTokens, OAuthError> {
     let now = svc.now();
     let refresh_ttl = svc.settings().refresh_token_ttl.as_secs() as i64;
     let session = Session {
         id: uuid::Uuid::new_v4().to_string(),
         user_id: user.id.clone(),
         client_id: client.id.to_string(),
-        scope: scope.to_string(),
+        scope: scope.clone(),
         amr: join_words(&auth.amr),
         auth_time: auth.auth_time,
         ip: meta.ip.clone(),
@@ -66,28 +66,20 @@ pub async fn start_session(
     };
     let refresh = client.allows(GrantType::RefreshToken).then(secrets::random_token);
     let refresh_hash = refresh.as_deref().map(secrets::sha256_hex);
-    let scope_text = scope.to_string();
     let new_refresh = refresh_hash.as_deref().map(|hash| NewRefresh {
         hash,
-        scope: &scope_text,
+        scope: &scope,
         expires_at: refresh_expiry(svc, &session, now),
     });
-    store::sessions::create(svc.db(), &session, new_refresh).await?;
-    let response = for_session(svc, client, user, &scope, &session, refresh).await?;
-    svc.audit(
-        AuditEvent {
-            event: "login",
-            outcome: "success",
-            actor_id: Some(user.id.clone()),
-            user_id: Some(user.id.clone()),
-            client_id: Some(client.id.to_string()),
-            detail: Some(format!("amr={} session={}", session.amr, session.id)),
-            ..Default::default()
-        },
-        meta,
-    )
-    .await;
-    Ok(response)
+    let event = AuditEvent {
+        actor_id: Some(user.id.clone()),
+        user_id: Some(user.id.clone()),
+        client_id: Some(client.id.to_string()),
+        detail: Some(format!("amr={} session={}", session.amr, session.id)),
+        ..AuditEvent::new(AuditKind::Login, "success")
+    };
+    store::sessions::create(svc.db(), &session, new_refresh, &with_meta(event, meta)).await?;
+    for_session(svc, client, user, &scope, &session, refresh).await
 }
 
 /// When a refresh token minted now for `session` stops working.
@@ -103,7 +95,7 @@ pub async fn for_session(
     scope: &Scope,
     session: &Session,
     refresh_token: Option<String>,
-) -> Result<TokenResponse, OAuthError> {
+) -> Result<IssuedTokens, OAuthError> {
     let amr = store::split_words(&session.amr);
     let claims = AccessClaims {
         auth_time: Some(session.auth_time),
@@ -135,7 +127,7 @@ pub async fn for_session(
 }
 
 /// Tokens for a client acting on its own behalf: no user, no session, no refresh token.
-pub async fn for_client(svc: &Services, client: &Client, scope: &Scope) -> Result<TokenResponse, OAuthError> {
+pub async fn for_client(svc: &Services, client: &Client, scope: &Scope) -> Result<IssuedTokens, OAuthError> {
     let claims = access_claims(svc, client, client.id.as_str(), scope);
     token_response(svc, claims, None, None).await
 }
@@ -151,7 +143,7 @@ fn access_claims(svc: &Services, client: &Client, sub: &str, scope: &Scope) -> A
         iat: now,
         jti: uuid::Uuid::new_v4().to_string(),
         client_id: client.id.to_string(),
-        scope: scope.to_string(),
+        scope: scope.clone(),
         auth_time: None,
         amr: None,
         roles: None,
@@ -176,12 +168,12 @@ async fn token_response(
     claims: AccessClaims,
     refresh_token: Option<String>,
     id_token: Option<String>,
-) -> Result<TokenResponse, OAuthError> {
-    Ok(TokenResponse {
+) -> Result<IssuedTokens, OAuthError> {
+    Ok(IssuedTokens {
         access_token: svc.keys().sign(ACCESS_TOKEN_TYP, &claims).await?,
         token_type: "Bearer",
         expires_in: (claims.exp - claims.iat) as u64,
-        scope: claims.scope,
+        scope: claims.scope.to_string(),
         refresh_token,
         id_token,
     })

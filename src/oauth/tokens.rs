@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Deserializer, Serialize};
 
+use crate::model::Scope;
 use crate::services::Services;
 use crate::store::{self, StoreError};
 
@@ -19,7 +20,7 @@ pub struct AccessClaims {
     pub iat: i64,
     pub jti: String,
     pub client_id: String,
-    pub scope: String,
+    pub scope: Scope,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth_time: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -35,10 +36,6 @@ impl AccessClaims {
     /// A user token (as opposed to a client-credentials token) has a session.
     pub fn user_id(&self) -> Option<&str> {
         self.sid.as_ref().map(|_| self.sub.as_str())
-    }
-
-    pub fn has_scope(&self, scope: &str) -> bool {
-        self.scope.split(' ').any(|s| s == scope)
     }
 }
 
@@ -134,7 +131,7 @@ pub async fn authenticate_bearer(
             "this access token was issued to a client for itself (client credentials), not for a user",
         ));
     }
-    if !claims.has_scope(scope) {
+    if !claims.scope.contains(scope) {
         return Err(BearerError::InsufficientScope { scope });
     }
     let own_api = scope == ACCOUNT_SCOPE || scope == ADMIN_SCOPE;
@@ -142,4 +139,9 @@ pub async fn authenticate_bearer(
         return Err(BearerError::InvalidToken("the access token is not meant for this server"));
     }
     Ok(claims)
+}
+
+/// A compact JWS has three dot-separated parts; refresh tokens have none.
+pub fn looks_like_jwt(token: &str) -> bool {
+    token.bytes().filter(|&b| b == b'.').count() == 2
 }

@@ -3,14 +3,16 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use super::audit::{self, AuditEvent};
 use super::{Db, StoreResult};
+use crate::model::Scope;
 
 #[derive(Debug, Clone)]
 pub struct Session {
     pub id: String,
     pub user_id: String,
     pub client_id: String,
-    pub scope: String,
+    pub scope: Scope,
     pub amr: String,
     pub auth_time: i64,
     pub ip: Option<String>,
@@ -24,7 +26,7 @@ pub struct Session {
 /// A refresh token to store: only its hash.
 pub struct NewRefresh<'a> {
     pub hash: &'a str,
-    pub scope: &'a str,
+    pub scope: &'a Scope,
     pub expires_at: i64,
 }
 
@@ -35,8 +37,14 @@ macro_rules! session_columns {
     };
 }
 
-/// Creates a session and, when the client gets one, its first refresh token, atomically.
-pub async fn create(db: &Db, session: &Session, refresh: Option<NewRefresh<'_>>) -> StoreResult<()> {
+/// Creates a session, when the client gets one its first refresh token, and the audit
+/// record of the login, atomically.
+pub async fn create(
+    db: &Db,
+    session: &Session,
+    refresh: Option<NewRefresh<'_>>,
+    event: &AuditEvent,
+) -> StoreResult<()> {
     let mut tx = db.pool().begin().await?;
     sqlx::query(
         "INSERT INTO sessions (id, user_id, client_id, scope, amr, auth_time, ip, user_agent, created_at, last_used_at, expires_at)
@@ -45,7 +53,7 @@ pub async fn create(db: &Db, session: &Session, refresh: Option<NewRefresh<'_>>)
     .bind(&session.id)
     .bind(&session.user_id)
     .bind(&session.client_id)
-    .bind(&session.scope)
+    .bind(session.scope.to_string())
     .bind(&session.amr)
     .bind(session.auth_time)
     .bind(session.ip.as_deref())
@@ -57,6 +65,7 @@ pub async fn create(db: &Db, session: &Session, refresh: Option<NewRefresh<'_>>)
     if let Some(refresh) = refresh {
         insert_refresh(&mut tx, &session.id, &refresh, session.created_at).await?;
     }
+    audit::insert(&mut *tx, event, session.created_at).await?;
     tx.commit().await?;
     Ok(())
 }
@@ -70,7 +79,7 @@ async fn insert_refresh(
     sqlx::query("INSERT INTO refresh_tokens (hash, session_id, scope, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)")
         .bind(refresh.hash)
         .bind(session_id)
-        .bind(refresh.scope)
+        .bind(refresh.scope.to_string())
         .bind(now)
         .bind(refresh.expires_at)
         .execute(&mut **tx)
@@ -81,7 +90,7 @@ async fn insert_refresh(
 /// A refresh token as stored, with its session.
 #[derive(Debug, Clone)]
 pub struct RefreshRecord {
-    pub scope: String,
+    pub scope: Scope,
     pub created_at: i64,
     pub expires_at: i64,
     pub used_at: Option<i64>,
@@ -99,7 +108,7 @@ pub async fn find_refresh(db: &Db, hash: &str) -> StoreResult<Option<RefreshReco
     .await?;
     row.map(|r| {
         Ok(RefreshRecord {
-            scope: r.try_get("token_scope")?,
+            scope: scope_column(&r, "token_scope")?,
             created_at: r.try_get("token_created_at")?,
             expires_at: r.try_get("token_expires_at")?,
             used_at: r.try_get("used_at")?,
@@ -116,33 +125,53 @@ pub enum Rotation {
     AlreadyUsed,
 }
 
-/// Spends `old_hash` and stores its successor atomically. The conditional UPDATE is the
-/// first statement, so on SQLite the transaction takes the write lock at once, and only
-/// one of any number of concurrent callers can see its row change.
+/// Which token a rotation spends.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Spend {
+    /// The presented token itself (a normal refresh).
+    Presented,
+    /// The successor the presented, already spent token was replaced by, if nobody has
+    /// used it yet: a retry after a lost response (`--refresh-reuse-grace`).
+    Successor,
+}
+
+/// Spends a token and stores the next one, with its audit record, atomically. The
+/// conditional UPDATE is the first statement, so on SQLite the transaction takes the write
+/// lock at once, and only one of any number of concurrent callers can see its row change.
 pub async fn rotate_refresh(
     db: &Db,
     old_hash: &str,
+    spend: Spend,
     session_id: &str,
     new: &NewRefresh<'_>,
     now: i64,
+    event: &AuditEvent,
 ) -> StoreResult<Rotation> {
     let mut tx = db.pool().begin().await?;
-    let spent = sqlx::query("UPDATE refresh_tokens SET used_at = $2 WHERE hash = $1 AND used_at IS NULL")
-        .bind(old_hash)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+    let spend_sql = match spend {
+        Spend::Presented => "UPDATE refresh_tokens SET used_at = $2 WHERE hash = $1 AND used_at IS NULL",
+        Spend::Successor => {
+            "UPDATE refresh_tokens SET used_at = $2
+             WHERE hash = (SELECT replaced_by FROM refresh_tokens WHERE hash = $1) AND used_at IS NULL"
+        }
+    };
+    let spent = sqlx::query(spend_sql).bind(old_hash).bind(now).execute(&mut *tx).await?.rows_affected();
     if spent != 1 {
         tx.rollback().await?;
         return Ok(Rotation::AlreadyUsed);
     }
+    sqlx::query("UPDATE refresh_tokens SET replaced_by = $2 WHERE hash = $1")
+        .bind(old_hash)
+        .bind(new.hash)
+        .execute(&mut *tx)
+        .await?;
     insert_refresh(&mut tx, session_id, new, now).await?;
     sqlx::query("UPDATE sessions SET last_used_at = $2 WHERE id = $1")
         .bind(session_id)
         .bind(now)
         .execute(&mut *tx)
         .await?;
+    audit::insert(&mut *tx, event, now).await?;
     tx.commit().await?;
     Ok(Rotation::Rotated)
 }
@@ -231,7 +260,7 @@ fn session_from_row(r: &AnyRow) -> StoreResult<Session> {
         id: r.try_get("id")?,
         user_id: r.try_get("user_id")?,
         client_id: r.try_get("client_id")?,
-        scope: r.try_get("scope")?,
+        scope: scope_column(r, "scope")?,
         amr: r.try_get("amr")?,
         auth_time: r.try_get("auth_time")?,
         ip: r.try_get("ip")?,
@@ -293,4 +322,10 @@ pub async fn revoke_for_user(db: &Db, session_id: &str, user_id: &str, now: i64)
     .await?
     .rows_affected();
     Ok(changed == 1)
+}
+
+/// Scopes are stored as their space-separated text, parsed back here once.
+pub(super) fn scope_column(row: &AnyRow, column: &str) -> StoreResult<Scope> {
+    let text: String = row.try_get(column)?;
+    Scope::parse(&text).ok_or_else(|| super::StoreError::Corrupt(format!("scope {text:?}")))
 }

@@ -4,16 +4,16 @@ use crate::model::Client;
 use crate::model::RequestMeta;
 use crate::model::Scope;
 use crate::oauth::error::OAuthError;
-use crate::oauth::issue::{self, TokenResponse};
+use crate::oauth::issue::{self, IssuedTokens};
 use crate::services::Services;
-use crate::store::audit::AuditEvent;
+use crate::store::audit::{AuditEvent, AuditKind};
 
 pub async fn grant(
     svc: &Services,
     client: &Client,
     requested: Option<&Scope>,
     meta: &RequestMeta,
-) -> Result<TokenResponse, OAuthError> {
+) -> Result<IssuedTokens, OAuthError> {
     if client.is_public() {
         return Err(OAuthError::UnauthorizedClient("public clients cannot use client_credentials".into()));
     }
@@ -21,14 +21,12 @@ pub async fn grant(
     let response = issue::for_client(svc, client, &scope).await?;
     svc.audit(
         AuditEvent {
-            event: "token_issued",
-            outcome: "success",
             client_id: Some(client.id.to_string()),
             detail: Some(format!("grant=client_credentials scope={scope}")),
-            ..Default::default()
+            ..AuditEvent::new(AuditKind::TokenIssued, "success")
         },
         meta,
     )
-    .await;
+    .await?;
     Ok(response)
 }

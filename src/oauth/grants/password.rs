@@ -10,9 +10,12 @@ use crate::model::Scope;
 use crate::model::User;
 use crate::model::{Password, UserStatus, Username};
 use crate::oauth::error::OAuthError;
-use crate::oauth::issue::{self, TokenResponse, UserAuth};
+use crate::oauth::issue::{self, IssuedTokens, UserAuth};
 use crate::services::Services;
-use crate::store::{self, audit::AuditEvent};
+use crate::store::{
+    self,
+    audit::{AuditEvent, AuditKind},
+};
 
 pub async fn grant(
     svc: &Services,
@@ -22,7 +25,7 @@ pub async fn grant(
     requested: Option<&Scope>,
     otp: Option<&str>,
     meta: &RequestMeta,
-) -> Result<TokenResponse, OAuthError> {
+) -> Result<IssuedTokens, OAuthError> {
     let scope = crate::oauth::client::granted_scope(client, requested)?;
     limits::check(svc, Limit::Login, meta.ip_key()).await?;
     // A malformed username is just an unknown user: same error, same argon2 work.
@@ -74,13 +77,14 @@ fn record_failure(svc: &Services, client: &Client, user: Option<User>, meta: &Re
             tracing::error!(error = %err, "could not count a failed login");
         }
         let event = AuditEvent {
-            event: "login",
-            outcome: "failure",
             user_id: user.map(|u| u.id),
             client_id: Some(client_id),
             detail: Some("invalid username or password".into()),
-            ..Default::default()
+            ..AuditEvent::new(AuditKind::Login, "failure")
         };
-        svc.audit(event, &meta).await;
+        // The answer (a failure) has gone; all that is left is to say so loudly.
+        if let Err(err) = svc.audit(event, &meta).await {
+            tracing::error!(error = %err, "could not write the audit record of a failed login");
+        }
     });
 }
