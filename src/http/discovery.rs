@@ -5,6 +5,7 @@ use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
 use super::ApiTags;
+use crate::config::SigningAlg;
 use crate::keys;
 use crate::model::GrantType;
 use crate::services::Services;
@@ -57,7 +58,8 @@ fn strings(items: &[&str]) -> Vec<String> {
     items.iter().map(|s| (*s).to_owned()).collect()
 }
 
-fn metadata(svc: &Services) -> MetadataResponse {
+/// `signing_algs`: what the published keys sign with, whichever of them signs now.
+fn metadata(svc: &Services, signing_algs: Vec<SigningAlg>) -> MetadataResponse {
     let iss = svc.issuer();
     let auth_methods = strings(&["client_secret_basic", "client_secret_post"]);
     MetadataResponse::Ok(
@@ -78,13 +80,7 @@ fn metadata(svc: &Services) -> MetadataResponse {
             prompt_values_supported: strings(&["none", "login", "consent", "select_account"]),
             scopes_supported: strings(&["openid", "profile", "email"]),
             subject_types_supported: strings(&["public"]),
-            // What the published keys sign with, whichever of them signs now.
-            id_token_signing_alg_values_supported: svc
-                .keys()
-                .published_algs()
-                .iter()
-                .map(|a| a.to_string())
-                .collect(),
+            id_token_signing_alg_values_supported: signing_algs.iter().map(|a| a.to_string()).collect(),
             token_endpoint_auth_methods_supported: [auth_methods.clone(), strings(&["none"])].concat(),
             introspection_endpoint_auth_methods_supported: auth_methods.clone(),
             revocation_endpoint_auth_methods_supported: [auth_methods, strings(&["none"])].concat(),
@@ -114,13 +110,13 @@ impl DiscoveryApi {
     /// OpenID Connect Discovery
     #[oai(path = "/.well-known/openid-configuration", method = "get")]
     async fn openid_configuration(&self, Data(svc): Data<&Services>) -> MetadataResponse {
-        metadata(svc)
+        metadata(svc, svc.keys().published_algs().await)
     }
 
     /// OAuth 2.0 Authorization Server Metadata (RFC 8414)
     #[oai(path = "/.well-known/oauth-authorization-server", method = "get")]
     async fn oauth_authorization_server(&self, Data(svc): Data<&Services>) -> MetadataResponse {
-        metadata(svc)
+        metadata(svc, svc.keys().published_algs().await)
     }
 
     /// JSON Web Key Set
