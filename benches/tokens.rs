@@ -54,6 +54,9 @@ async fn user_access_token(svc: &Services) -> String {
             scopes: Scope::parse("api").unwrap(),
             audiences: vec!["https://api.example.com".into()],
             require_mfa: false,
+            redirect_uris: Vec::new(),
+            post_logout_redirect_uris: Vec::new(),
+            first_party: false,
         },
     )
     .await

@@ -95,6 +95,9 @@ async fn housekeeping(svc: Services) {
             if let Err(err) = store::mfa::prune_challenges(svc.db(), svc.now()).await {
                 tracing::warn!(error = %err, "pruning MFA challenges failed");
             }
+            if let Err(err) = store::authorize::prune(svc.db(), svc.now()).await {
+                tracing::warn!(error = %err, "pruning browser sign-in records failed");
+            }
         }
     }
 }

@@ -133,6 +133,16 @@ enum ClientCommand {
         /// Refuse users who have not enrolled a second factor.
         #[arg(long)]
         require_mfa: bool,
+        /// Where the authorization_code grant may return the browser (one or more;
+        /// repeatable). A loopback `http://127.0.0.1/…` URI matches any port.
+        #[arg(long = "redirect-uri", num_args = 1..)]
+        redirect_uris: Vec<String>,
+        /// Where `/oauth/logout` may send the browser afterwards (one or more; repeatable).
+        #[arg(long = "post-logout-redirect-uri", num_args = 1..)]
+        post_logout_redirect_uris: Vec<String>,
+        /// A first-party app: its users are not asked for consent.
+        #[arg(long)]
+        first_party: bool,
     },
     /// List clients (never their secrets).
     List,
@@ -283,11 +293,32 @@ async fn client_admin(cmd: ClientCommand, settings: crate::config::Settings) -> 
     let svc = app::open(settings).await?;
     let actor = Actor::cli();
     match cmd {
-        ClientCommand::Create { name, id, public, grants, scopes, audiences, require_mfa } => {
+        ClientCommand::Create {
+            name,
+            id,
+            public,
+            grants,
+            scopes,
+            audiences,
+            require_mfa,
+            redirect_uris,
+            post_logout_redirect_uris,
+            first_party,
+        } => {
             // No --grant: the admin API's default grants.
             let grants = (!grants.is_empty()).then_some(grants);
-            let input =
-                admin::clients::CreateClient { name, id, public, grants, scopes, audiences, require_mfa };
+            let input = admin::clients::CreateClient {
+                name,
+                id,
+                public,
+                grants,
+                scopes,
+                audiences,
+                require_mfa,
+                redirect_uris,
+                post_logout_redirect_uris,
+                first_party,
+            };
             print_json(&admin::clients::create(&svc, &actor, input).await.map_err(admin_error)?)
         }
         ClientCommand::List => {

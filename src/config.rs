@@ -23,6 +23,7 @@ const DEFAULT_RATE_LIMIT_REGISTER: &str = "3/1h";
 const DEFAULT_LOG_FORMAT: &str = "text";
 const DEFAULT_REGISTRATION: &str = "open";
 const DEFAULT_SIGNING_ALG: &str = "RS256";
+const DEFAULT_PRODUCT_NAME: &str = "latchkey";
 
 /// Raw values as they came from flags or environment variables. In `--help` they stand
 /// under their own heading, apart from a command's own options.
@@ -90,6 +91,12 @@ pub struct RawSettings {
     /// `keys rotate` without `--alg`.
     #[arg(long, env = "LATCHKEY_SIGNING_ALG", default_value = DEFAULT_SIGNING_ALG, global = true)]
     pub signing_alg: String,
+    /// The name the sign-in pages show.
+    #[arg(long, env = "LATCHKEY_PRODUCT_NAME", default_value = DEFAULT_PRODUCT_NAME, global = true)]
+    pub product_name: String,
+    /// An https (or http) URL of a stylesheet the sign-in pages load after their own.
+    #[arg(long, env = "LATCHKEY_STYLESHEET_URL", global = true)]
+    pub stylesheet_url: Option<String>,
 }
 
 /// The defaults, as if no flag or variable were set (tests and benches start from here).
@@ -113,6 +120,8 @@ impl Default for RawSettings {
             log_format: DEFAULT_LOG_FORMAT.into(),
             registration: DEFAULT_REGISTRATION.into(),
             signing_alg: DEFAULT_SIGNING_ALG.into(),
+            product_name: DEFAULT_PRODUCT_NAME.into(),
+            stylesheet_url: None,
         }
     }
 }
@@ -139,6 +148,10 @@ pub struct Settings {
     /// Self-registration at `POST /account/register` is allowed.
     pub registration_open: bool,
     pub signing_alg: SigningAlg,
+    /// Shown on the sign-in pages.
+    pub product_name: String,
+    /// Loaded by the sign-in pages after their own stylesheet.
+    pub stylesheet_url: Option<Url>,
     /// A connection must get an answer this long after it opened or got its last one
     /// (slow-loris protection; not a flag: honest clients never come near it).
     pub slow_client_timeout: Duration,
@@ -286,6 +299,27 @@ impl RawSettings {
                 &self.rate_limit_register,
             )?,
             slow_client_timeout: Duration::from_secs(30),
+            product_name: match self.product_name.trim() {
+                name if !name.is_empty() && name.len() <= 100 => name.to_owned(),
+                _ => return Err(bad("product-name", "LATCHKEY_PRODUCT_NAME", "must be 1 to 100 characters")),
+            },
+            stylesheet_url: self
+                .stylesheet_url
+                .as_deref()
+                .filter(|s| !s.is_empty())
+                .map(|text| {
+                    Url::parse(text)
+                        .ok()
+                        .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
+                        .ok_or_else(|| {
+                            bad(
+                                "stylesheet-url",
+                                "LATCHKEY_STYLESHEET_URL",
+                                format!("{text:?} is not an http(s) URL"),
+                            )
+                        })
+                })
+                .transpose()?,
             cors_origins: parse_origins(&self.cors_origins)
                 .map_err(|r| bad("cors-origins", "LATCHKEY_CORS_ORIGINS", r))?,
             trusted_proxies: parse_proxies(&self.trusted_proxies)

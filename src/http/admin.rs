@@ -147,6 +147,12 @@ pub struct AdminClient {
     scopes: Vec<String>,
     audiences: Vec<String>,
     require_mfa: bool,
+    /// Where the authorization_code grant may send the browser back.
+    redirect_uris: Vec<String>,
+    /// Where RP-initiated logout may send the browser.
+    post_logout_redirect_uris: Vec<String>,
+    /// Its users are not asked for consent.
+    first_party: bool,
 }
 
 impl From<RegisteredClient> for AdminClient {
@@ -160,6 +166,9 @@ impl From<RegisteredClient> for AdminClient {
             scopes: c.scopes,
             audiences: c.audiences,
             require_mfa: c.require_mfa,
+            redirect_uris: c.redirect_uris,
+            post_logout_redirect_uris: c.post_logout_redirect_uris,
+            first_party: c.first_party,
         }
     }
 }
@@ -186,6 +195,13 @@ pub struct CreateClientBody {
     audiences: Option<Vec<String>>,
     /// Refuse users without a second factor. Default false.
     require_mfa: Option<bool>,
+    /// Required with the `authorization_code` grant; matched exactly, except that a
+    /// loopback `http://127.0.0.1/…` or `http://[::1]/…` URI matches any port.
+    redirect_uris: Option<Vec<String>>,
+    /// Where `/oauth/logout` may send the browser afterwards.
+    post_logout_redirect_uris: Option<Vec<String>>,
+    /// Skip the consent page for this client's users. Default false.
+    first_party: Option<bool>,
 }
 
 impl Example for CreateClientBody {
@@ -194,10 +210,13 @@ impl Example for CreateClientBody {
             name: "Web shop".into(),
             client_id: Some("web-shop".into()),
             public: Some(false),
-            grants: Some(vec!["password".into(), "refresh_token".into()]),
+            grants: Some(vec!["authorization_code".into(), "refresh_token".into()]),
             scopes: Some(vec!["openid".into(), "profile".into(), "email".into()]),
             audiences: Some(vec!["https://api.example.com".into()]),
             require_mfa: Some(false),
+            redirect_uris: Some(vec!["https://shop.example.com/callback".into()]),
+            post_logout_redirect_uris: Some(vec!["https://shop.example.com/".into()]),
+            first_party: Some(false),
         }
     }
 }
@@ -211,6 +230,9 @@ pub struct ClientPatchBody {
     scopes: Option<Vec<String>>,
     audiences: Option<Vec<String>>,
     require_mfa: Option<bool>,
+    redirect_uris: Option<Vec<String>>,
+    post_logout_redirect_uris: Option<Vec<String>>,
+    first_party: Option<bool>,
 }
 
 impl Example for ClientPatchBody {
@@ -221,6 +243,9 @@ impl Example for ClientPatchBody {
             scopes: Some(vec!["openid".into(), "api".into()]),
             audiences: None,
             require_mfa: Some(true),
+            redirect_uris: None,
+            post_logout_redirect_uris: None,
+            first_party: None,
         }
     }
 }
@@ -587,6 +612,9 @@ impl AdminApi {
             scopes: b.scopes.unwrap_or_default(),
             audiences: b.audiences.unwrap_or_default(),
             require_mfa: b.require_mfa.unwrap_or(false),
+            redirect_uris: b.redirect_uris.unwrap_or_default(),
+            post_logout_redirect_uris: b.post_logout_redirect_uris.unwrap_or_default(),
+            first_party: b.first_party.unwrap_or(false),
         };
         let registered = clients::create(svc, &actor, input).await?;
         Ok(ClientWithSecret::Created(Json(registered.into()), "no-store".into()))
@@ -605,7 +633,7 @@ impl AdminApi {
         Ok(Json((&clients::get(svc, &id).await?).into()))
     }
 
-    /// Change a client's name, grants, scopes, audiences or `require_mfa`
+    /// Change a client's name, grants, scopes, audiences, `require_mfa`, redirect URIs or `first_party`
     #[oai(path = "/admin/clients/:id", method = "patch")]
     async fn update_client(
         &self,
@@ -623,6 +651,9 @@ impl AdminApi {
             scopes: b.scopes,
             audiences: b.audiences,
             require_mfa: b.require_mfa,
+            redirect_uris: b.redirect_uris,
+            post_logout_redirect_uris: b.post_logout_redirect_uris,
+            first_party: b.first_party,
         };
         Ok(Json((&clients::update(svc, &actor, &id, patch).await?).into()))
     }

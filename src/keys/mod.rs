@@ -383,8 +383,8 @@ impl KeyRing {
     }
 
     /// The algorithms of the published keys, for discovery.
-    pub fn published_algs(&self) -> Vec<SigningAlg> {
-        let mut algs: Vec<SigningAlg> = self.snapshot().keys.iter().map(|p| p.key.alg).collect();
+    pub async fn published_algs(&self) -> Vec<SigningAlg> {
+        let mut algs: Vec<SigningAlg> = self.current().await.keys.iter().map(|p| p.key.alg).collect();
         algs.sort();
         algs.dedup();
         algs

@@ -36,6 +36,8 @@ pub struct IssuedTokens {
 pub struct UserAuth {
     pub amr: Vec<String>,
     pub auth_time: i64,
+    /// The authorization request's `nonce`, echoed in the first ID token (OIDC Core §2).
+    pub nonce: Option<String>,
 }
 
 /// A fresh login: records the session (and its first refresh token) before any token
@@ -48,6 +50,19 @@ pub async fn start_session(
     auth: UserAuth,
     meta: &RequestMeta,
 ) -> Result<IssuedTokens, OAuthError> {
+    Ok(open_session(svc, client, user, scope, auth, meta).await?.0)
+}
+
+/// `start_session`, also returning the new session's id (a redeemed authorization code
+/// remembers it, to end the session if the code comes back).
+pub async fn open_session(
+    svc: &Services,
+    client: &Client,
+    user: &User,
+    scope: Scope,
+    auth: UserAuth,
+    meta: &RequestMeta,
+) -> Result<(IssuedTokens, String), OAuthError> {
     let now = svc.now();
     let refresh_ttl = svc.settings().refresh_token_ttl.as_secs() as i64;
     let session = Session {
@@ -79,7 +94,8 @@ pub async fn start_session(
         ..AuditEvent::new(AuditKind::Login, "success")
     };
     store::sessions::create(svc.db(), &session, new_refresh, &with_meta(event, meta)).await?;
-    for_session(svc, client, user, &scope, &session, refresh).await
+    let response = mint(svc, client, user, &scope, &session, refresh, auth.nonce.as_deref()).await?;
+    Ok((response, session.id))
 }
 
 /// When a refresh token minted now for `session` stops working.
@@ -95,6 +111,18 @@ pub async fn for_session(
     scope: &Scope,
     session: &Session,
     refresh_token: Option<String>,
+) -> Result<IssuedTokens, OAuthError> {
+    mint(svc, client, user, scope, session, refresh_token, None).await
+}
+
+async fn mint(
+    svc: &Services,
+    client: &Client,
+    user: &User,
+    scope: &Scope,
+    session: &Session,
+    refresh_token: Option<String>,
+    nonce: Option<&str>,
 ) -> Result<IssuedTokens, OAuthError> {
     let amr = store::split_words(&session.amr);
     let claims = AccessClaims {
@@ -113,6 +141,7 @@ pub async fn for_session(
             exp: claims.exp,
             iat: claims.iat,
             auth_time: session.auth_time,
+            nonce,
             amr: &amr,
             sid: &session.id,
             preferred_username: scope.contains("profile").then(|| user.username.as_str()),

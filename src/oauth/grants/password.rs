@@ -27,6 +27,23 @@ pub async fn grant(
     meta: &RequestMeta,
 ) -> Result<IssuedTokens, OAuthError> {
     let scope = crate::oauth::client::granted_scope(client, requested)?;
+    let user = verify_login(svc, client, username, password, meta).await?;
+    let scope = super::scope_for_user(svc, &user, scope, requested.is_some()).await?;
+    let amr = mfa_otp::after_password(svc, client, &user, &scope, otp, meta).await?;
+    let auth = UserAuth { amr, auth_time: svc.now(), nonce: None };
+    issue::start_session(svc, client, &user, scope, auth, meta).await
+}
+
+/// The password step of every login, the token endpoint's and the hosted login page's
+/// alike: the login rate limit, lockout, timing parity between known and unknown users,
+/// the failure audit, and the re-hash. Returns the active, verified user.
+pub(crate) async fn verify_login(
+    svc: &Services,
+    client: &Client,
+    username: &str,
+    password: &Password,
+    meta: &RequestMeta,
+) -> Result<User, OAuthError> {
     limits::check(svc, Limit::Login, meta.ip_key()).await?;
     // A malformed username is just an unknown user: same error, same argon2 work.
     let found = match Username::parse(username) {
@@ -51,7 +68,6 @@ pub async fn grant(
     if !user.email_verified {
         return Err(OAuthError::invalid_grant("the email address has not been verified yet"));
     }
-    let scope = super::scope_for_user(svc, &user, scope, requested.is_some()).await?;
     let rehash = if PasswordHasher::needs_rehash(&found.password_hash) {
         Some(svc.hasher().hash(password).await?)
     } else {
@@ -60,9 +76,7 @@ pub async fn grant(
     // Recorded once the password is right, even when a second factor is still due: the
     // plain password (needed for a re-hash) is only at hand here.
     store::users::record_login(svc.db(), &user.id, now, rehash.as_deref()).await?;
-    let amr = mfa_otp::after_password(svc, client, &user, &scope, otp, meta).await?;
-    let auth = UserAuth { amr, auth_time: svc.now() };
-    issue::start_session(svc, client, &user, scope, auth, meta).await
+    Ok(user)
 }
 
 /// Failure bookkeeping (the lockout counter, the audit record) runs after the answer has
