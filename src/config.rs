@@ -20,6 +20,7 @@ const DEFAULT_RATE_LIMIT_LOGIN: &str = "5/15m";
 const DEFAULT_RATE_LIMIT_REFRESH: &str = "10/1h";
 const DEFAULT_RATE_LIMIT_REGISTER: &str = "3/1h";
 const DEFAULT_LOG_FORMAT: &str = "text";
+const DEFAULT_HASH_QUEUE: &str = "64";
 
 /// Raw values as they came from flags or environment variables.
 #[derive(Debug, Clone, clap::Args)]
@@ -32,7 +33,8 @@ pub struct RawSettings {
         long,
         env = "LATCHKEY_DATABASE_URL",
         default_value = DEFAULT_DATABASE_URL,
-        global = true
+        global = true,
+        hide_env_values = true
     )]
     pub database_url: String,
     /// Public issuer URL (default: http:// + bind address).
@@ -51,7 +53,7 @@ pub struct RawSettings {
     /// `log`, `dir:PATH`, `smtp://[user:pass@]host[:587]` (STARTTLS required; add
     /// `?tls=opportunistic` or `?tls=none` to relax, `&from=ADDRESS` for the sender) or
     /// `smtps://…` (TLS from the start, port 465).
-    #[arg(long, env = "LATCHKEY_MAIL", default_value = DEFAULT_MAIL, global = true)]
+    #[arg(long, env = "LATCHKEY_MAIL", default_value = DEFAULT_MAIL, global = true, hide_env_values = true)]
     pub mail: String,
     #[arg(long, env = "LATCHKEY_RATE_LIMIT_LOGIN", default_value = DEFAULT_RATE_LIMIT_LOGIN, global = true)]
     pub rate_limit_login: String,
@@ -69,6 +71,10 @@ pub struct RawSettings {
     /// `text` or `json`; the filter is read from LATCHKEY_LOG.
     #[arg(long, env = "LATCHKEY_LOG_FORMAT", default_value = DEFAULT_LOG_FORMAT, global = true)]
     pub log_format: String,
+    /// Password checks that may wait for a CPU core (one hash per core runs); past that,
+    /// logins answer 503 with Retry-After at once instead of queueing without bound.
+    #[arg(long, env = "LATCHKEY_HASH_QUEUE", default_value = DEFAULT_HASH_QUEUE, global = true)]
+    pub hash_queue: String,
 }
 
 /// The defaults, as if no flag or variable were set (tests and benches start from here).
@@ -89,6 +95,7 @@ impl Default for RawSettings {
             trusted_proxies: String::new(),
             cors_origins: String::new(),
             log_format: DEFAULT_LOG_FORMAT.into(),
+            hash_queue: DEFAULT_HASH_QUEUE.into(),
         }
     }
 }
@@ -110,6 +117,8 @@ pub struct Settings {
     /// Browser origins allowed cross-origin calls; empty: no CORS headers at all.
     pub cors_origins: Vec<String>,
     pub log_format: LogFormat,
+    /// Password checks that may wait for a core before the next one is turned away.
+    pub hash_queue: usize,
     /// A connection must get an answer this long after it opened or got its last one
     /// (slow-loris protection; not a flag: honest clients never come near it).
     pub slow_client_timeout: Duration,
@@ -217,6 +226,13 @@ impl RawSettings {
                 &self.rate_limit_register,
             )?,
             slow_client_timeout: Duration::from_secs(30),
+            hash_queue: self.hash_queue.parse().map_err(|_| {
+                bad(
+                    "hash-queue",
+                    "LATCHKEY_HASH_QUEUE",
+                    format!("{:?} is not a count like 64", self.hash_queue),
+                )
+            })?,
             cors_origins: parse_origins(&self.cors_origins)
                 .map_err(|r| bad("cors-origins", "LATCHKEY_CORS_ORIGINS", r))?,
             trusted_proxies: parse_proxies(&self.trusted_proxies)

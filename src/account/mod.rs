@@ -1,7 +1,10 @@
 //! Users: creation, lookup and password checks. Knows nothing of HTTP.
 
 pub mod lockout;
+mod login;
 pub mod self_service;
+
+pub use login::{LoginError, VerifiedUser, confirm_password, verify_login};
 
 use serde::Serialize;
 
@@ -102,6 +105,7 @@ pub async fn create_user(svc: &Services, new: NewUser) -> Result<User, AccountEr
         last_login_at: None,
         created_at: now,
         updated_at: now,
+        security_stamp: 0,
     };
     store::users::insert(svc.db(), &user, &hash).await.map_err(|e| {
         if !e.is_unique_violation() {

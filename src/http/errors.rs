@@ -8,6 +8,7 @@ use poem_openapi::{ApiResponse, Object};
 
 use crate::account::AccountError;
 use crate::admin::AdminError;
+use crate::crypto::password::{BUSY_RETRY_AFTER_SECS, HashError};
 use crate::limits::Limited;
 use crate::oauth::OAuthError;
 use crate::oauth::tokens::BearerError;
@@ -79,6 +80,15 @@ pub enum OAuthErrorResponse {
     /// Something failed on the server; the request id in the logs tells what.
     #[oai(status = 500)]
     ServerError(Json<ErrorBody>),
+    /// Too many password checks are waiting (`temporarily_unavailable`); retry after the
+    /// given seconds.
+    #[oai(status = 503)]
+    ServiceUnavailable(
+        Json<ErrorBody>,
+        /// Seconds to wait before retrying.
+        #[oai(header = "Retry-After")]
+        u64,
+    ),
 }
 
 impl From<OAuthError> for OAuthErrorResponse {
@@ -96,6 +106,9 @@ impl From<OAuthError> for OAuthErrorResponse {
             OAuthError::TooManyRequests(l) => {
                 let (body, retry_after, limit, remaining, reset, policy) = too_many_requests(body, l);
                 OAuthErrorResponse::TooManyRequests(body, retry_after, limit, remaining, reset, policy)
+            }
+            OAuthError::TemporarilyUnavailable(retry_after) => {
+                OAuthErrorResponse::ServiceUnavailable(Json(body), retry_after)
             }
             OAuthError::Server(source) => {
                 tracing::error!(error = %source, "internal error");
@@ -170,9 +183,38 @@ pub enum MfaErrorResponse {
     /// An authenticator is already active; disable it first.
     #[oai(status = 409)]
     Conflict(Json<ErrorBody>),
+    /// Too many password checks for this account; retry after the given seconds.
+    #[oai(status = 429)]
+    TooManyRequests(
+        Json<ErrorBody>,
+        /// Seconds until a retry can succeed.
+        #[oai(header = "Retry-After")]
+        u64,
+        /// Requests allowed per window.
+        #[oai(header = "RateLimit-Limit")]
+        u32,
+        /// Requests left in this window: 0.
+        #[oai(header = "RateLimit-Remaining")]
+        u32,
+        /// Seconds until the next request is allowed.
+        #[oai(header = "RateLimit-Reset")]
+        u64,
+        /// The policy, e.g. `10;w=900`.
+        #[oai(header = "RateLimit-Policy")]
+        String,
+    ),
     /// Something failed on the server.
     #[oai(status = 500)]
     ServerError(Json<ErrorBody>),
+    /// Too many password checks are waiting (`temporarily_unavailable`); retry after the
+    /// given seconds.
+    #[oai(status = 503)]
+    ServiceUnavailable(
+        Json<ErrorBody>,
+        /// Seconds to wait before retrying.
+        #[oai(header = "Retry-After")]
+        u64,
+    ),
 }
 
 impl From<crate::mfa::MfaError> for MfaErrorResponse {
@@ -184,6 +226,14 @@ impl From<crate::mfa::MfaError> for MfaErrorResponse {
             MfaError::WrongPassword => MfaErrorResponse::Forbidden(body("wrong_password")),
             MfaError::NotEnrolled => MfaErrorResponse::NotFound(body("not_found")),
             MfaError::AlreadyEnabled => MfaErrorResponse::Conflict(body("conflict")),
+            MfaError::TooManyRequests(l) => {
+                let (body, retry_after, limit, remaining, reset, policy) =
+                    too_many_requests(ErrorBody::new("too_many_requests", err.to_string()), *l);
+                MfaErrorResponse::TooManyRequests(body, retry_after, limit, remaining, reset, policy)
+            }
+            MfaError::Hash(HashError::Busy) => {
+                MfaErrorResponse::ServiceUnavailable(Json(unavailable_body()), BUSY_RETRY_AFTER_SECS)
+            }
             MfaError::Store(_) | MfaError::Hash(_) | MfaError::Unsealable(_) => {
                 tracing::error!(error = %err, "internal error");
                 MfaErrorResponse::ServerError(Json(ErrorBody::new("server_error", "internal error")))
@@ -219,9 +269,38 @@ pub enum AccountErrorResponse {
     /// No such resource of the caller's.
     #[oai(status = 404)]
     NotFound(Json<ErrorBody>),
+    /// Too many password checks for this account; retry after the given seconds.
+    #[oai(status = 429)]
+    TooManyRequests(
+        Json<ErrorBody>,
+        /// Seconds until a retry can succeed.
+        #[oai(header = "Retry-After")]
+        u64,
+        /// Requests allowed per window.
+        #[oai(header = "RateLimit-Limit")]
+        u32,
+        /// Requests left in this window: 0.
+        #[oai(header = "RateLimit-Remaining")]
+        u32,
+        /// Seconds until the next request is allowed.
+        #[oai(header = "RateLimit-Reset")]
+        u64,
+        /// The policy, e.g. `10;w=900`.
+        #[oai(header = "RateLimit-Policy")]
+        String,
+    ),
     /// Something failed on the server.
     #[oai(status = 500)]
     ServerError(Json<ErrorBody>),
+    /// Too many password checks are waiting (`temporarily_unavailable`); retry after the
+    /// given seconds.
+    #[oai(status = 503)]
+    ServiceUnavailable(
+        Json<ErrorBody>,
+        /// Seconds to wait before retrying.
+        #[oai(header = "Retry-After")]
+        u64,
+    ),
 }
 
 /// Error responses of the account endpoints open to anyone that are not rate-limited
@@ -237,6 +316,15 @@ pub enum PublicAccountErrorResponse {
     /// Something failed on the server.
     #[oai(status = 500)]
     ServerError(Json<ErrorBody>),
+    /// Too many password checks are waiting (`temporarily_unavailable`); retry after the
+    /// given seconds.
+    #[oai(status = 503)]
+    ServiceUnavailable(
+        Json<ErrorBody>,
+        /// Seconds to wait before retrying.
+        #[oai(header = "Retry-After")]
+        u64,
+    ),
 }
 
 /// Error responses of the rate-limited account endpoints open to anyone (register, forgot
@@ -272,6 +360,15 @@ pub enum LimitedAccountErrorResponse {
     /// Something failed on the server.
     #[oai(status = 500)]
     ServerError(Json<ErrorBody>),
+    /// Too many password checks are waiting (`temporarily_unavailable`); retry after the
+    /// given seconds.
+    #[oai(status = 503)]
+    ServiceUnavailable(
+        Json<ErrorBody>,
+        /// Seconds to wait before retrying.
+        #[oai(header = "Retry-After")]
+        u64,
+    ),
 }
 
 /// The status and body for an account error; server errors are logged here, and only here.
@@ -286,10 +383,11 @@ fn account_error(err: AccountError) -> (StatusCode, ErrorBody) {
         AccountError::WrongPassword => {
             (StatusCode::FORBIDDEN, ErrorBody::new("wrong_password", err.to_string()))
         }
-        // Only register and forgot-password are limited; they answer it with the headers.
+        // The endpoints that can be limited answer it with the headers (`limited`).
         AccountError::TooManyRequests(_) => {
             (StatusCode::TOO_MANY_REQUESTS, ErrorBody::new("too_many_requests", err.to_string()))
         }
+        AccountError::Hash(HashError::Busy) => (StatusCode::SERVICE_UNAVAILABLE, unavailable_body()),
         AccountError::Store(_) | AccountError::Hash(_) => {
             tracing::error!(error = %err, "internal error");
             (StatusCode::INTERNAL_SERVER_ERROR, server_error_body())
@@ -301,6 +399,20 @@ fn server_error_body() -> ErrorBody {
     ErrorBody::new("server_error", "internal error")
 }
 
+fn unavailable_body() -> ErrorBody {
+    ErrorBody::new("temporarily_unavailable", HashError::Busy.to_string())
+}
+
+/// The 429 of an account error, when it is one.
+fn limited(err: &AccountError) -> Option<(Json<ErrorBody>, u64, u32, u32, u64, String)> {
+    match err {
+        AccountError::TooManyRequests(l) => {
+            Some(too_many_requests(ErrorBody::new("too_many_requests", err.to_string()), *l))
+        }
+        _ => None,
+    }
+}
+
 /// A status an endpoint does not document means a bug: log it, answer 500.
 fn undocumented(status: StatusCode, body: &ErrorBody) -> Json<ErrorBody> {
     tracing::error!(status = status.as_u16(), error = %body.error, "undocumented error status for this endpoint");
@@ -309,8 +421,14 @@ fn undocumented(status: StatusCode, body: &ErrorBody) -> Json<ErrorBody> {
 
 impl From<AccountError> for AccountErrorResponse {
     fn from(err: AccountError) -> Self {
+        if let Some((body, retry_after, limit, remaining, reset, policy)) = limited(&err) {
+            return AccountErrorResponse::TooManyRequests(body, retry_after, limit, remaining, reset, policy);
+        }
         match account_error(err) {
             (StatusCode::BAD_REQUEST, body) => AccountErrorResponse::BadRequest(Json(body)),
+            (StatusCode::SERVICE_UNAVAILABLE, body) => {
+                AccountErrorResponse::ServiceUnavailable(Json(body), BUSY_RETRY_AFTER_SECS)
+            }
             (StatusCode::FORBIDDEN, body) => AccountErrorResponse::Forbidden(Json(body)),
             (StatusCode::NOT_FOUND, body) => AccountErrorResponse::NotFound(Json(body)),
             (StatusCode::INTERNAL_SERVER_ERROR, body) => AccountErrorResponse::ServerError(Json(body)),
@@ -321,9 +439,7 @@ impl From<AccountError> for AccountErrorResponse {
 
 impl From<AccountError> for LimitedAccountErrorResponse {
     fn from(err: AccountError) -> Self {
-        if let AccountError::TooManyRequests(l) = err {
-            let (body, retry_after, limit, remaining, reset, policy) =
-                too_many_requests(ErrorBody::new("too_many_requests", err.to_string()), l);
+        if let Some((body, retry_after, limit, remaining, reset, policy)) = limited(&err) {
             return LimitedAccountErrorResponse::TooManyRequests(
                 body,
                 retry_after,
@@ -337,6 +453,9 @@ impl From<AccountError> for LimitedAccountErrorResponse {
             PublicAccountErrorResponse::BadRequest(body) => LimitedAccountErrorResponse::BadRequest(body),
             PublicAccountErrorResponse::Conflict(body) => LimitedAccountErrorResponse::Conflict(body),
             PublicAccountErrorResponse::ServerError(body) => LimitedAccountErrorResponse::ServerError(body),
+            PublicAccountErrorResponse::ServiceUnavailable(body, retry_after) => {
+                LimitedAccountErrorResponse::ServiceUnavailable(body, retry_after)
+            }
         }
     }
 }
@@ -346,6 +465,9 @@ impl From<AccountError> for PublicAccountErrorResponse {
         match account_error(err) {
             (StatusCode::BAD_REQUEST, body) => PublicAccountErrorResponse::BadRequest(Json(body)),
             (StatusCode::CONFLICT, body) => PublicAccountErrorResponse::Conflict(Json(body)),
+            (StatusCode::SERVICE_UNAVAILABLE, body) => {
+                PublicAccountErrorResponse::ServiceUnavailable(Json(body), BUSY_RETRY_AFTER_SECS)
+            }
             (StatusCode::INTERNAL_SERVER_ERROR, body) => PublicAccountErrorResponse::ServerError(Json(body)),
             (status, body) => PublicAccountErrorResponse::ServerError(undocumented(status, &body)),
         }
@@ -423,6 +545,15 @@ pub enum AdminErrorResponse {
     /// Something failed on the server.
     #[oai(status = 500)]
     ServerError(Json<ErrorBody>),
+    /// Too many password checks are waiting (`temporarily_unavailable`); retry after the
+    /// given seconds.
+    #[oai(status = 503)]
+    ServiceUnavailable(
+        Json<ErrorBody>,
+        /// Seconds to wait before retrying.
+        #[oai(header = "Retry-After")]
+        u64,
+    ),
 }
 
 impl From<BearerError> for AdminErrorResponse {
@@ -446,6 +577,9 @@ impl From<AdminError> for AdminErrorResponse {
             }
             AdminError::Duplicate(_) => {
                 AdminErrorResponse::Conflict(Json(ErrorBody::new("conflict", err.to_string())))
+            }
+            AdminError::Hash(HashError::Busy) => {
+                AdminErrorResponse::ServiceUnavailable(Json(unavailable_body()), BUSY_RETRY_AFTER_SECS)
             }
             AdminError::Store(_) | AdminError::Hash(_) | AdminError::Key(_) | AdminError::Mfa(_) => {
                 tracing::error!(error = %err, "internal error");

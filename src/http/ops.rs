@@ -50,8 +50,19 @@ impl OpsApi {
 
     /// Prometheus metrics in the text exposition format.
     #[oai(path = "/metrics", method = "get")]
-    async fn metrics(&self, Data(metrics): Data<&Arc<Metrics>>) -> PlainText<String> {
-        PlainText(metrics.render())
+    async fn metrics(
+        &self,
+        Data(metrics): Data<&Arc<Metrics>>,
+        Data(svc): Data<&Services>,
+    ) -> PlainText<String> {
+        let mut text = metrics.render();
+        text.push_str(&format!(
+            "# HELP latchkey_password_checks_rejected_total Password checks turned away (503) because the hasher's queue was full.\n\
+             # TYPE latchkey_password_checks_rejected_total counter\n\
+             latchkey_password_checks_rejected_total {}\n",
+            svc.hasher().rejected()
+        ));
+        PlainText(text)
     }
 }
 

@@ -72,7 +72,9 @@ pub async fn start_session(
         scope: &scope_text,
         expires_at: refresh_expiry(svc, &session, now),
     });
-    store::sessions::create(svc.db(), &session, new_refresh).await?;
+    if !store::sessions::create(svc.db(), &session, new_refresh, user.security_stamp).await? {
+        return Err(OAuthError::invalid_grant("the password changed during sign-in; sign in again"));
+    }
     let response = for_session(svc, client, user, &scope, &session, refresh)?;
     svc.audit(
         AuditEvent {
