@@ -7,7 +7,9 @@
 //! ```
 //!
 //! The client must be confidential with the password, refresh_token and client_credentials
-//! grants and scope `api`. Each scenario runs for `--duration` or until `--max-requests`,
+//! grants and scope `api`. `--flood 256` keeps 256 connections sending password grants
+//! while each scenario runs (run the server with `--rate-limit-login off`), to see how the
+//! other endpoints fare beside a login flood. Each scenario runs for `--duration` or until `--max-requests`,
 //! whichever comes first, and prints requests, errors, requests/s, p50 and p99 latency.
 //! Only loopback addresses are accepted: this is not a tool for someone else's server.
 
@@ -46,6 +48,10 @@ struct Args {
     /// Scenarios to run, in order (default: all).
     #[arg(long, value_enum, value_delimiter = ',')]
     scenario: Vec<Scenario>,
+    /// Also keep this many connections sending password grants while each scenario runs
+    /// (a login flood, not measured), and print how the flood was answered.
+    #[arg(long, default_value_t = 0)]
+    flood: usize,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -258,6 +264,57 @@ async fn run(target: &Arc<Target>, scenario: Scenario) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// How a login flood was answered.
+#[derive(Default)]
+struct FloodCounts {
+    ok: AtomicU64,
+    unavailable: AtomicU64,
+    other: AtomicU64,
+    failed: AtomicU64,
+}
+
+/// `connections` workers, each on its own connection, sending password grants until `stop`.
+fn start_flood(
+    target: &Arc<Target>,
+    connections: usize,
+    stop: &Arc<std::sync::atomic::AtomicBool>,
+) -> anyhow::Result<(Vec<tokio::task::JoinHandle<()>>, Arc<FloodCounts>)> {
+    let counts = Arc::new(FloodCounts::default());
+    let mut workers = Vec::with_capacity(connections);
+    for _ in 0..connections {
+        let http =
+            reqwest::Client::builder().pool_max_idle_per_host(1).timeout(Duration::from_secs(60)).build()?;
+        let (target, stop, counts) = (target.clone(), stop.clone(), counts.clone());
+        workers.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let form = [
+                    ("grant_type", "password"),
+                    ("username", target.args.username.as_str()),
+                    ("password", target.args.password.as_str()),
+                    ("scope", "api"),
+                ];
+                let sent = http
+                    .post(format!("{}/oauth/token", target.base))
+                    .basic_auth(&target.args.client_id, Some(&target.args.client_secret))
+                    .form(&form)
+                    .send()
+                    .await;
+                let counter = match sent.as_ref().map(|r| r.status().as_u16()) {
+                    Ok(200) => &counts.ok,
+                    Ok(503) => &counts.unavailable,
+                    Ok(_) => &counts.other,
+                    Err(_) => &counts.failed,
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+                if let Ok(response) = sent {
+                    let _ = response.bytes().await;
+                }
+            }
+        }));
+    }
+    Ok((workers, counts))
+}
+
 fn is_loopback(url: &url::Url) -> bool {
     match url.host() {
         Some(url::Host::Domain(d)) => d == "localhost",
@@ -290,7 +347,24 @@ async fn main() -> anyhow::Result<()> {
     );
     let target = Arc::new(Target { http, base, args });
     for scenario in scenarios {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flood =
+            if target.args.flood > 0 { Some(start_flood(&target, target.args.flood, &stop)?) } else { None };
         run(&target, scenario).await.with_context(|| format!("scenario {scenario:?}"))?;
+        if let Some((workers, counts)) = flood {
+            stop.store(true, Ordering::Relaxed);
+            for w in workers {
+                w.await?;
+            }
+            println!(
+                "  during it, a flood of {} connections got: 200 {}, 503 {}, other {}, no answer {}",
+                target.args.flood,
+                counts.ok.load(Ordering::Relaxed),
+                counts.unavailable.load(Ordering::Relaxed),
+                counts.other.load(Ordering::Relaxed),
+                counts.failed.load(Ordering::Relaxed),
+            );
+        }
     }
     Ok(())
 }
