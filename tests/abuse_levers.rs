@@ -331,3 +331,17 @@ async fn client_ids_cannot_take_the_shape_of_a_user_id() {
     app.create_client("0b6f3c1e8d0c4f559a412f7d8c4b9e10", false, &[GrantType::ClientCredentials], "api", &[])
         .await;
 }
+
+#[tokio::test]
+async fn right_passwords_before_verifying_the_address_do_not_lock_the_account() {
+    let app = spawn_app_with(|_| {}).await;
+    let client = app.web_client().await;
+    let body = json!({"username": "alice", "email": "alice@example.com", "password": PASSWORD});
+    assert_eq!(post_json(&app, "/account/register", None, body).await.status(), 201);
+    for _ in 0..6 {
+        assert_eq!(login_status(&app, &client, PASSWORD, None).await, 400, "not verified yet");
+    }
+    let token = mailed_token(&app, "verify_email", 0).await;
+    assert_eq!(post_json(&app, "/account/email/verify", None, json!({"token": token})).await.status(), 204);
+    assert_eq!(login_status(&app, &client, PASSWORD, None).await, 200);
+}

@@ -72,13 +72,18 @@ pub async fn verify_login(
     let (user, password_hash) = user.zip(password_hash).expect("a right password has a user");
     // Only failures spend the per-IP guessing budget.
     limits::refund(svc, Limit::Login, &ip).await?;
-    // A right password for an account that cannot log in stays a counted attempt: it did
-    // not log anyone in.
-    if user.status != UserStatus::Active {
-        return Err(LoginError::Inactive);
-    }
-    if !user.email_verified {
-        return Err(LoginError::Unverified);
+    let refused = if user.status != UserStatus::Active {
+        Some(LoginError::Inactive)
+    } else if !user.email_verified {
+        Some(LoginError::Unverified)
+    } else {
+        None
+    };
+    if let Some(err) = refused {
+        // The password was right: it must not count towards a lock (a user who tries
+        // before verifying the address would find the account locked afterwards).
+        store::users::clear_failures(svc.db(), &user.id).await?;
+        return Err(err);
     }
     let rehash = if PasswordHasher::needs_rehash(&password_hash) {
         Some(svc.hasher().hash(password).await?)
