@@ -147,6 +147,17 @@ async fn a_parallel_burst_from_many_ips_cannot_slip_past_the_lock() {
     assert!(until.is_some());
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn parallel_logins_with_the_right_password_do_not_lock_each_other_out() {
+    let app = spawn_app_with(|_| {}).await;
+    app.create_user("alice", &[]).await;
+    let client = app.web_client().await;
+    let logins = (0..16).map(|_| login_status(&app, &client, PASSWORD, None));
+    let statuses = futures::future::join_all(logins).await;
+    assert!(statuses.iter().all(|&s| s == 200), "{statuses:?}");
+    assert_eq!(lock_state(&app).await, (0, None));
+}
+
 #[tokio::test]
 async fn a_password_reset_clears_the_lock() {
     let app = spawn_app_with(|_| {}).await;

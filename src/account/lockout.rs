@@ -1,4 +1,4 @@
-//! Account lockout: the fifth password attempt in a row locks the account for a while,
+//! Account lockout: the fifth wrong password in a row locks the account for a while,
 //! each lock twice as long as the one before, up to a cap. While locked, attempts are
 //! refused without counting or extending the lock, and the counter starts again when the
 //! lock ends, so nobody can hold an account shut for longer than one lock at a time by
@@ -12,7 +12,7 @@ use crate::services::Services;
 use crate::store::users::{Counted, LockPolicy};
 use crate::store::{self, StoreError, audit::AuditEvent};
 
-/// Attempts in a row before the first lock.
+/// Wrong passwords in a row before the first lock.
 pub const THRESHOLD: i64 = 5;
 const FIRST_LOCK_SECS: i64 = 60;
 const MAX_LOCK_SECS: i64 = 15 * 60;
@@ -20,26 +20,25 @@ const MAX_LOCK_SECS: i64 = 15 * 60;
 const POLICY: LockPolicy =
     LockPolicy { threshold: THRESHOLD, first_secs: FIRST_LOCK_SECS, max_secs: MAX_LOCK_SECS };
 
-/// Counts one password attempt for `user` before its outcome is known, in one atomic
-/// step (`store::users::count_password_attempt`). `false`: the account is locked and the
-/// attempt must fail whatever the password. Audits the moment a lock starts.
-pub async fn count_attempt(svc: &Services, user: &User, meta: &RequestMeta) -> Result<bool, StoreError> {
+/// Counts a wrong password for `user` in one atomic step
+/// (`store::users::count_password_attempt`). `false`: the account is locked, and the
+/// attempt neither counted nor moved the lock. The moment a lock starts is audited after
+/// the answer (a write only that attempt makes would otherwise show in its timing).
+pub async fn count_failure(svc: &Services, user: &User, meta: &RequestMeta) -> Result<bool, StoreError> {
     let now = svc.now();
     let Some(counted) = store::users::count_password_attempt(svc.db(), &user.id, now, POLICY).await? else {
         return Ok(false);
     };
     if let Counted { failures, locked_until: Some(until) } = counted {
-        svc.audit(
-            AuditEvent {
-                event: "lockout",
-                outcome: "locked",
-                user_id: Some(user.id.clone()),
-                detail: Some(format!("failures={failures} seconds={}", until - now)),
-                ..Default::default()
-            },
-            meta,
-        )
-        .await;
+        let event = AuditEvent {
+            event: "lockout",
+            outcome: "locked",
+            user_id: Some(user.id.clone()),
+            detail: Some(format!("failures={failures} seconds={}", until - now)),
+            ..Default::default()
+        };
+        let (svc, meta) = (svc.clone(), meta.clone());
+        tokio::spawn(async move { svc.audit(event, &meta).await });
     }
     Ok(true)
 }

@@ -3,7 +3,7 @@
 //! rate limits and the admission queue of the hasher apply to all of them alike.
 
 use crate::account::lockout;
-use crate::crypto::password::{Admission, HashError, PasswordHasher};
+use crate::crypto::password::{HashError, PasswordHasher};
 use crate::limits::{self, Limit, LimitError, Limited};
 use crate::model::{ClientId, Password, RequestMeta, User, UserStatus, Username};
 use crate::services::Services;
@@ -45,6 +45,15 @@ impl From<LimitError> for LoginError {
 /// A login with username and password at `client`: the per-IP limits, the user lookup,
 /// the password check under the lockout, the re-hash of an old-parameter hash. Failures
 /// are audited.
+///
+/// The hash comes first, then ONE atomic statement decides with the outcome: a wrong
+/// password counts only while the account is open, a right one opens only an account
+/// that is not locked. The database takes these decisions one at a time, in the order
+/// the hashes finish, so no guess of a parallel burst (from any number of IPs) decided
+/// after the lock-setting failure gets in, and parallel logins with the right password
+/// never lock each other out. Every failure answer waits for exactly one committed write
+/// (the count, or else the audit record), so a known user's wrong password answers like
+/// an unknown user's; the remaining records follow after the answer.
 pub async fn verify_login(
     svc: &Services,
     client: &ClientId,
@@ -63,15 +72,20 @@ pub async fn verify_login(
         Ok(name) => store::users::find_by_username(svc.db(), &name).await?,
         Err(_) => None,
     };
-    let password_hash = found.as_ref().map(|f| f.password_hash.clone());
-    let user = found.map(|f| f.user);
-    if !check(svc, admission, user.as_ref(), password, password_hash.as_deref(), meta).await? {
-        audit_failure(svc, client, user.map(|u| u.id), meta);
-        return Err(LoginError::InvalidCredentials);
-    }
-    let (user, password_hash) = user.zip(password_hash).expect("a right password has a user");
-    // Only failures spend the per-IP guessing budget.
-    limits::refund(svc, Limit::Login, &ip).await?;
+    let verified = admission.verify(password, found.as_ref().map(|f| f.password_hash.as_str())).await?;
+    let failure = LoginFailure { svc, client, meta };
+    let found = match found {
+        Some(found) if verified => found,
+        other => {
+            let user = other.map(|f| f.user);
+            let counted = match &user {
+                Some(user) => lockout::count_failure(svc, user, meta).await?,
+                None => false,
+            };
+            return Err(failure.record(user.map(|u| u.id), !counted).await);
+        }
+    };
+    let user = found.user;
     let refused = if user.status != UserStatus::Active {
         Some(LoginError::Inactive)
     } else if !user.email_verified {
@@ -79,19 +93,30 @@ pub async fn verify_login(
     } else {
         None
     };
-    if let Some(err) = refused {
-        // The password was right: it must not count towards a lock (a user who tries
-        // before verifying the address would find the account locked afterwards).
-        store::users::clear_failures(svc.db(), &user.id).await?;
-        return Err(err);
-    }
-    let rehash = if PasswordHasher::needs_rehash(&password_hash) {
-        Some(svc.hasher().hash(password).await?)
-    } else {
-        None
+    let now = svc.now();
+    let open = match refused {
+        // A right password must not count towards a lock, even where it cannot log in
+        // (a user who tries before verifying the address would find the account locked).
+        Some(_) => store::users::clear_failures(svc.db(), &user.id, now).await?,
+        None => {
+            let rehash = if PasswordHasher::needs_rehash(&found.password_hash) {
+                Some(svc.hasher().hash(password).await?)
+            } else {
+                None
+            };
+            store::users::record_login(svc.db(), &user.id, now, rehash.as_deref()).await?
+        }
     };
-    store::users::record_login(svc.db(), &user.id, svc.now(), rehash.as_deref()).await?;
-    Ok(VerifiedUser { user })
+    if !open {
+        // Locked: the right password answers exactly like a wrong one.
+        return Err(failure.record(Some(user.id), true).await);
+    }
+    // Only failures spend the per-IP guessing budget.
+    limits::refund(svc, Limit::Login, &ip).await?;
+    match refused {
+        Some(err) => Err(err),
+        None => Ok(VerifiedUser { user }),
+    }
 }
 
 /// Confirms a signed-in user's current password (account endpoints): limited per user,
@@ -107,49 +132,42 @@ pub async fn confirm_password(
     limits::check(svc, Limit::PasswordPerUser, user_id).await?;
     let user = store::users::find_by_id(svc.db(), user_id).await?;
     let hash = store::users::password_hash(svc.db(), user_id).await?;
-    if !check(svc, admission, user.as_ref(), password, hash.as_deref(), meta).await? {
-        return Err(LoginError::InvalidCredentials);
-    }
-    store::users::clear_failures(svc.db(), user_id).await?;
-    Ok(())
-}
-
-/// The password check under the lockout. The attempt is counted while argon2 runs, not
-/// after: the one atomic count decides whether the account was open for this attempt,
-/// so no guess of a parallel burst slips past a lock an earlier one set; and its write
-/// hides inside the hash time, so a known user answers no slower than an unknown one.
-async fn check(
-    svc: &Services,
-    admission: Admission,
-    user: Option<&User>,
-    password: &Password,
-    hash: Option<&str>,
-    meta: &RequestMeta,
-) -> Result<bool, LoginError> {
-    let counted = async {
-        match user {
-            Some(user) => lockout::count_attempt(svc, user, meta).await,
-            None => Ok(false),
-        }
+    let verified = admission.verify(password, hash.as_deref()).await?;
+    let Some(user) = user else { return Err(LoginError::InvalidCredentials) };
+    let open = if verified {
+        store::users::clear_failures(svc.db(), &user.id, svc.now()).await?
+    } else {
+        lockout::count_failure(svc, &user, meta).await?;
+        false
     };
-    let (verified, open) = tokio::join!(admission.verify(password, hash), counted);
-    Ok(verified? && open?)
+    if open { Ok(()) } else { Err(LoginError::InvalidCredentials) }
 }
 
-/// The audit record of a failed login is written after the answer has gone: it is a
-/// write for known and unknown users alike, but any wait on it would still show in the
-/// answer's timing.
-fn audit_failure(svc: &Services, client: &ClientId, user_id: Option<String>, meta: &RequestMeta) {
-    let (svc, meta, client_id) = (svc.clone(), meta.clone(), client.to_string());
-    tokio::spawn(async move {
+/// Where a failed login is recorded.
+struct LoginFailure<'a> {
+    svc: &'a Services,
+    client: &'a ClientId,
+    meta: &'a RequestMeta,
+}
+
+impl LoginFailure<'_> {
+    /// Audits the failure: before the answer when nothing else was written for it
+    /// (`now`), after it otherwise. Returns the error to answer with.
+    async fn record(&self, user_id: Option<String>, now: bool) -> LoginError {
         let event = AuditEvent {
             event: "login",
             outcome: "failure",
             user_id,
-            client_id: Some(client_id),
+            client_id: Some(self.client.to_string()),
             detail: Some("invalid username or password".into()),
             ..Default::default()
         };
-        svc.audit(event, &meta).await;
-    });
+        if now {
+            self.svc.audit(event, self.meta).await;
+        } else {
+            let (svc, meta) = (self.svc.clone(), self.meta.clone());
+            tokio::spawn(async move { svc.audit(event, &meta).await });
+        }
+        LoginError::InvalidCredentials
+    }
 }

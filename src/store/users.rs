@@ -85,20 +85,23 @@ pub async fn unknown_roles(db: &Db, roles: &[Role]) -> StoreResult<Vec<String>> 
     Ok(unknown)
 }
 
-/// A successful login: stamp it, end the lockout history, and store a re-hashed password
-/// when parameters changed.
-pub async fn record_login(db: &Db, id: &str, now: i64, new_hash: Option<&str>) -> StoreResult<()> {
-    sqlx::query(
+/// A right password at login: unless the account is locked, stamp the login, end the
+/// lockout history and store a re-hashed password when parameters changed, in one
+/// statement. `false`: locked (nothing changed), and the login must fail like a wrong
+/// password.
+pub async fn record_login(db: &Db, id: &str, now: i64, new_hash: Option<&str>) -> StoreResult<bool> {
+    let changed = sqlx::query(
         "UPDATE users SET last_login_at = $2, failed_attempts = 0, locked_until = NULL, last_lock_secs = 0,
                 password_hash = COALESCE($3, password_hash)
-         WHERE id = $1",
+         WHERE id = $1 AND (locked_until IS NULL OR locked_until <= $2)",
     )
     .bind(id)
     .bind(now)
     .bind(new_hash)
     .execute(db.pool())
-    .await?;
-    Ok(())
+    .await?
+    .rows_affected();
+    Ok(changed == 1)
 }
 
 async fn from_row(db: &Db, row: &AnyRow) -> StoreResult<User> {
@@ -130,13 +133,13 @@ async fn from_row(db: &Db, row: &AnyRow) -> StoreResult<User> {
 /// How a counted password attempt left the account.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Counted {
-    /// Attempts since the counter last started (a lock ending restarts it).
+    /// Failures since the counter last started (a lock ending restarts it).
     pub failures: i64,
     /// Set when this attempt started a lock: it lasts until then.
     pub locked_until: Option<i64>,
 }
 
-/// The lockout rule as parameters: the `threshold`-th attempt in a row locks the account
+/// The lockout rule as parameters: the `threshold`-th failure in a row locks the account
 /// for twice as long as the lock before it, between `first_secs` and `max_secs`.
 #[derive(Debug, Clone, Copy)]
 pub struct LockPolicy {
@@ -145,13 +148,12 @@ pub struct LockPolicy {
     pub max_secs: i64,
 }
 
-/// Counts a password attempt against the user's lock in ONE statement, so any number of
-/// parallel attempts (from any number of IPs) are decided by the database one at a time:
-/// `None` when the account is locked, and then the attempt neither counts nor moves the
-/// lock. The first attempt after a lock has ended starts the counter again. Attempts are
-/// counted before the password is known (the caller resets the counter when it was
-/// right), so no guess in flight can slip past a lock that an earlier one set.
-/// Every SET expression reads the old row, on PostgreSQL and SQLite alike.
+/// Counts a wrong password against the user's lock in ONE statement, so any number of
+/// parallel attempts (from any number of IPs) are decided by the database one at a time,
+/// in the order their hashes finish: `None` when the account is locked, and then the
+/// attempt neither counts nor moves the lock. The first failure after a lock has ended
+/// starts the counter again. Every SET expression reads the old row, on PostgreSQL and
+/// SQLite alike.
 pub async fn count_password_attempt(
     db: &Db,
     id: &str,
@@ -187,16 +189,20 @@ pub async fn count_password_attempt(
     .transpose()
 }
 
-/// A right password outside a login (the account endpoints): the attempt counted for it
-/// is taken back, and with it any lock it started.
-pub async fn clear_failures(db: &Db, id: &str) -> StoreResult<()> {
-    sqlx::query(
-        "UPDATE users SET failed_attempts = 0, locked_until = NULL, last_lock_secs = 0 WHERE id = $1",
+/// A right password outside a login (the account endpoints, or an account that may not
+/// log in yet): ends the lockout history unless the account is locked. `false`: locked,
+/// and the check must fail like a wrong password.
+pub async fn clear_failures(db: &Db, id: &str, now: i64) -> StoreResult<bool> {
+    let changed = sqlx::query(
+        "UPDATE users SET failed_attempts = 0, locked_until = NULL, last_lock_secs = 0
+         WHERE id = $1 AND (locked_until IS NULL OR locked_until <= $2)",
     )
     .bind(id)
+    .bind(now)
     .execute(db.pool())
-    .await?;
-    Ok(())
+    .await?
+    .rows_affected();
+    Ok(changed == 1)
 }
 
 /// Filters and keyset position for the admin user list, ordered by username.
