@@ -18,9 +18,15 @@ use crate::store::{self, Db};
 /// Opens everything the server and the CLI commands need.
 pub async fn open(settings: Settings) -> anyhow::Result<Services> {
     keys::install_crypto_provider();
-    let secret_box = SecretBox::load(&settings).context("cannot load the secret key")?;
-    let db = Db::connect(&settings.database_url).await.context("cannot open the database")?;
+    // The database first: nothing (no secret key file) is written while it cannot be opened.
+    let db = Db::connect(&settings.database_url)
+        .await
+        .with_context(|| format!("cannot open the database {}", store::describe(&settings.database_url)))?;
     db.migrate().await.context("cannot apply migrations")?;
+    if settings.keys_dir.exists() && !settings.keys_dir.is_dir() {
+        anyhow::bail!("--keys-dir {} is not a directory", settings.keys_dir.display());
+    }
+    let secret_box = SecretBox::load(&settings).context("cannot load the secret key")?;
     let clock = Clock::default();
     let keys = KeyRing::open(db.clone(), &settings.keys_dir, clock.clone())
         .await

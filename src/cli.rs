@@ -5,12 +5,11 @@ use std::io::{BufRead, IsTerminal};
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 
-use crate::account::{self, AccountError, NewUser, UserView};
+use crate::account::UserView;
 use crate::admin::{self, Actor, AdminError};
 use crate::config::RawSettings;
-use crate::model::{ClientId, GrantType, Scope};
-use crate::model::{Email, Password, Role, UserStatus, Username};
-use crate::oauth::client::{self, NewClient, RegisterError, RegisteredClient};
+use crate::model::UserStatus;
+use crate::oauth::client::RegisteredClient;
 use crate::{app, http, telemetry};
 
 #[derive(Debug, Parser)]
@@ -49,6 +48,7 @@ enum Command {
 enum UserCommand {
     /// Create a user who can log in at once; prints the user as JSON.
     Create {
+        /// 3 to 64 letters, digits, `.`, `_`, `-` or `@`; case-insensitive.
         #[arg(long)]
         username: String,
         #[arg(long)]
@@ -75,6 +75,19 @@ enum UserCommand {
         #[arg(long)]
         cursor: Option<String>,
     },
+    /// Enable a disabled user.
+    Enable {
+        /// User id or username.
+        user: String,
+    },
+    /// Set a user's password (recovery without mail); ends all their sessions.
+    SetPassword {
+        /// User id or username.
+        user: String,
+        /// Read the password from the first line of standard input instead of prompting.
+        #[arg(long)]
+        password_stdin: bool,
+    },
     /// Disable a user and end all their sessions.
     Disable {
         /// User id or username.
@@ -99,6 +112,7 @@ enum UserCommand {
 enum ClientCommand {
     /// Register a client; prints its id and, for a confidential client, its secret (once).
     Create {
+        /// A name for people (admin lists, consent pages).
         #[arg(long)]
         name: String,
         /// Choose the client id (default: random).
@@ -152,7 +166,10 @@ pub async fn run() -> i32 {
             return 2;
         }
     };
-    telemetry::init(settings.log_format);
+    if let Err(err) = telemetry::init(settings.log_format, std::env::var("LATCHKEY_LOG").ok().as_deref()) {
+        eprintln!("latchkey: invalid setting {err}");
+        return 2;
+    }
     match execute(cli.command, settings).await {
         Ok(()) => 0,
         Err(err) => {
@@ -163,17 +180,25 @@ pub async fn run() -> i32 {
     }
 }
 
+/// The context chain on one line; a cause its parent's text already repeats is left out
+/// (database drivers often wrap an error and print it again).
 fn format_chain(err: &anyhow::Error) -> String {
-    err.chain().map(ToString::to_string).collect::<Vec<_>>().join(": ")
+    let mut parts: Vec<String> = Vec::new();
+    for cause in err.chain().map(ToString::to_string) {
+        if !parts.last().is_some_and(|last| last.contains(&cause)) {
+            parts.push(cause);
+        }
+    }
+    parts.join(": ")
 }
 
 async fn execute(command: Command, settings: crate::config::Settings) -> anyhow::Result<()> {
     match command {
         Command::Serve => app::serve(settings).await,
         Command::Migrate => {
-            let db = crate::store::Db::connect(&settings.database_url)
-                .await
-                .context("cannot open the database")?;
+            let db = crate::store::Db::connect(&settings.database_url).await.with_context(|| {
+                format!("cannot open the database {}", crate::store::describe(&settings.database_url))
+            })?;
             db.migrate().await.context("cannot apply migrations")?;
             eprintln!("migrations applied");
             Ok(())
@@ -181,58 +206,6 @@ async fn execute(command: Command, settings: crate::config::Settings) -> anyhow:
         Command::Openapi { yaml } => {
             println!("{}", http::openapi_document(settings.issuer_str(), yaml));
             Ok(())
-        }
-        Command::User(UserCommand::Create { username, email, roles, password_stdin }) => {
-            let username = Username::parse(&username).map_err(anyhow::Error::msg)?;
-            let email = Email::parse(&email).map_err(anyhow::Error::msg)?;
-            let roles = roles
-                .iter()
-                .map(|r| Role::parse(r))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(anyhow::Error::msg)?;
-            let raw = read_password(password_stdin)?;
-            let password = Password::new_checked(raw, &[username.as_str(), email.as_str()])
-                .map_err(|reasons| anyhow::anyhow!(reasons.join("; ")))?;
-            let svc = app::open(settings).await?;
-            let new = NewUser { username, email, password, roles, email_verified: true };
-            let user = account::create_user(&svc, new).await.map_err(|e| match e {
-                AccountError::Invalid(reasons) => anyhow::anyhow!(reasons.join("; ")),
-                other => anyhow::Error::new(other),
-            })?;
-            print_json(&UserView::from(&user))
-        }
-        Command::Client(ClientCommand::Create {
-            name,
-            id,
-            public,
-            grants,
-            scopes,
-            audiences,
-            require_mfa,
-        }) => {
-            let id = id
-                .map(|i| {
-                    ClientId::parse(&i)
-                        .with_context(|| format!("{i:?} is not a client id (letters, digits, - _ . ~)"))
-                })
-                .transpose()?;
-            let grants = if grants.is_empty() {
-                vec![GrantType::Password, GrantType::RefreshToken]
-            } else {
-                grants
-                    .iter()
-                    .map(|g| GrantType::parse(g).with_context(|| format!("unknown grant {g:?}")))
-                    .collect::<anyhow::Result<_>>()?
-            };
-            let scopes =
-                Scope::parse(&scopes.join(" ")).context("a scope has characters RFC 6749 does not allow")?;
-            let svc = app::open(settings).await?;
-            let new = NewClient { name, id, public, grants, scopes, audiences, require_mfa };
-            let registered = client::register(&svc, new).await.map_err(|e| match e {
-                RegisterError::Store(s) => anyhow::Error::new(s),
-                other => anyhow::anyhow!(other.to_string()),
-            })?;
-            print_json(&registered)
         }
         Command::User(cmd) => user_admin(cmd, settings).await,
         Command::Client(cmd) => client_admin(cmd, settings).await,
@@ -246,13 +219,32 @@ async fn execute(command: Command, settings: crate::config::Settings) -> anyhow:
     }
 }
 
-/// The operator commands of `latchkey user`, through the same domain functions as the
-/// admin API.
+/// The operator commands of `latchkey user`, through the same domain functions (checks and
+/// audit records) as the admin API, as the actor `cli`.
 async fn user_admin(cmd: UserCommand, settings: crate::config::Settings) -> anyhow::Result<()> {
+    // Ask for a password before anything is opened: a prompt must not wait on a database.
+    let password = match &cmd {
+        UserCommand::Create { password_stdin, .. } | UserCommand::SetPassword { password_stdin, .. } => {
+            Some(read_password(*password_stdin)?)
+        }
+        _ => None,
+    };
     let svc = app::open(settings).await?;
     let actor = Actor::cli();
     let user = match cmd {
-        UserCommand::Create { .. } => unreachable!("handled in execute"),
+        UserCommand::Create { username, email, roles, .. } => {
+            let password = password.unwrap_or_default();
+            let input = admin::users::CreateUser { username, email, password, roles };
+            admin::users::create(&svc, &actor, input).await
+        }
+        UserCommand::Enable { user } => {
+            let id = admin::users::find(&svc, &user).await.map_err(admin_error)?.id;
+            admin::users::set_status(&svc, &actor, &id, UserStatus::Active).await
+        }
+        UserCommand::SetPassword { user, .. } => {
+            let id = admin::users::find(&svc, &user).await.map_err(admin_error)?.id;
+            admin::users::set_password(&svc, &actor, &id, password.unwrap_or_default()).await
+        }
         UserCommand::List { q, status, limit, cursor } => {
             let filter = admin::users::UserFilter { q, status, limit, cursor };
             let page = admin::users::list(&svc, &filter).await.map_err(admin_error)?;
@@ -275,12 +267,18 @@ async fn user_admin(cmd: UserCommand, settings: crate::config::Settings) -> anyh
     print_json(&UserView::from(&user.map_err(admin_error)?))
 }
 
-/// The operator commands of `latchkey client` beyond `create`.
+/// The operator commands of `latchkey client`, through the admin API's domain functions.
 async fn client_admin(cmd: ClientCommand, settings: crate::config::Settings) -> anyhow::Result<()> {
     let svc = app::open(settings).await?;
     let actor = Actor::cli();
     match cmd {
-        ClientCommand::Create { .. } => unreachable!("handled in execute"),
+        ClientCommand::Create { name, id, public, grants, scopes, audiences, require_mfa } => {
+            // No --grant: the admin API's default grants.
+            let grants = (!grants.is_empty()).then_some(grants);
+            let input =
+                admin::clients::CreateClient { name, id, public, grants, scopes, audiences, require_mfa };
+            print_json(&admin::clients::create(&svc, &actor, input).await.map_err(admin_error)?)
+        }
         ClientCommand::List => {
             let clients = admin::clients::list(&svc).await.map_err(admin_error)?;
             print_json(&clients.iter().map(|c| RegisteredClient::new(c, None)).collect::<Vec<_>>())

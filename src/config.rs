@@ -20,12 +20,15 @@ const DEFAULT_RATE_LIMIT_LOGIN: &str = "5/15m";
 const DEFAULT_RATE_LIMIT_REFRESH: &str = "10/1h";
 const DEFAULT_RATE_LIMIT_REGISTER: &str = "3/1h";
 const DEFAULT_LOG_FORMAT: &str = "text";
+const DEFAULT_REGISTRATION: &str = "open";
 const DEFAULT_HASH_QUEUE: &str = "64";
 
-/// Raw values as they came from flags or environment variables.
+/// Raw values as they came from flags or environment variables. In `--help` they stand
+/// under their own heading, apart from a command's own options.
 #[derive(Debug, Clone, clap::Args)]
+#[command(next_help_heading = "Settings (every one also a LATCHKEY_* variable)")]
 pub struct RawSettings {
-    /// Address to listen on.
+    /// `HOST:PORT` to listen on; a wildcard address (0.0.0.0, [::]) needs --issuer.
     #[arg(long, env = "LATCHKEY_BIND", default_value = DEFAULT_BIND, global = true)]
     pub bind: String,
     /// `sqlite://…` or `postgres://…`.
@@ -46,8 +49,10 @@ pub struct RawSettings {
     /// 32-byte key (base64 or hex) that encrypts TOTP secrets at rest.
     #[arg(long, env = "LATCHKEY_SECRET_KEY", global = true, hide_env_values = true)]
     pub secret_key: Option<String>,
+    /// Lifetime of access and ID tokens: `Ns`, `Nm`, `Nh` or `Nd`.
     #[arg(long, env = "LATCHKEY_ACCESS_TOKEN_TTL", default_value = DEFAULT_ACCESS_TOKEN_TTL, global = true)]
     pub access_token_ttl: String,
+    /// Idle lifetime of a refresh token (a session lasts at most four): `Ns` … `Nd`.
     #[arg(long, env = "LATCHKEY_REFRESH_TOKEN_TTL", default_value = DEFAULT_REFRESH_TOKEN_TTL, global = true)]
     pub refresh_token_ttl: String,
     /// `log`, `dir:PATH`, `smtp://[user:pass@]host[:587]` (STARTTLS required; add
@@ -55,10 +60,14 @@ pub struct RawSettings {
     /// `smtps://…` (TLS from the start, port 465).
     #[arg(long, env = "LATCHKEY_MAIL", default_value = DEFAULT_MAIL, global = true, hide_env_values = true)]
     pub mail: String,
+    /// Failed logins per client IP (an IPv6 client by its /64), `COUNT/DURATION` (e.g.
+    /// 5/15m), or `off`; `off` also lifts the fixed per-IP and per-user password caps.
     #[arg(long, env = "LATCHKEY_RATE_LIMIT_LOGIN", default_value = DEFAULT_RATE_LIMIT_LOGIN, global = true)]
     pub rate_limit_login: String,
+    /// Refreshes per user, `COUNT/DURATION`, or `off`.
     #[arg(long, env = "LATCHKEY_RATE_LIMIT_REFRESH", default_value = DEFAULT_RATE_LIMIT_REFRESH, global = true)]
     pub rate_limit_refresh: String,
+    /// Registrations per client IP, `COUNT/DURATION`, or `off`.
     #[arg(long, env = "LATCHKEY_RATE_LIMIT_REGISTER", default_value = DEFAULT_RATE_LIMIT_REGISTER, global = true)]
     pub rate_limit_register: String,
     /// Comma-separated addresses or CIDR ranges whose X-Forwarded-For is believed.
@@ -71,6 +80,9 @@ pub struct RawSettings {
     /// `text` or `json`; the filter is read from LATCHKEY_LOG.
     #[arg(long, env = "LATCHKEY_LOG_FORMAT", default_value = DEFAULT_LOG_FORMAT, global = true)]
     pub log_format: String,
+    /// `open`: anyone may `POST /account/register`; `closed`: only operators create users.
+    #[arg(long, env = "LATCHKEY_REGISTRATION", default_value = DEFAULT_REGISTRATION, global = true)]
+    pub registration: String,
     /// Password checks that may wait for a CPU core (one hash per core runs); past that,
     /// logins answer 503 with Retry-After at once instead of queueing without bound.
     #[arg(long, env = "LATCHKEY_HASH_QUEUE", default_value = DEFAULT_HASH_QUEUE, global = true)]
@@ -95,6 +107,7 @@ impl Default for RawSettings {
             trusted_proxies: String::new(),
             cors_origins: String::new(),
             log_format: DEFAULT_LOG_FORMAT.into(),
+            registration: DEFAULT_REGISTRATION.into(),
             hash_queue: DEFAULT_HASH_QUEUE.into(),
         }
     }
@@ -117,6 +130,8 @@ pub struct Settings {
     /// Browser origins allowed cross-origin calls; empty: no CORS headers at all.
     pub cors_origins: Vec<String>,
     pub log_format: LogFormat,
+    /// Self-registration at `POST /account/register` is allowed.
+    pub registration_open: bool,
     /// Password checks that may wait for a core before the next one is turned away.
     pub hash_queue: usize,
     /// A connection must get an answer this long after it opened or got its last one
@@ -180,9 +195,8 @@ fn bad(flag: &'static str, env: &'static str, reason: impl Into<String>) -> Sett
 
 impl RawSettings {
     pub fn parse(&self) -> Result<Settings, SettingError> {
-        let bind: SocketAddr = self.bind.parse().map_err(|_| {
-            bad("bind", "LATCHKEY_BIND", format!("{:?} is not an address like 127.0.0.1:8080", self.bind))
-        })?;
+        let bind =
+            parse_bind(&self.bind, self.issuer.is_some()).map_err(|r| bad("bind", "LATCHKEY_BIND", r))?;
         if !(self.database_url.starts_with("sqlite:")
             || self.database_url.starts_with("postgres://")
             || self.database_url.starts_with("postgresql://"))
@@ -193,7 +207,7 @@ impl RawSettings {
                 "must start with sqlite:, postgres:// or postgresql://",
             ));
         }
-        let issuer_text = self.issuer.clone().unwrap_or_else(|| format!("http://{bind}"));
+        let issuer_text = self.issuer.clone().unwrap_or_else(|| format!("http://{}", self.bind));
         let issuer = parse_issuer(&issuer_text).map_err(|r| bad("issuer", "LATCHKEY_ISSUER", r))?;
         let ttl = |flag, env, text: &str| {
             parse_duration(text)
@@ -248,10 +262,35 @@ impl RawSettings {
                     ));
                 }
             },
+            registration_open: match self.registration.as_str() {
+                "open" => true,
+                "closed" => false,
+                other => {
+                    return Err(bad(
+                        "registration",
+                        "LATCHKEY_REGISTRATION",
+                        format!("{other:?} is neither open nor closed"),
+                    ));
+                }
+            },
         };
         settings.secret_key_bytes()?;
         Ok(settings)
     }
+}
+
+/// `HOST:PORT`, the host a name or an address. A wildcard address listens on every
+/// interface, where `http://0.0.0.0:…` cannot be the issuer clients see: it needs `--issuer`.
+fn parse_bind(text: &str, issuer_given: bool) -> Result<SocketAddr, String> {
+    use std::net::ToSocketAddrs;
+    let unusable = || format!("{text:?} is not HOST:PORT like 127.0.0.1:8080 or localhost:8080");
+    let addr = text.to_socket_addrs().map_err(|_| unusable())?.next().ok_or_else(unusable)?;
+    if addr.ip().is_unspecified() && !issuer_given {
+        return Err(format!(
+            "{text} listens on every interface; set --issuer (LATCHKEY_ISSUER) to the URL clients use"
+        ));
+    }
+    Ok(addr)
 }
 
 /// `Ns`, `Nm`, `Nh` or `Nd`, exactly as the contract spells them.
@@ -374,6 +413,23 @@ fn parse_proxies(text: &str) -> Result<Vec<IpNet>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bind_takes_host_names_and_refuses_a_wildcard_without_an_issuer() {
+        let raw = |bind: &str, issuer: Option<&str>| RawSettings {
+            bind: bind.into(),
+            issuer: issuer.map(str::to_owned),
+            ..RawSettings::default()
+        };
+        let local = raw("localhost:8080", None).parse().unwrap();
+        assert_eq!(local.issuer_str(), "http://localhost:8080");
+        assert!(local.bind.ip().is_loopback());
+        assert!(raw("0.0.0.0:8090", None).parse().is_err());
+        assert!(raw("[::]:8090", None).parse().is_err());
+        let public = raw("0.0.0.0:8090", Some("https://auth.example")).parse().unwrap();
+        assert_eq!(public.issuer_str(), "https://auth.example");
+        assert!(raw("nowhere", None).parse().is_err());
+    }
 
     #[test]
     fn durations_follow_the_contract() {

@@ -481,3 +481,15 @@ async fn missing_or_garbage_bearer_tokens_get_401_with_a_challenge() {
         }
     }
 }
+
+#[tokio::test]
+async fn closed_registration_refuses_self_service_sign_up() {
+    let app = common::spawn_app_with(|s| s.registration_open = false).await;
+    let resp = register(&app, "mallory", "mallory@example.com", PASSWORD).await;
+    assert_eq!(resp.status(), 403);
+    assert_eq!(error_of(resp).await["error"], "registration_closed");
+    // Operators still create users, who log in at once.
+    app.create_user("alice", &[]).await;
+    let client = app.web_client().await;
+    app.login(&client, "alice").await;
+}

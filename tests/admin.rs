@@ -88,6 +88,7 @@ async fn every_admin_route_refuses_non_admins_and_anonymous_callers() {
         (Method::POST, "/admin/users/{id}/enable", None),
         (Method::POST, "/admin/users/{id}/unlock", None),
         (Method::POST, "/admin/users/{id}/revoke-sessions", None),
+        (Method::POST, "/admin/users/{id}/password", Some(json!({"password": "a long and new passphrase"}))),
         (Method::POST, "/admin/users/{id}/mfa/reset", None),
         (Method::GET, "/admin/clients", None),
         (Method::POST, "/admin/clients", Some(json!({"name": "evil"}))),
@@ -397,12 +398,14 @@ async fn admins_manage_clients() {
     assert_eq!(f.admin(Method::PATCH, "/admin/clients/spa", Some(cc)).await.0, 400);
 
     // Deleting a client ends its sessions: its users' tokens go inactive.
-    let mobile = f.app.create_client("mobile", false, &[GrantType::Password], "openid", &[]).await;
+    let api = ["https://api.example"];
+    let mobile = f.app.create_client("mobile", false, &[GrantType::Password], "openid", &api).await;
+    let resource = f.app.create_client("resource", false, &[GrantType::ClientCredentials], "", &api).await;
     let tokens = f.app.login(&mobile, "alice").await;
     let access = tokens["access_token"].as_str().unwrap();
-    assert_eq!(f.app.introspect(&f.web, access).await["active"], true);
+    assert_eq!(f.app.introspect(&resource, access).await["active"], true);
     assert_eq!(f.admin(Method::DELETE, "/admin/clients/mobile", None).await.0, 204);
-    assert_eq!(f.app.introspect(&f.web, access).await, json!({"active": false}));
+    assert_eq!(f.app.introspect(&resource, access).await, json!({"active": false}));
     assert_eq!(f.admin(Method::GET, "/admin/clients/mobile", None).await.0, 404);
     assert_eq!(f.admin(Method::DELETE, "/admin/clients/mobile", None).await.0, 404);
 
@@ -615,4 +618,22 @@ async fn admins_see_and_reset_a_users_second_factor() {
         [(bob.id.as_str(), f.admin_id.as_str(), false), (f.user_id.as_str(), f.admin_id.as_str(), true)],
         "newest first"
     );
+}
+
+#[tokio::test]
+async fn admins_set_a_password_without_mail() {
+    let f = fixture().await;
+    let path = format!("/admin/users/{}/password", f.user_id);
+    let (status, body) = f.admin(Method::POST, &path, Some(json!({"password": "alice"}))).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(!body["errors"].as_array().unwrap().is_empty());
+    let (status, body) =
+        f.admin(Method::POST, &path, Some(json!({"password": "a long and new passphrase"}))).await;
+    assert_eq!(status, 200, "{body}");
+    // Every session of the user ended; the new password logs in, the old one does not.
+    assert_eq!(f.app.get_bearer("/account/me", &f.user_token).await.status(), 401);
+    assert_eq!(f.app.password_grant(&f.web, "alice", PASSWORD, None).await.status(), 400);
+    let resp = f.app.password_grant(&f.web, "alice", "a long and new passphrase", None).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(f.audit("event=admin_user_set_password").await.len(), 1);
 }

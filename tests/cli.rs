@@ -102,6 +102,73 @@ async fn user_and_client_create_print_json() {
     assert!(states.contains(&"verifying"));
 }
 
+/// Every CLI command that writes goes through the admin functions: checked like the admin
+/// API, and on record in the audit log as `via=cli`.
+#[tokio::test]
+async fn cli_writes_are_checked_and_audited_like_the_admin_api() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = database(dir.path()).await;
+    let run = |args: &[&str]| latchkey(dir.path(), &db).args(args).output().unwrap();
+    let with_password = |args: &[&str], password: &str| {
+        let mut cmd = latchkey(dir.path(), &db);
+        cmd.args(args);
+        run_with_stdin(cmd, &format!("{password}\n"))
+    };
+    let create =
+        ["user", "create", "--username", "alice", "--email", "alice@example.com", "--password-stdin"];
+    let alice = json_stdout(&with_password(&create, "correct horse battery staple"));
+    json_stdout(&run(&[
+        "client",
+        "create",
+        "--name",
+        "Web",
+        "--id",
+        "web",
+        "--audience",
+        "https://api.example",
+    ]));
+    // The admin API's checks hold at the command line too.
+    let out = run(&["client", "create", "--name", "Bad", "--audience", "has space"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not an audience"));
+    json_stdout(&run(&["client", "rotate-secret", "web"]));
+    json_stdout(&run(&["user", "disable", "alice"]));
+    json_stdout(&run(&["user", "enable", "alice"]));
+    json_stdout(&run(&["user", "unlock", "alice"]));
+    json_stdout(&run(&["user", "set-roles", "alice", "--role", "user"]));
+    let weak = with_password(&["user", "set-password", "alice", "--password-stdin"], "alice");
+    assert!(!weak.status.success(), "the password policy applies");
+    let set = json_stdout(&with_password(
+        &["user", "set-password", "alice", "--password-stdin"],
+        "a new long passphrase",
+    ));
+    assert_eq!(set["id"], alice["id"]);
+    json_stdout(&run(&["client", "delete", "web"]));
+
+    let pool = latchkey::store::Db::connect(&db).await.unwrap();
+    let events: Vec<(String, String)> =
+        sqlx::query_as("SELECT event, COALESCE(detail, '') FROM audit_events ORDER BY id")
+            .fetch_all(pool.pool())
+            .await
+            .unwrap();
+    let kinds: Vec<&str> = events.iter().map(|(e, _)| e.as_str()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "admin_user_create",
+            "admin_client_create",
+            "admin_client_rotate_secret",
+            "admin_user_disable",
+            "admin_user_enable",
+            "admin_user_unlock",
+            "admin_user_update",
+            "admin_user_set_password",
+            "admin_client_delete",
+        ]
+    );
+    assert!(events.iter().all(|(_, detail)| detail.starts_with("via=cli")), "{events:?}");
+}
+
 #[test]
 fn bad_settings_stop_with_one_line() {
     let dir = tempfile::tempdir().unwrap();
@@ -113,6 +180,9 @@ fn bad_settings_stop_with_one_line() {
         ("LATCHKEY_DATABASE_URL", "mysql://x", "--database-url"),
         ("LATCHKEY_LOG_FORMAT", "xml", "--log-format"),
         ("LATCHKEY_TRUSTED_PROXIES", "10.0.0.0/99", "--trusted-proxies"),
+        ("LATCHKEY_BIND", "0.0.0.0:8090", "--issuer"),
+        ("LATCHKEY_REGISTRATION", "maybe", "--registration"),
+        ("LATCHKEY_LOG", "degub", "LATCHKEY_LOG"),
     ];
     for (env, value, flag) in cases {
         let out =
@@ -124,6 +194,33 @@ fn bad_settings_stop_with_one_line() {
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
     assert!(!dir.path().join("x.db").exists(), "nothing starts with a bad setting");
+}
+
+/// A server that cannot start says why in one line naming the thing at fault, and leaves
+/// nothing behind (no secret key file) when the database cannot be opened.
+#[test]
+fn start_up_failures_name_their_cause_in_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("no-such-dir");
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "").unwrap();
+    let sqlite = |p: &Path| format!("sqlite://{}?mode=rwc", p.display());
+    let cases = [
+        (sqlite(&missing.join("x.db")), None, missing.display().to_string()),
+        (sqlite(&dir.path().join("ok.db")), Some(file.clone()), format!("--keys-dir {}", file.display())),
+    ];
+    for (db, keys_dir, expected) in cases {
+        let mut cmd = latchkey(dir.path(), &db);
+        if let Some(keys) = &keys_dir {
+            cmd.env("LATCHKEY_KEYS_DIR", keys);
+        }
+        let out = cmd.arg("serve").output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+        assert!(stderr.contains(&expected), "names {expected}: {stderr}");
+    }
+    assert!(!dir.path().join("keys").exists(), "nothing written before the database opened");
 }
 
 #[test]

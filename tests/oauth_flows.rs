@@ -88,7 +88,8 @@ async fn password_grant_issues_rfc9068_tokens() {
     assert_eq!(claims["scope"], "openid profile");
     assert_eq!(claims["amr"], json!(["pwd"]));
     assert_eq!(claims["roles"], json!(["user"]));
-    assert!(claims["aud"].as_array().unwrap().contains(&json!(app.base)));
+    // Not latchkey's own scopes, so not latchkey's audience: the client's id.
+    assert_eq!(claims["aud"], json!(["web"]));
     for name in ["exp", "iat", "auth_time"] {
         assert!(claims[name].is_i64(), "{name}");
     }
@@ -221,8 +222,11 @@ async fn refresh_can_only_narrow_scope_and_is_bound_to_its_client() {
 async fn introspection_with_the_oauth2_crate() {
     let app = spawn_app().await;
     let user = app.create_user("alice", &[]).await;
-    let client = app.web_client().await;
-    let rs = app.create_client("api-server", false, &[], "", &[]).await;
+    // The app's tokens name the API; the API's resource server is registered for it.
+    let api = ["https://api.example"];
+    let grants = [GrantType::Password, GrantType::RefreshToken];
+    let client = app.create_client("web", false, &grants, "openid profile email api", &api).await;
+    let rs = app.create_client("api-server", false, &[], "", &api).await;
     let token = password_login(&app, &client, &["openid", "api"]).await;
 
     let intro = oauth_client(&app, &rs)

@@ -9,6 +9,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use common::{TestApp, TestClient, jwt_part, spawn_app};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use latchkey::model::GrantType;
 use rsa::pkcs8::{EncodePrivateKey, LineEnding};
 use serde_json::{Value, json};
 
@@ -23,8 +24,11 @@ struct Fixture {
 async fn fixture() -> Fixture {
     let app = spawn_app().await;
     app.create_user("alice", &[]).await;
-    let client = app.web_client().await;
-    let rs = app.create_client("api-server", false, &[], "", &[]).await;
+    // The app's tokens name the API the resource server introspects for.
+    let api = ["https://api.example"];
+    let grants = [GrantType::Password, GrantType::RefreshToken];
+    let client = app.create_client("web", false, &grants, "openid profile email api", &api).await;
+    let rs = app.create_client("api-server", false, &[], "", &api).await;
     let token = app.login(&client, "alice").await["access_token"].as_str().unwrap().to_owned();
     let kid = jwt_part(&token, 0)["kid"].as_str().unwrap().to_owned();
     let pem = std::fs::read_to_string(app.dir.path().join("keys").join(format!("{kid}.pem"))).unwrap();

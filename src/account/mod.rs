@@ -64,6 +64,8 @@ pub enum AccountError {
     WrongPassword,
     #[error("too many requests")]
     TooManyRequests(crate::limits::Limited),
+    #[error("self-registration is closed on this server; ask an operator for an account")]
+    RegistrationClosed,
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]

@@ -29,6 +29,9 @@ pub struct Registration {
 /// mails a verification token. Every problem with the input is reported at once.
 /// Registrations are limited per client IP, counted before anything else.
 pub async fn register(svc: &Services, reg: Registration, meta: &RequestMeta) -> Result<User, AccountError> {
+    if !svc.settings().registration_open {
+        return Err(AccountError::RegistrationClosed);
+    }
     limits::check(svc, Limit::Register, &meta.ip_key()).await?;
     let mut reasons = Vec::new();
     let username = Username::parse(&reg.username).map_err(|r| reasons.push(r)).ok();

@@ -79,6 +79,7 @@ impl From<AccountError> for AdminError {
             // Self-service outcomes that admin operations do not produce.
             e @ (AccountError::InvalidToken
             | AccountError::WrongPassword
+            | AccountError::RegistrationClosed
             | AccountError::TooManyRequests(_)) => AdminError::invalid(e.to_string()),
         }
     }
@@ -94,26 +95,39 @@ impl From<RegisterError> for AdminError {
     }
 }
 
-/// Admits a Bearer token to the admin API: it must be an active user token, and its user
-/// must hold role `admin` in the database now — a role removed after the token was issued
-/// counts as removed.
+/// Admits a Bearer token to the admin API: it must be an active user token with scope
+/// `admin`, and its user must hold role `admin` in the database now — a role removed after
+/// the token was issued counts as removed. A signed-in user refused here (a token meant for
+/// another API, or a user without the role) is worth an audit record.
 pub async fn authorize(svc: &Services, token: &str, meta: RequestMeta) -> Result<Actor, BearerError> {
-    let claims = tokens::authenticate_bearer(svc, token).await?;
-    let user = store::users::find_by_id(svc.db(), &claims.sub).await?.ok_or(BearerError::InvalidToken)?;
+    let claims = match tokens::authenticate_bearer(svc, token, tokens::ADMIN_SCOPE).await {
+        Ok(claims) => claims,
+        Err(BearerError::InsufficientScope { scope }) => {
+            if let Some(claims) = tokens::active_access_token(svc, token).await? {
+                deny(svc, &claims.sub, &claims.client_id, &meta).await;
+            }
+            return Err(BearerError::InsufficientScope { scope });
+        }
+        Err(err) => return Err(err),
+    };
+    let user = store::users::find_by_id(svc.db(), &claims.sub).await?.ok_or(BearerError::INACTIVE)?;
     if !user.roles.iter().any(|r| r == ADMIN_ROLE) {
-        // A signed-in user probing the admin API is worth a record.
-        let event = AuditEvent {
-            event: "admin_access_denied",
-            outcome: "failure",
-            actor_id: Some(user.id.clone()),
-            user_id: Some(user.id),
-            client_id: Some(claims.client_id),
-            ..Default::default()
-        };
-        svc.audit(event, &meta).await;
-        return Err(BearerError::InsufficientScope);
+        deny(svc, &user.id, &claims.client_id, &meta).await;
+        return Err(BearerError::InsufficientScope { scope: tokens::ADMIN_SCOPE });
     }
     Ok(Actor { user_id: Some(user.id), meta, via: "api" })
+}
+
+async fn deny(svc: &Services, user_id: &str, client_id: &str, meta: &RequestMeta) {
+    let event = AuditEvent {
+        event: "admin_access_denied",
+        outcome: "failure",
+        actor_id: Some(user_id.to_owned()),
+        user_id: Some(user_id.to_owned()),
+        client_id: Some(client_id.to_owned()),
+        ..Default::default()
+    };
+    svc.audit(event, meta).await;
 }
 
 /// One page of a list and the cursor of the next, if there is more.

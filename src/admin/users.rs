@@ -201,6 +201,24 @@ async fn apply_status(svc: &Services, user: &User, status: UserStatus, now: i64)
     Ok(())
 }
 
+/// Sets a user's password without mail (recovery by an operator) and ends every session of
+/// the user. The password policy applies as at registration.
+pub async fn set_password(
+    svc: &Services,
+    actor: &Actor,
+    id: &str,
+    password: String,
+) -> Result<User, AdminError> {
+    let user = get(svc, id).await?;
+    let password = Password::new_checked(password, &[user.username.as_str(), user.email.as_str()])
+        .map_err(AdminError::Invalid)?;
+    let hash = svc.hasher().hash(&password).await?;
+    // No session is kept: none of them is the operator's.
+    store::users::change_password(svc.db(), &user.id, &hash, "", svc.now()).await?;
+    record(svc, actor, "admin_user_set_password", Some(user.id.clone()), None, None).await;
+    Ok(user)
+}
+
 /// Ends a lockout: failed attempts reset, a locked user is active again.
 pub async fn unlock(svc: &Services, actor: &Actor, id: &str) -> Result<User, AdminError> {
     if !store::users::unlock(svc.db(), id, svc.now()).await? {

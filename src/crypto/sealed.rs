@@ -84,7 +84,7 @@ fn load_or_create_key_file(dir: &Path) -> Result<[u8; 32], SecretKeyError> {
     std::fs::create_dir_all(dir).map_err(|e| bad(e.to_string()))?;
     let mut key = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut key);
-    match crate::keys::write_private(&path, format!("{}\n", STANDARD.encode(key)).as_bytes()) {
+    match super::write_private(&path, format!("{}\n", STANDARD.encode(key)).as_bytes()) {
         Ok(()) => {
             tracing::info!(path = %path.display(), "created a new secret key for TOTP secrets");
             Ok(key)

@@ -1,6 +1,5 @@
 //! Self-service account endpoints: parse, call `crate::account::self_service`, map.
 
-use poem::Request;
 use poem::web::Data;
 use poem_openapi::param::Path;
 use poem_openapi::payload::Json;
@@ -8,12 +7,10 @@ use poem_openapi::types::Example;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
 use super::ApiTags;
-use super::auth::{UserToken, request_meta};
+use super::auth::{Meta, UserToken};
 use super::errors::{AccountErrorResponse, LimitedAccountErrorResponse, PublicAccountErrorResponse};
 use crate::account::self_service::{self, Registration};
-use crate::model::RequestMeta;
 use crate::model::User;
-use crate::oauth::tokens::{self, AccessClaims, BearerError};
 use crate::services::Services;
 use crate::store::sessions::Session;
 
@@ -230,23 +227,6 @@ type AccountResult<T> = Result<T, AccountErrorResponse>;
 type PublicResult<T> = Result<T, PublicAccountErrorResponse>;
 type LimitedResult<T> = Result<T, LimitedAccountErrorResponse>;
 
-/// The verified claims of the caller's access token (always a user token with a session).
-struct Caller {
-    user_id: String,
-    session_id: String,
-    claims: AccessClaims,
-}
-
-async fn caller(svc: &Services, auth: &UserToken) -> AccountResult<Caller> {
-    let claims = tokens::authenticate_bearer(svc, auth.token()).await?;
-    let session_id = claims.sid.clone().ok_or(BearerError::InvalidToken)?;
-    Ok(Caller { user_id: claims.sub.clone(), session_id, claims })
-}
-
-fn meta(svc: &Services, req: &Request) -> RequestMeta {
-    request_meta(req, &svc.settings().trusted_proxies)
-}
-
 #[OpenApi(tag = "ApiTags::Account")]
 impl AccountApi {
     /// Register
@@ -259,12 +239,12 @@ impl AccountApi {
     async fn register(
         &self,
         Data(svc): Data<&Services>,
-        req: &Request,
+        Meta(meta): Meta,
         body: Json<RegisterRequest>,
     ) -> LimitedResult<RegisterResponse> {
         let Json(body) = body;
         let reg = Registration { username: body.username, email: body.email, password: body.password };
-        let user = self_service::register(svc, reg, &meta(svc, req)).await?;
+        let user = self_service::register(svc, reg, &meta).await?;
         Ok(RegisterResponse::Created(Json(user.into())))
     }
 
@@ -275,10 +255,10 @@ impl AccountApi {
     async fn verify_email(
         &self,
         Data(svc): Data<&Services>,
-        req: &Request,
+        Meta(meta): Meta,
         body: Json<VerifyEmailRequest>,
     ) -> PublicResult<Done> {
-        self_service::verify_email(svc, &body.0.token, &meta(svc, req)).await?;
+        self_service::verify_email(svc, &body.0.token, &meta).await?;
         Ok(Done::NoContent)
     }
 
@@ -291,10 +271,10 @@ impl AccountApi {
     async fn forgot_password(
         &self,
         Data(svc): Data<&Services>,
-        req: &Request,
+        Meta(meta): Meta,
         body: Json<ForgotPasswordRequest>,
     ) -> LimitedResult<Accepted> {
-        self_service::forgot_password(svc, &body.0.email, &meta(svc, req)).await?;
+        self_service::forgot_password(svc, &body.0.email, &meta).await?;
         Ok(Accepted::Accepted)
     }
 
@@ -306,18 +286,18 @@ impl AccountApi {
     async fn reset_password(
         &self,
         Data(svc): Data<&Services>,
-        req: &Request,
+        Meta(meta): Meta,
         body: Json<ResetPasswordRequest>,
     ) -> PublicResult<Done> {
         let Json(body) = body;
-        self_service::reset_password(svc, &body.token, body.new_password, &meta(svc, req)).await?;
+        self_service::reset_password(svc, &body.token, body.new_password, &meta).await?;
         Ok(Done::NoContent)
     }
 
     /// Current user
     #[oai(path = "/account/me", method = "get")]
     async fn me(&self, Data(svc): Data<&Services>, auth: UserToken) -> AccountResult<Json<AccountUser>> {
-        let caller = caller(svc, &auth).await?;
+        let caller = auth.account(svc).await?;
         Ok(Json(self_service::me(svc, &caller.user_id).await?.into()))
     }
 
@@ -329,11 +309,11 @@ impl AccountApi {
     async fn change_password(
         &self,
         Data(svc): Data<&Services>,
-        req: &Request,
+        Meta(meta): Meta,
         auth: UserToken,
         body: Json<ChangePasswordRequest>,
     ) -> AccountResult<Done> {
-        let caller = caller(svc, &auth).await?;
+        let caller = auth.account(svc).await?;
         let Json(body) = body;
         self_service::change_password(
             svc,
@@ -341,7 +321,7 @@ impl AccountApi {
             &caller.session_id,
             body.current_password,
             body.new_password,
-            &meta(svc, req),
+            &meta,
         )
         .await?;
         Ok(Done::NoContent)
@@ -356,7 +336,7 @@ impl AccountApi {
         Data(svc): Data<&Services>,
         auth: UserToken,
     ) -> AccountResult<Json<Vec<AccountSession>>> {
-        let caller = caller(svc, &auth).await?;
+        let caller = auth.account(svc).await?;
         let sessions = self_service::sessions(svc, &caller.user_id).await?;
         Ok(Json(sessions.into_iter().map(|s| AccountSession::new(s, &caller.session_id)).collect()))
     }
@@ -369,12 +349,12 @@ impl AccountApi {
     async fn end_session(
         &self,
         Data(svc): Data<&Services>,
-        req: &Request,
+        Meta(meta): Meta,
         auth: UserToken,
         id: Path<String>,
     ) -> AccountResult<Done> {
-        let caller = caller(svc, &auth).await?;
-        self_service::end_session(svc, &caller.user_id, &id.0, &meta(svc, req)).await?;
+        let caller = auth.account(svc).await?;
+        self_service::end_session(svc, &caller.user_id, &id.0, &meta).await?;
         Ok(Done::NoContent)
     }
 
@@ -386,17 +366,17 @@ impl AccountApi {
     async fn logout(
         &self,
         Data(svc): Data<&Services>,
-        req: &Request,
+        Meta(meta): Meta,
         auth: UserToken,
     ) -> AccountResult<Done> {
-        let caller = caller(svc, &auth).await?;
+        let caller = auth.account(svc).await?;
         self_service::logout(
             svc,
             &caller.user_id,
             &caller.session_id,
             &caller.claims.jti,
             caller.claims.exp,
-            &meta(svc, req),
+            &meta,
         )
         .await?;
         Ok(Done::NoContent)

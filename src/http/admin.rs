@@ -1,7 +1,6 @@
 //! The admin API (`/admin/…`): parse, authorize, call `crate::admin`, map the result.
 //! Every route needs a user token whose user holds role `admin` right now.
 
-use poem::Request;
 use poem::web::Data;
 use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::Json;
@@ -9,9 +8,9 @@ use poem_openapi::types::Example;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
 use super::ApiTags;
-use super::auth::{UserToken, request_meta};
+use super::auth::{Meta, UserToken};
 use super::errors::AdminErrorResponse;
-use crate::admin::{self, Actor, audit, clients, users};
+use crate::admin::{self, audit, clients, users};
 use crate::keys::{KeyInfo, KeyState};
 use crate::model::Client;
 use crate::model::User;
@@ -120,6 +119,15 @@ impl Example for UserPatchBody {
 }
 
 /// How many live sessions were ended.
+/// A new password set by an administrator.
+#[derive(Debug, Object)]
+#[oai(deny_unknown_fields)]
+pub struct SetPasswordBody {
+    /// The password policy of registration applies.
+    #[oai(write_only)]
+    password: String,
+}
+
 #[derive(Debug, Object)]
 pub struct RevokedSessions {
     revoked: u64,
@@ -327,11 +335,6 @@ pub enum MfaReset {
     NoContent,
 }
 
-async fn authorize(svc: &Services, req: &Request, auth: &UserToken) -> AdminResult<Actor> {
-    let meta = request_meta(req, &svc.settings().trusted_proxies);
-    Ok(admin::authorize(svc, auth.token(), meta).await?)
-}
-
 #[OpenApi(tag = "ApiTags::Admin")]
 impl AdminApi {
     /// List users
@@ -343,14 +346,14 @@ impl AdminApi {
     async fn list_users(
         &self,
         Data(svc): Data<&Services>,
-        req: &Request,
+        Meta(meta): Meta,
         auth: UserToken,
         q: Query<Option<String>>,
         status: Query<Option<String>>,
         limit: Query<Option<i64>>,
         cursor: Query<Option<String>>,
     ) -> AdminResult<Json<UserPage>> {
-        authorize(svc, req, &auth).await?;
+        auth.admin(svc, meta).await?;
         let filter = users::UserFilter { q: q.0, status: status.0, limit: limit.0, cursor: cursor.0 };
         let page = users::list(svc, &filter).await?;
         let with_mfa = users::mfa_enabled_among(svc, &page.items).await?;
@@ -372,11 +375,11 @@ impl AdminApi {
     async fn create_user(
         &self,
         Data(svc): Data<&Services>,
-        req: &Request,
+        Meta(meta): Meta,
         auth: UserToken,
         body: Json<CreateUserBody>,
     ) -> AdminResult<UserCreated> {
-        let actor = authorize(svc, req, &auth).await?;
+        let actor = auth.admin(svc, meta).await?;
         let Json(b) = body;
         let input = users::CreateUser {
             username: b.username,
@@ -393,11 +396,11 @@ impl AdminApi {
     async fn get_user(
         &self,
         Data(svc): Data<&Services>,
-        req: &Request,
+        Meta(meta): Meta,
         auth: UserToken,
         id: Path<String>,
     ) -> AdminResult<Json<AdminUser>> {
-        authorize(svc, req, &auth).await?;
+        auth.admin(svc, meta).await?;
         Ok(Json(admin_user(svc, users::get(svc, &id).await?).await?))
     }
 
@@ -406,12 +409,12 @@ impl AdminApi {
     async fn update_user(
         &self,
         Data(svc): Data<&Services>,
-        req: &Request,
+        Meta(meta): Meta,
         auth: UserToken,
         id: Path<String>,
         body: Json<UserPatchBody>,
     ) -> AdminResult<Json<AdminUser>> {
-        let actor = authorize(svc, req, &auth).await?;
+        let actor = auth.admin(svc, meta).await?;
         let Json(b) = body;
         let patch = users::UserPatch { email: b.email, roles: b.roles, status: b.status };
         Ok(Json(admin_user(svc, users::update(svc, &actor, &id, patch).await?).await?))
@@ -424,11 +427,11 @@ impl AdminApi {
     async fn delete_user(
         &self,
         Data(svc): Data<&Services>,
-        req: &Request,
+        Meta(meta): Meta,
         auth: UserToken,
         id: Path<String>,
     ) -> AdminResult<Deleted> {
-        let actor = authorize(svc, req, &auth).await?;
+        let actor = auth.admin(svc, meta).await?;
         users::delete(svc, &actor, &id).await?;
         Ok(Deleted::NoContent)
     }
@@ -441,11 +444,11 @@ impl AdminApi {
     async fn disable_user(
         &self,
         Data(svc): Data<&Services>,
-        req: &Request,
+        Meta(meta): Meta,
         auth: UserToken,
         id: Path<String>,
     ) -> AdminResult<Json<AdminUser>> {
-        let actor = authorize(svc, req, &auth).await?;
+        let actor = auth.admin(svc, meta).await?;
         Ok(Json(admin_user(svc, users::set_status(svc, &actor, &id, UserStatus::Disabled).await?).await?))
     }
 
@@ -454,11 +457,11 @@ impl AdminApi {
     async fn enable_user(
         &self,
         Data(svc): Data<&Services>,
-        req: &Request,
+        Meta(meta): Meta,
         auth: UserToken,
         id: Path<String>,
     ) -> AdminResult<Json<AdminUser>> {
-        let actor = authorize(svc, req, &auth).await?;
+        let actor = auth.admin(svc, meta).await?;
         Ok(Json(admin_user(svc, users::set_status(svc, &actor, &id, UserStatus::Active).await?).await?))
     }
 
@@ -469,12 +472,29 @@ impl AdminApi {
     async fn unlock_user(
         &self,
         Data(svc): Data<&Services>,
-        req: &Request,
+        Meta(meta): Meta,
         auth: UserToken,
         id: Path<String>,
     ) -> AdminResult<Json<AdminUser>> {
-        let actor = authorize(svc, req, &auth).await?;
+        let actor = auth.admin(svc, meta).await?;
         Ok(Json(admin_user(svc, users::unlock(svc, &actor, &id).await?).await?))
+    }
+
+    /// Set a user's password
+    ///
+    /// Recovery without mail: sets the password (the registration policy applies; 400 lists
+    /// every reason) and ends every session of the user.
+    #[oai(path = "/admin/users/:id/password", method = "post")]
+    async fn set_user_password(
+        &self,
+        Data(svc): Data<&Services>,
+        Meta(meta): Meta,
+        auth: UserToken,
+        id: Path<String>,
+        body: Json<SetPasswordBody>,
+    ) -> AdminResult<Json<AdminUser>> {
+        let actor = auth.admin(svc, meta).await?;
+        Ok(Json(admin_user(svc, users::set_password(svc, &actor, &id, body.0.password).await?).await?))
     }
 
     /// End all of a user's sessions
@@ -482,11 +502,11 @@ impl AdminApi {
     async fn revoke_user_sessions(
         &self,
         Data(svc): Data<&Services>,
-        req: &Request,
+        Meta(meta): Meta,
         auth: UserToken,
         id: Path<String>,
     ) -> AdminResult<Json<RevokedSessions>> {
-        let actor = authorize(svc, req, &auth).await?;
+        let actor = auth.admin(svc, meta).await?;
         Ok(Json(RevokedSessions { revoked: users::revoke_sessions(svc, &actor, &id).await? }))
     }
 
@@ -499,11 +519,11 @@ impl AdminApi {
     async fn reset_user_mfa(
         &self,
         Data(svc): Data<&Services>,
-        req: &Request,
+        Meta(meta): Meta,
         auth: UserToken,
         id: Path<String>,
     ) -> AdminResult<MfaReset> {
-        let actor = authorize(svc, req, &auth).await?;
+        let actor = auth.admin(svc, meta).await?;
         users::reset_mfa(svc, &actor, &id).await?;
         Ok(MfaReset::NoContent)
     }
@@ -513,10 +533,10 @@ impl AdminApi {
     async fn list_clients(
         &self,
         Data(svc): Data<&Services>,
-        req: &Request,
+        Meta(meta): Meta,
         auth: UserToken,
     ) -> AdminResult<Json<Vec<AdminClient>>> {
-        authorize(svc, req, &auth).await?;
+        auth.admin(svc, meta).await?;
         Ok(Json(clients::list(svc).await?.iter().map(Into::into).collect()))
     }
 
@@ -527,11 +547,11 @@ impl AdminApi {
     async fn create_client(
         &self,
         Data(svc): Data<&Services>,
-        req: &Request,
+        Meta(meta): Meta,
         auth: UserToken,
         body: Json<CreateClientBody>,
     ) -> AdminResult<ClientWithSecret> {
-        let actor = authorize(svc, req, &auth).await?;
+        let actor = auth.admin(svc, meta).await?;
         let Json(b) = body;
         let input = clients::CreateClient {
             name: b.name,
@@ -551,11 +571,11 @@ impl AdminApi {
     async fn get_client(
         &self,
         Data(svc): Data<&Services>,
-        req: &Request,
+        Meta(meta): Meta,
         auth: UserToken,
         id: Path<String>,
     ) -> AdminResult<Json<AdminClient>> {
-        authorize(svc, req, &auth).await?;
+        auth.admin(svc, meta).await?;
         Ok(Json((&clients::get(svc, &id).await?).into()))
     }
 
@@ -564,12 +584,12 @@ impl AdminApi {
     async fn update_client(
         &self,
         Data(svc): Data<&Services>,
-        req: &Request,
+        Meta(meta): Meta,
         auth: UserToken,
         id: Path<String>,
         body: Json<ClientPatchBody>,
     ) -> AdminResult<Json<AdminClient>> {
-        let actor = authorize(svc, req, &auth).await?;
+        let actor = auth.admin(svc, meta).await?;
         let Json(b) = body;
         let patch = clients::ClientPatch {
             name: b.name,
@@ -588,11 +608,11 @@ impl AdminApi {
     async fn delete_client(
         &self,
         Data(svc): Data<&Services>,
-        req: &Request,
+        Meta(meta): Meta,
         auth: UserToken,
         id: Path<String>,
     ) -> AdminResult<Deleted> {
-        let actor = authorize(svc, req, &auth).await?;
+        let actor = auth.admin(svc, meta).await?;
         clients::delete(svc, &actor, &id).await?;
         Ok(Deleted::NoContent)
     }
@@ -604,11 +624,11 @@ impl AdminApi {
     async fn rotate_client_secret(
         &self,
         Data(svc): Data<&Services>,
-        req: &Request,
+        Meta(meta): Meta,
         auth: UserToken,
         id: Path<String>,
     ) -> AdminResult<ClientWithSecret> {
-        let actor = authorize(svc, req, &auth).await?;
+        let actor = auth.admin(svc, meta).await?;
         let rotated = clients::rotate_secret(svc, &actor, &id).await?;
         Ok(ClientWithSecret::Rotated(Json(rotated.into()), "no-store".into()))
     }
@@ -618,10 +638,10 @@ impl AdminApi {
     async fn list_keys(
         &self,
         Data(svc): Data<&Services>,
-        req: &Request,
+        Meta(meta): Meta,
         auth: UserToken,
     ) -> AdminResult<Json<Vec<AdminKey>>> {
-        authorize(svc, req, &auth).await?;
+        auth.admin(svc, meta).await?;
         Ok(Json(admin::list_keys(svc).await?.into_iter().map(Into::into).collect()))
     }
 
@@ -633,10 +653,10 @@ impl AdminApi {
     async fn rotate_key(
         &self,
         Data(svc): Data<&Services>,
-        req: &Request,
+        Meta(meta): Meta,
         auth: UserToken,
     ) -> AdminResult<Json<AdminKey>> {
-        let actor = authorize(svc, req, &auth).await?;
+        let actor = auth.admin(svc, meta).await?;
         Ok(Json(admin::rotate_key(svc, &actor).await?.into()))
     }
 
@@ -649,7 +669,7 @@ impl AdminApi {
     async fn list_audit(
         &self,
         Data(svc): Data<&Services>,
-        req: &Request,
+        Meta(meta): Meta,
         auth: UserToken,
         user_id: Query<Option<String>>,
         client_id: Query<Option<String>>,
@@ -659,7 +679,7 @@ impl AdminApi {
         limit: Query<Option<i64>>,
         cursor: Query<Option<String>>,
     ) -> AdminResult<Json<AuditPage>> {
-        authorize(svc, req, &auth).await?;
+        auth.admin(svc, meta).await?;
         let filter = audit::AuditFilter {
             user_id: user_id.0,
             client_id: client_id.0,

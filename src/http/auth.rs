@@ -1,14 +1,19 @@
-//! Security schemes (documented in the OpenAPI file) and request metadata extraction.
+//! Security schemes (documented in the OpenAPI file), and the extractors handlers take
+//! instead of repeating the plumbing: the request's meta data, the signed-in account user,
+//! the admin.
 
 use std::net::IpAddr;
 
 use ipnet::IpNet;
-use poem::Request;
+use poem::{FromRequest, Request, RequestBody};
 use poem_openapi::auth::{Basic, Bearer};
 use poem_openapi::{OAuthScopes, SecurityScheme};
 
+use crate::admin::{self, Actor};
 use crate::model::RequestMeta;
 use crate::oauth::client::PresentedClient;
+use crate::oauth::tokens::{self, AccessClaims, BearerError};
+use crate::services::Services;
 
 /// `client_secret_basic`: client id and secret, each form-encoded, in HTTP Basic.
 #[derive(SecurityScheme)]
@@ -41,7 +46,10 @@ pub enum DocsScopes {
     /// `email` and `email_verified` in the ID token and userinfo.
     #[oai(rename = "email")]
     Email,
-    /// Administration; granted only to users with role `admin`.
+    /// The self-service account API (`/account/…`).
+    #[oai(rename = "account")]
+    Account,
+    /// The admin API (`/admin/…`); granted only to users with role `admin`.
     #[oai(rename = "admin")]
     Admin,
 }
@@ -58,12 +66,42 @@ pub enum UserToken {
     PasswordFlow(PasswordFlow),
 }
 
+/// The signed-in user of an `/account/…` route: a user token with scope `account`, and
+/// the session (refresh family) it belongs to.
+pub struct AccountCaller {
+    pub user_id: String,
+    pub session_id: String,
+    pub claims: AccessClaims,
+}
+
 impl UserToken {
     pub fn token(&self) -> &str {
         match self {
             UserToken::BearerToken(b) => &b.0.token,
             UserToken::PasswordFlow(b) => &b.0.token,
         }
+    }
+
+    /// Admits the token to the account API.
+    pub async fn account(&self, svc: &Services) -> Result<AccountCaller, BearerError> {
+        let claims = tokens::authenticate_bearer(svc, self.token(), tokens::ACCOUNT_SCOPE).await?;
+        let session_id = claims.sid.clone().ok_or(BearerError::INACTIVE)?;
+        Ok(AccountCaller { user_id: claims.sub.clone(), session_id, claims })
+    }
+
+    /// Admits the token to the admin API: scope `admin`, and role `admin` right now.
+    pub async fn admin(&self, svc: &Services, meta: RequestMeta) -> Result<Actor, BearerError> {
+        admin::authorize(svc, self.token(), meta).await
+    }
+}
+
+/// Who is asking (client IP behind `--trusted-proxies`, user agent), as a handler argument.
+pub struct Meta(pub RequestMeta);
+
+impl<'a> FromRequest<'a> for Meta {
+    async fn from_request(req: &'a Request, _body: &mut RequestBody) -> poem::Result<Meta> {
+        let trusted = req.data::<Services>().map(|svc| svc.settings().trusted_proxies.as_slice());
+        Ok(Meta(request_meta(req, trusted.unwrap_or_default())))
     }
 }
 
@@ -108,7 +146,7 @@ pub fn client_ip(req: &Request, trusted: &[IpNet]) -> Option<IpAddr> {
     forwarded.into_iter().rev().find(|ip| !is_trusted(ip)).or(Some(peer))
 }
 
-pub fn request_meta(req: &Request, trusted: &[IpNet]) -> RequestMeta {
+fn request_meta(req: &Request, trusted: &[IpNet]) -> RequestMeta {
     RequestMeta {
         ip: client_ip(req, trusted).map(|ip| ip.to_string()),
         user_agent: req

@@ -1,5 +1,9 @@
-//! Every error response is built here: OAuth errors (RFC 6749 §5.2), Bearer errors
-//! (RFC 6750 §3), and framework errors (parse failures, 404, 405, 413) in the same JSON.
+//! Every error response is built here, in one pass: a domain error becomes an [`ApiError`]
+//! (status, JSON body, the headers that go with it) in exactly one `From` impl per error
+//! type — OAuth errors (RFC 6749 §5.2), Bearer errors (RFC 6750 §3), account, MFA and admin
+//! errors — and each group of endpoints documents the statuses it can answer with a
+//! response enum cut from that one shape by `error_responses!`. Framework errors (parse
+//! failures, 404, 405, 413) are answered in the same JSON.
 
 use poem::http::StatusCode;
 use poem::{IntoResponse, Response};
@@ -10,6 +14,7 @@ use crate::account::AccountError;
 use crate::admin::AdminError;
 use crate::crypto::password::{BUSY_RETRY_AFTER_SECS, HashError};
 use crate::limits::Limited;
+use crate::mfa::MfaError;
 use crate::oauth::OAuthError;
 use crate::oauth::tokens::BearerError;
 
@@ -45,445 +50,317 @@ impl ErrorBody {
     }
 }
 
-/// Error responses of the OAuth endpoints.
-#[derive(ApiResponse, Debug)]
-pub enum OAuthErrorResponse {
-    /// The request is malformed, the grant or scope is invalid, or the grant is unsupported.
-    #[oai(status = 400)]
-    BadRequest(Json<ErrorBody>),
-    /// Client authentication failed (`invalid_client`).
-    #[oai(status = 401)]
-    Unauthorized(Json<ErrorBody>, #[oai(header = "WWW-Authenticate")] String),
-    /// `mfa_required` (with an `mfa_token`) or `mfa_enrollment_required`.
-    #[oai(status = 403)]
-    Forbidden(Json<ErrorBody>),
-    /// Too many attempts; retry after the given seconds.
-    #[oai(status = 429)]
-    TooManyRequests(
-        Json<ErrorBody>,
-        /// Seconds until a retry can succeed.
-        #[oai(header = "Retry-After")]
-        u64,
-        /// Requests allowed per window.
-        #[oai(header = "RateLimit-Limit")]
-        u32,
-        /// Requests left in this window: 0.
-        #[oai(header = "RateLimit-Remaining")]
-        u32,
-        /// Seconds until the next request is allowed.
-        #[oai(header = "RateLimit-Reset")]
-        u64,
-        /// The policy, e.g. `5;w=900`: five per 900 seconds.
-        #[oai(header = "RateLimit-Policy")]
-        String,
-    ),
-    /// Something failed on the server; the request id in the logs tells what.
-    #[oai(status = 500)]
-    ServerError(Json<ErrorBody>),
-    /// Too many password checks are waiting (`temporarily_unavailable`); retry after the
-    /// given seconds.
-    #[oai(status = 503)]
-    ServiceUnavailable(
-        Json<ErrorBody>,
-        /// Seconds to wait before retrying.
-        #[oai(header = "Retry-After")]
-        u64,
-    ),
+/// An error on its way out: what every domain error is mapped to, once.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    body: ErrorBody,
+    /// `WWW-Authenticate`: on 401, and on 403 `insufficient_scope`.
+    challenge: Option<String>,
+    /// On 429: the budget that ran out, for `Retry-After` and `RateLimit-*`.
+    limited: Option<Limited>,
+    /// On 503: seconds until a retry is worth it.
+    retry_after: Option<u64>,
 }
 
-impl From<OAuthError> for OAuthErrorResponse {
+impl ApiError {
+    fn new(status: StatusCode, code: &str, description: impl Into<String>) -> ApiError {
+        ApiError::with_body(status, ErrorBody::new(code, description))
+    }
+
+    fn with_body(status: StatusCode, body: ErrorBody) -> ApiError {
+        ApiError { status, body, challenge: None, limited: None, retry_after: None }
+    }
+
+    fn challenge(mut self, challenge: String) -> ApiError {
+        self.challenge = Some(challenge);
+        self
+    }
+
+    fn too_many_requests(limited: Limited) -> ApiError {
+        let description = format!("too many requests; retry in {} s", limited.retry_after_secs);
+        ApiError {
+            limited: Some(limited),
+            ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_requests", description)
+        }
+    }
+
+    /// Busy for a moment (the password hasher's queue is full): 503 with `Retry-After`.
+    fn unavailable(body: ErrorBody, retry_after: u64) -> ApiError {
+        ApiError {
+            retry_after: Some(retry_after),
+            ..ApiError::with_body(StatusCode::SERVICE_UNAVAILABLE, body)
+        }
+    }
+
+    fn busy() -> ApiError {
+        ApiError::unavailable(
+            ErrorBody::new("temporarily_unavailable", HashError::Busy.to_string()),
+            BUSY_RETRY_AFTER_SECS,
+        )
+    }
+
+    /// A failure on our side: the detail goes to the log (with the request id), never out.
+    fn server(err: &dyn std::fmt::Display) -> ApiError {
+        tracing::error!(error = %err, "internal error");
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "internal error")
+    }
+
+    fn body(self) -> Json<ErrorBody> {
+        Json(self.body)
+    }
+
+    /// A status the endpoint does not document means a bug: log it, answer 500.
+    fn undocumented(self) -> Json<ErrorBody> {
+        tracing::error!(status = self.status.as_u16(), error = %self.body.error, "undocumented error status for this endpoint");
+        ApiError::server(&"undocumented error status").body()
+    }
+
+    fn rate_limit_headers(&self) -> (u64, u32, u32, u64, String) {
+        let l = self.limited.unwrap_or(Limited { retry_after_secs: 1, limit: 0, window_secs: 0 });
+        (l.retry_after_secs, l.limit, 0, l.retry_after_secs, format!("{};w={}", l.limit, l.window_secs))
+    }
+}
+
+impl From<OAuthError> for ApiError {
     fn from(err: OAuthError) -> Self {
         let body = ErrorBody::new(err.code(), err.to_string());
         match err {
-            OAuthError::InvalidClient => OAuthErrorResponse::Unauthorized(
-                Json(body),
-                r#"Basic realm="latchkey", charset="UTF-8""#.into(),
-            ),
+            OAuthError::InvalidClient => ApiError::with_body(StatusCode::UNAUTHORIZED, body)
+                .challenge(r#"Basic realm="latchkey", charset="UTF-8""#.into()),
             OAuthError::MfaRequired { mfa_token } => {
-                OAuthErrorResponse::Forbidden(Json(ErrorBody { mfa_token: Some(mfa_token), ..body }))
+                ApiError::with_body(StatusCode::FORBIDDEN, ErrorBody { mfa_token: Some(mfa_token), ..body })
             }
-            OAuthError::MfaEnrollmentRequired => OAuthErrorResponse::Forbidden(Json(body)),
-            OAuthError::TooManyRequests(l) => {
-                let (body, retry_after, limit, remaining, reset, policy) = too_many_requests(body, l);
-                OAuthErrorResponse::TooManyRequests(body, retry_after, limit, remaining, reset, policy)
-            }
-            OAuthError::TemporarilyUnavailable(retry_after) => {
-                OAuthErrorResponse::ServiceUnavailable(Json(body), retry_after)
-            }
-            OAuthError::Server(source) => {
-                tracing::error!(error = %source, "internal error");
-                OAuthErrorResponse::ServerError(Json(ErrorBody::new("server_error", "internal error")))
-            }
-            _ => OAuthErrorResponse::BadRequest(Json(body)),
+            OAuthError::MfaEnrollmentRequired => ApiError::with_body(StatusCode::FORBIDDEN, body),
+            OAuthError::TooManyRequests(limited) => ApiError::too_many_requests(limited),
+            OAuthError::TemporarilyUnavailable(retry_after) => ApiError::unavailable(body, retry_after),
+            OAuthError::Server(source) => ApiError::server(&source),
+            _ => ApiError::with_body(StatusCode::BAD_REQUEST, body),
         }
     }
 }
 
-/// The body and the `Retry-After`, `RateLimit-Limit`, `-Remaining`, `-Reset` and `-Policy`
-/// header values of a 429, in the order of the `TooManyRequests` variants' fields.
-fn too_many_requests(body: ErrorBody, l: Limited) -> (Json<ErrorBody>, u64, u32, u32, u64, String) {
-    (
-        Json(body),
-        l.retry_after_secs,
-        l.limit,
-        0,
-        l.retry_after_secs,
-        format!("{};w={}", l.limit, l.window_secs),
-    )
-}
-
-/// Error responses of Bearer-protected endpoints (RFC 6750 §3.1).
-#[derive(ApiResponse, Debug)]
-pub enum BearerErrorResponse {
-    /// The access token is missing, invalid, expired or revoked.
-    #[oai(status = 401)]
-    Unauthorized(Json<ErrorBody>, #[oai(header = "WWW-Authenticate")] String),
-    /// The token lacks the scope or role this endpoint needs.
-    #[oai(status = 403)]
-    Forbidden(Json<ErrorBody>, #[oai(header = "WWW-Authenticate")] String),
-    /// Something failed on the server.
-    #[oai(status = 500)]
-    ServerError(Json<ErrorBody>),
-}
-
-impl From<BearerError> for BearerErrorResponse {
+impl From<BearerError> for ApiError {
     fn from(err: BearerError) -> Self {
         match err {
-            BearerError::InvalidToken => BearerErrorResponse::Unauthorized(
-                Json(ErrorBody::new("invalid_token", err.to_string())),
-                r#"Bearer realm="latchkey", error="invalid_token""#.into(),
+            BearerError::InvalidToken(_) => {
+                ApiError::new(StatusCode::UNAUTHORIZED, "invalid_token", err.to_string())
+                    .challenge(r#"Bearer realm="latchkey", error="invalid_token""#.into())
+            }
+            BearerError::InsufficientScope { scope } => {
+                ApiError::new(StatusCode::FORBIDDEN, "insufficient_scope", err.to_string()).challenge(
+                    format!(r#"Bearer realm="latchkey", error="insufficient_scope", scope="{scope}""#),
+                )
+            }
+            BearerError::Store(source) => ApiError::server(&source),
+        }
+    }
+}
+
+impl From<AccountError> for ApiError {
+    fn from(err: AccountError) -> Self {
+        match err {
+            AccountError::Invalid(reasons) => {
+                ApiError::with_body(StatusCode::BAD_REQUEST, ErrorBody::invalid(reasons))
+            }
+            AccountError::InvalidToken => {
+                ApiError::new(StatusCode::BAD_REQUEST, "invalid_request", err.to_string())
+            }
+            AccountError::Duplicate(_) => ApiError::new(StatusCode::CONFLICT, "conflict", err.to_string()),
+            AccountError::NotFound => ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such resource"),
+            AccountError::WrongPassword => {
+                ApiError::new(StatusCode::FORBIDDEN, "wrong_password", err.to_string())
+            }
+            AccountError::RegistrationClosed => {
+                ApiError::new(StatusCode::FORBIDDEN, "registration_closed", err.to_string())
+            }
+            AccountError::TooManyRequests(limited) => ApiError::too_many_requests(limited),
+            AccountError::Hash(HashError::Busy) => ApiError::busy(),
+            AccountError::Store(_) | AccountError::Hash(_) => ApiError::server(&err),
+        }
+    }
+}
+
+impl From<MfaError> for ApiError {
+    fn from(err: MfaError) -> Self {
+        match err {
+            MfaError::InvalidCode => ApiError::new(StatusCode::BAD_REQUEST, "invalid_code", err.to_string()),
+            MfaError::WrongPassword => {
+                ApiError::new(StatusCode::FORBIDDEN, "wrong_password", err.to_string())
+            }
+            MfaError::NotEnrolled => ApiError::new(StatusCode::NOT_FOUND, "not_found", err.to_string()),
+            MfaError::AlreadyEnabled => ApiError::new(StatusCode::CONFLICT, "conflict", err.to_string()),
+            MfaError::TooManyRequests(limited) => ApiError::too_many_requests(limited),
+            MfaError::Hash(HashError::Busy) => ApiError::busy(),
+            MfaError::Store(_) | MfaError::Hash(_) | MfaError::Unsealable(_) => ApiError::server(&err),
+        }
+    }
+}
+
+impl From<AdminError> for ApiError {
+    fn from(err: AdminError) -> Self {
+        match err {
+            AdminError::Invalid(reasons) => {
+                ApiError::with_body(StatusCode::BAD_REQUEST, ErrorBody::invalid(reasons))
+            }
+            AdminError::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, "not_found", err.to_string()),
+            AdminError::Duplicate(_) => ApiError::new(StatusCode::CONFLICT, "conflict", err.to_string()),
+            AdminError::Hash(HashError::Busy) => ApiError::busy(),
+            AdminError::Store(_) | AdminError::Hash(_) | AdminError::Key(_) | AdminError::Mfa(_) => {
+                ApiError::server(&err)
+            }
+        }
+    }
+}
+
+/// Declares the error responses of a group of endpoints: the statuses it documents, picked
+/// from one menu (each with its one description and headers), and `From` impls that route
+/// every listed domain error through `ApiError`.
+macro_rules! error_responses {
+    ($(#[$doc:meta])* pub enum $name:ident { $($variant:ident),+ $(,)? } from $($source:ty),+) => {
+        error_responses!(@build e [$(#[$doc])*] $name [$($source),+] [] [] $($variant)+);
+    };
+    (@build $e:ident $doc:tt $name:ident $sources:tt [$($v:tt)*] [$($arm:tt)*] BadRequest $($rest:ident)*) => {
+        error_responses!(@build $e $doc $name $sources [$($v)*
+            #[doc = "The request is not valid: `error` names the problem (`invalid_request`, `invalid_grant`, `invalid_scope`, `invalid_code`, …); on validation failures `errors` lists every reason."]
+            #[oai(status = 400)]
+            BadRequest(Json<ErrorBody>),
+        ] [$($arm)* 400 => $name::BadRequest($e.body()),] $($rest)*);
+    };
+    (@build $e:ident $doc:tt $name:ident $sources:tt [$($v:tt)*] [$($arm:tt)*] Unauthorized $($rest:ident)*) => {
+        error_responses!(@build $e $doc $name $sources [$($v)*
+            #[doc = "Authentication failed: bad client credentials (`invalid_client`), or a missing, invalid, expired or revoked access token (`invalid_token`)."]
+            #[oai(status = 401)]
+            Unauthorized(Json<ErrorBody>, #[oai(header = "WWW-Authenticate")] String),
+        ] [$($arm)* 401 => $name::Unauthorized(Json($e.body), $e.challenge.unwrap_or_default()),] $($rest)*);
+    };
+    (@build $e:ident $doc:tt $name:ident $sources:tt [$($v:tt)*] [$($arm:tt)*] Forbidden $($rest:ident)*) => {
+        error_responses!(@build $e $doc $name $sources [$($v)*
+            #[doc = "Not allowed: the token lacks the scope or the role (`insufficient_scope`, with `WWW-Authenticate` naming the scope), the password is wrong (`wrong_password`), or a second factor is due (`mfa_required` with an `mfa_token`, `mfa_enrollment_required`)."]
+            #[oai(status = 403)]
+            Forbidden(Json<ErrorBody>, #[oai(header = "WWW-Authenticate")] Option<String>),
+        ] [$($arm)* 403 => $name::Forbidden(Json($e.body), $e.challenge),] $($rest)*);
+    };
+    (@build $e:ident $doc:tt $name:ident $sources:tt [$($v:tt)*] [$($arm:tt)*] NotFound $($rest:ident)*) => {
+        error_responses!(@build $e $doc $name $sources [$($v)*
+            #[doc = "No such resource, or not yours."]
+            #[oai(status = 404)]
+            NotFound(Json<ErrorBody>),
+        ] [$($arm)* 404 => $name::NotFound($e.body()),] $($rest)*);
+    };
+    (@build $e:ident $doc:tt $name:ident $sources:tt [$($v:tt)*] [$($arm:tt)*] Conflict $($rest:ident)*) => {
+        error_responses!(@build $e $doc $name $sources [$($v)*
+            #[doc = "Taken or in the way: a duplicate username, email or client id, or an authenticator that is already active."]
+            #[oai(status = 409)]
+            Conflict(Json<ErrorBody>),
+        ] [$($arm)* 409 => $name::Conflict($e.body()),] $($rest)*);
+    };
+    (@build $e:ident $doc:tt $name:ident $sources:tt [$($v:tt)*] [$($arm:tt)*] TooManyRequests $($rest:ident)*) => {
+        error_responses!(@build $e $doc $name $sources [$($v)*
+            #[doc = "Too many attempts; retry after the given seconds."]
+            #[oai(status = 429)]
+            TooManyRequests(
+                Json<ErrorBody>,
+                #[doc = "Seconds until a retry can succeed."]
+                #[oai(header = "Retry-After")]
+                u64,
+                #[doc = "Requests allowed per window."]
+                #[oai(header = "RateLimit-Limit")]
+                u32,
+                #[doc = "Requests left in this window: 0."]
+                #[oai(header = "RateLimit-Remaining")]
+                u32,
+                #[doc = "Seconds until the next request is allowed."]
+                #[oai(header = "RateLimit-Reset")]
+                u64,
+                #[doc = "The policy, e.g. `5;w=900`: five per 900 seconds."]
+                #[oai(header = "RateLimit-Policy")]
+                String,
             ),
-            BearerError::InsufficientScope => BearerErrorResponse::Forbidden(
-                Json(ErrorBody::new("insufficient_scope", err.to_string())),
-                r#"Bearer realm="latchkey", error="insufficient_scope""#.into(),
+        ] [$($arm)* 429 => {
+            let (retry_after, limit, remaining, reset, policy) = $e.rate_limit_headers();
+            $name::TooManyRequests($e.body(), retry_after, limit, remaining, reset, policy)
+        }] $($rest)*);
+    };
+    (@build $e:ident $doc:tt $name:ident $sources:tt [$($v:tt)*] [$($arm:tt)*] ServiceUnavailable $($rest:ident)*) => {
+        error_responses!(@build $e $doc $name $sources [$($v)*
+            #[doc = "Busy for a moment (`temporarily_unavailable`): too many password checks are waiting; retry after the given seconds."]
+            #[oai(status = 503)]
+            ServiceUnavailable(
+                Json<ErrorBody>,
+                #[doc = "Seconds to wait before retrying."]
+                #[oai(header = "Retry-After")]
+                u64,
             ),
-            BearerError::Store(source) => {
-                tracing::error!(error = %source, "internal error");
-                BearerErrorResponse::ServerError(Json(ErrorBody::new("server_error", "internal error")))
+        ] [$($arm)* 503 => {
+            let retry_after = $e.retry_after.unwrap_or(1);
+            $name::ServiceUnavailable($e.body(), retry_after)
+        }] $($rest)*);
+    };
+    (@build $e:ident [$($doc:tt)*] $name:ident [$($source:ty),+] [$($v:tt)*] [$($arm:tt)*]) => {
+        $($doc)*
+        #[derive(ApiResponse, Debug)]
+        pub enum $name {
+            $($v)*
+            #[doc = "Something failed on the server; the request id in the logs tells what."]
+            #[oai(status = 500)]
+            ServerError(Json<ErrorBody>),
+        }
+
+        impl From<ApiError> for $name {
+            fn from($e: ApiError) -> Self {
+                match $e.status.as_u16() {
+                    $($arm)*
+                    500 => $name::ServerError($e.body()),
+                    _ => $name::ServerError($e.undocumented()),
+                }
             }
         }
-    }
-}
 
-/// Error responses of the MFA account endpoints.
-#[derive(ApiResponse, Debug)]
-pub enum MfaErrorResponse {
-    /// The code is wrong, malformed or already used (`invalid_code`).
-    #[oai(status = 400)]
-    BadRequest(Json<ErrorBody>),
-    /// The access token is missing, invalid, expired or revoked.
-    #[oai(status = 401)]
-    Unauthorized(Json<ErrorBody>, #[oai(header = "WWW-Authenticate")] String),
-    /// The password is not correct (`wrong_password`).
-    #[oai(status = 403)]
-    Forbidden(Json<ErrorBody>),
-    /// No authenticator is enrolled, or none is waiting for confirmation.
-    #[oai(status = 404)]
-    NotFound(Json<ErrorBody>),
-    /// An authenticator is already active; disable it first.
-    #[oai(status = 409)]
-    Conflict(Json<ErrorBody>),
-    /// Too many password checks for this account; retry after the given seconds.
-    #[oai(status = 429)]
-    TooManyRequests(
-        Json<ErrorBody>,
-        /// Seconds until a retry can succeed.
-        #[oai(header = "Retry-After")]
-        u64,
-        /// Requests allowed per window.
-        #[oai(header = "RateLimit-Limit")]
-        u32,
-        /// Requests left in this window: 0.
-        #[oai(header = "RateLimit-Remaining")]
-        u32,
-        /// Seconds until the next request is allowed.
-        #[oai(header = "RateLimit-Reset")]
-        u64,
-        /// The policy, e.g. `10;w=900`.
-        #[oai(header = "RateLimit-Policy")]
-        String,
-    ),
-    /// Something failed on the server.
-    #[oai(status = 500)]
-    ServerError(Json<ErrorBody>),
-    /// Too many password checks are waiting (`temporarily_unavailable`); retry after the
-    /// given seconds.
-    #[oai(status = 503)]
-    ServiceUnavailable(
-        Json<ErrorBody>,
-        /// Seconds to wait before retrying.
-        #[oai(header = "Retry-After")]
-        u64,
-    ),
-}
-
-impl From<crate::mfa::MfaError> for MfaErrorResponse {
-    fn from(err: crate::mfa::MfaError) -> Self {
-        use crate::mfa::MfaError;
-        let body = |code: &str| Json(ErrorBody::new(code, err.to_string()));
-        match &err {
-            MfaError::InvalidCode => MfaErrorResponse::BadRequest(body("invalid_code")),
-            MfaError::WrongPassword => MfaErrorResponse::Forbidden(body("wrong_password")),
-            MfaError::NotEnrolled => MfaErrorResponse::NotFound(body("not_found")),
-            MfaError::AlreadyEnabled => MfaErrorResponse::Conflict(body("conflict")),
-            MfaError::TooManyRequests(l) => {
-                let (body, retry_after, limit, remaining, reset, policy) =
-                    too_many_requests(ErrorBody::new("too_many_requests", err.to_string()), *l);
-                MfaErrorResponse::TooManyRequests(body, retry_after, limit, remaining, reset, policy)
+        $(
+            impl From<$source> for $name {
+                fn from(err: $source) -> Self {
+                    ApiError::from(err).into()
+                }
             }
-            MfaError::Hash(HashError::Busy) => {
-                MfaErrorResponse::ServiceUnavailable(Json(unavailable_body()), BUSY_RETRY_AFTER_SECS)
-            }
-            MfaError::Store(_) | MfaError::Hash(_) | MfaError::Unsealable(_) => {
-                tracing::error!(error = %err, "internal error");
-                MfaErrorResponse::ServerError(Json(ErrorBody::new("server_error", "internal error")))
-            }
-        }
-    }
+        )+
+    };
 }
 
-impl From<BearerError> for MfaErrorResponse {
-    fn from(err: BearerError) -> Self {
-        match BearerErrorResponse::from(err) {
-            BearerErrorResponse::Unauthorized(body, challenge) => {
-                MfaErrorResponse::Unauthorized(body, challenge)
-            }
-            BearerErrorResponse::Forbidden(body, _) => MfaErrorResponse::Forbidden(body),
-            BearerErrorResponse::ServerError(body) => MfaErrorResponse::ServerError(body),
-        }
-    }
+error_responses! {
+    /// Error responses of the OAuth endpoints (RFC 6749 §5.2).
+    pub enum OAuthErrorResponse { BadRequest, Unauthorized, Forbidden, TooManyRequests, ServiceUnavailable } from OAuthError
 }
 
-/// Error responses of the account endpoints that take a Bearer token.
-#[derive(ApiResponse, Debug)]
-pub enum AccountErrorResponse {
-    /// Invalid input: `errors` lists every reason.
-    #[oai(status = 400)]
-    BadRequest(Json<ErrorBody>),
-    /// The access token is missing, invalid, expired or revoked.
-    #[oai(status = 401)]
-    Unauthorized(Json<ErrorBody>, #[oai(header = "WWW-Authenticate")] String),
-    /// The current password is wrong.
-    #[oai(status = 403)]
-    Forbidden(Json<ErrorBody>),
-    /// No such resource of the caller's.
-    #[oai(status = 404)]
-    NotFound(Json<ErrorBody>),
-    /// Too many password checks for this account; retry after the given seconds.
-    #[oai(status = 429)]
-    TooManyRequests(
-        Json<ErrorBody>,
-        /// Seconds until a retry can succeed.
-        #[oai(header = "Retry-After")]
-        u64,
-        /// Requests allowed per window.
-        #[oai(header = "RateLimit-Limit")]
-        u32,
-        /// Requests left in this window: 0.
-        #[oai(header = "RateLimit-Remaining")]
-        u32,
-        /// Seconds until the next request is allowed.
-        #[oai(header = "RateLimit-Reset")]
-        u64,
-        /// The policy, e.g. `10;w=900`.
-        #[oai(header = "RateLimit-Policy")]
-        String,
-    ),
-    /// Something failed on the server.
-    #[oai(status = 500)]
-    ServerError(Json<ErrorBody>),
-    /// Too many password checks are waiting (`temporarily_unavailable`); retry after the
-    /// given seconds.
-    #[oai(status = 503)]
-    ServiceUnavailable(
-        Json<ErrorBody>,
-        /// Seconds to wait before retrying.
-        #[oai(header = "Retry-After")]
-        u64,
-    ),
+error_responses! {
+    /// Error responses of endpoints that take a user's Bearer token (RFC 6750 §3.1).
+    pub enum BearerErrorResponse { Unauthorized, Forbidden } from BearerError
 }
 
-/// Error responses of the account endpoints open to anyone that are not rate-limited
-/// (verify email, reset password).
-#[derive(ApiResponse, Debug)]
-pub enum PublicAccountErrorResponse {
-    /// Invalid input (`errors` lists every reason), or an invalid, expired or used token.
-    #[oai(status = 400)]
-    BadRequest(Json<ErrorBody>),
-    /// The username or email is already taken.
-    #[oai(status = 409)]
-    Conflict(Json<ErrorBody>),
-    /// Something failed on the server.
-    #[oai(status = 500)]
-    ServerError(Json<ErrorBody>),
-    /// Too many password checks are waiting (`temporarily_unavailable`); retry after the
-    /// given seconds.
-    #[oai(status = 503)]
-    ServiceUnavailable(
-        Json<ErrorBody>,
-        /// Seconds to wait before retrying.
-        #[oai(header = "Retry-After")]
-        u64,
-    ),
+error_responses! {
+    /// Error responses of the account endpoints that take a Bearer token.
+    pub enum AccountErrorResponse { BadRequest, Unauthorized, Forbidden, NotFound, TooManyRequests, ServiceUnavailable } from AccountError, BearerError
 }
 
-/// Error responses of the rate-limited account endpoints open to anyone (register, forgot
-/// password).
-#[derive(ApiResponse, Debug)]
-pub enum LimitedAccountErrorResponse {
-    /// Invalid input: `errors` lists every reason.
-    #[oai(status = 400)]
-    BadRequest(Json<ErrorBody>),
-    /// The username or email is already taken.
-    #[oai(status = 409)]
-    Conflict(Json<ErrorBody>),
-    /// Too many registrations or reset requests; retry after the given seconds.
-    #[oai(status = 429)]
-    TooManyRequests(
-        Json<ErrorBody>,
-        /// Seconds until a retry can succeed.
-        #[oai(header = "Retry-After")]
-        u64,
-        /// Requests allowed per window.
-        #[oai(header = "RateLimit-Limit")]
-        u32,
-        /// Requests left in this window: 0.
-        #[oai(header = "RateLimit-Remaining")]
-        u32,
-        /// Seconds until the next request is allowed.
-        #[oai(header = "RateLimit-Reset")]
-        u64,
-        /// The policy, e.g. `3;w=3600`: three per 3600 seconds.
-        #[oai(header = "RateLimit-Policy")]
-        String,
-    ),
-    /// Something failed on the server.
-    #[oai(status = 500)]
-    ServerError(Json<ErrorBody>),
-    /// Too many password checks are waiting (`temporarily_unavailable`); retry after the
-    /// given seconds.
-    #[oai(status = 503)]
-    ServiceUnavailable(
-        Json<ErrorBody>,
-        /// Seconds to wait before retrying.
-        #[oai(header = "Retry-After")]
-        u64,
-    ),
+error_responses! {
+    /// Error responses of the account endpoints open to anyone (verify email, reset password).
+    pub enum PublicAccountErrorResponse { BadRequest, Conflict, ServiceUnavailable } from AccountError
 }
 
-/// The status and body for an account error; server errors are logged here, and only here.
-fn account_error(err: AccountError) -> (StatusCode, ErrorBody) {
-    match err {
-        AccountError::Invalid(reasons) => (StatusCode::BAD_REQUEST, ErrorBody::invalid(reasons)),
-        AccountError::InvalidToken => {
-            (StatusCode::BAD_REQUEST, ErrorBody::new("invalid_request", err.to_string()))
-        }
-        AccountError::Duplicate(_) => (StatusCode::CONFLICT, ErrorBody::new("conflict", err.to_string())),
-        AccountError::NotFound => (StatusCode::NOT_FOUND, ErrorBody::new("not_found", "no such resource")),
-        AccountError::WrongPassword => {
-            (StatusCode::FORBIDDEN, ErrorBody::new("wrong_password", err.to_string()))
-        }
-        // The endpoints that can be limited answer it with the headers (`limited`).
-        AccountError::TooManyRequests(_) => {
-            (StatusCode::TOO_MANY_REQUESTS, ErrorBody::new("too_many_requests", err.to_string()))
-        }
-        AccountError::Hash(HashError::Busy) => (StatusCode::SERVICE_UNAVAILABLE, unavailable_body()),
-        AccountError::Store(_) | AccountError::Hash(_) => {
-            tracing::error!(error = %err, "internal error");
-            (StatusCode::INTERNAL_SERVER_ERROR, server_error_body())
-        }
-    }
+error_responses! {
+    /// Error responses of the rate-limited account endpoints open to anyone (register, forgot
+    /// password).
+    pub enum LimitedAccountErrorResponse { BadRequest, Forbidden, Conflict, TooManyRequests, ServiceUnavailable } from AccountError
 }
 
-fn server_error_body() -> ErrorBody {
-    ErrorBody::new("server_error", "internal error")
+error_responses! {
+    /// Error responses of the MFA account endpoints.
+    pub enum MfaErrorResponse { BadRequest, Unauthorized, Forbidden, NotFound, Conflict, TooManyRequests, ServiceUnavailable } from MfaError, BearerError
 }
 
-fn unavailable_body() -> ErrorBody {
-    ErrorBody::new("temporarily_unavailable", HashError::Busy.to_string())
-}
-
-/// The 429 of an account error, when it is one.
-fn limited(err: &AccountError) -> Option<(Json<ErrorBody>, u64, u32, u32, u64, String)> {
-    match err {
-        AccountError::TooManyRequests(l) => {
-            Some(too_many_requests(ErrorBody::new("too_many_requests", err.to_string()), *l))
-        }
-        _ => None,
-    }
-}
-
-/// A status an endpoint does not document means a bug: log it, answer 500.
-fn undocumented(status: StatusCode, body: &ErrorBody) -> Json<ErrorBody> {
-    tracing::error!(status = status.as_u16(), error = %body.error, "undocumented error status for this endpoint");
-    Json(server_error_body())
-}
-
-impl From<AccountError> for AccountErrorResponse {
-    fn from(err: AccountError) -> Self {
-        if let Some((body, retry_after, limit, remaining, reset, policy)) = limited(&err) {
-            return AccountErrorResponse::TooManyRequests(body, retry_after, limit, remaining, reset, policy);
-        }
-        match account_error(err) {
-            (StatusCode::BAD_REQUEST, body) => AccountErrorResponse::BadRequest(Json(body)),
-            (StatusCode::SERVICE_UNAVAILABLE, body) => {
-                AccountErrorResponse::ServiceUnavailable(Json(body), BUSY_RETRY_AFTER_SECS)
-            }
-            (StatusCode::FORBIDDEN, body) => AccountErrorResponse::Forbidden(Json(body)),
-            (StatusCode::NOT_FOUND, body) => AccountErrorResponse::NotFound(Json(body)),
-            (StatusCode::INTERNAL_SERVER_ERROR, body) => AccountErrorResponse::ServerError(Json(body)),
-            (status, body) => AccountErrorResponse::ServerError(undocumented(status, &body)),
-        }
-    }
-}
-
-impl From<AccountError> for LimitedAccountErrorResponse {
-    fn from(err: AccountError) -> Self {
-        if let Some((body, retry_after, limit, remaining, reset, policy)) = limited(&err) {
-            return LimitedAccountErrorResponse::TooManyRequests(
-                body,
-                retry_after,
-                limit,
-                remaining,
-                reset,
-                policy,
-            );
-        }
-        match PublicAccountErrorResponse::from(err) {
-            PublicAccountErrorResponse::BadRequest(body) => LimitedAccountErrorResponse::BadRequest(body),
-            PublicAccountErrorResponse::Conflict(body) => LimitedAccountErrorResponse::Conflict(body),
-            PublicAccountErrorResponse::ServerError(body) => LimitedAccountErrorResponse::ServerError(body),
-            PublicAccountErrorResponse::ServiceUnavailable(body, retry_after) => {
-                LimitedAccountErrorResponse::ServiceUnavailable(body, retry_after)
-            }
-        }
-    }
-}
-
-impl From<AccountError> for PublicAccountErrorResponse {
-    fn from(err: AccountError) -> Self {
-        match account_error(err) {
-            (StatusCode::BAD_REQUEST, body) => PublicAccountErrorResponse::BadRequest(Json(body)),
-            (StatusCode::CONFLICT, body) => PublicAccountErrorResponse::Conflict(Json(body)),
-            (StatusCode::SERVICE_UNAVAILABLE, body) => {
-                PublicAccountErrorResponse::ServiceUnavailable(Json(body), BUSY_RETRY_AFTER_SECS)
-            }
-            (StatusCode::INTERNAL_SERVER_ERROR, body) => PublicAccountErrorResponse::ServerError(Json(body)),
-            (status, body) => PublicAccountErrorResponse::ServerError(undocumented(status, &body)),
-        }
-    }
-}
-
-impl From<BearerError> for AccountErrorResponse {
-    fn from(err: BearerError) -> Self {
-        match BearerErrorResponse::from(err) {
-            BearerErrorResponse::Unauthorized(body, challenge) => {
-                AccountErrorResponse::Unauthorized(body, challenge)
-            }
-            BearerErrorResponse::Forbidden(body, _) => AccountErrorResponse::Forbidden(body),
-            BearerErrorResponse::ServerError(body) => AccountErrorResponse::ServerError(body),
-        }
-    }
+error_responses! {
+    /// Error responses of the admin API.
+    pub enum AdminErrorResponse { BadRequest, Unauthorized, Forbidden, NotFound, Conflict, ServiceUnavailable } from AdminError, BearerError
 }
 
 /// Framework errors (failed parsing, unknown route, body too large …) in our JSON shape.
@@ -522,69 +399,4 @@ pub fn framework_error(err: poem::Error, oauth_endpoint: bool) -> Response {
         );
     }
     response
-}
-
-/// Error responses of the admin API: Bearer errors (RFC 6750) and domain errors.
-#[derive(ApiResponse, Debug)]
-pub enum AdminErrorResponse {
-    /// The input is not valid; `errors` lists every reason.
-    #[oai(status = 400)]
-    BadRequest(Json<ErrorBody>),
-    /// The access token is missing, invalid, expired or revoked.
-    #[oai(status = 401)]
-    Unauthorized(Json<ErrorBody>, #[oai(header = "WWW-Authenticate")] String),
-    /// The token's user does not have role `admin` (`insufficient_scope`).
-    #[oai(status = 403)]
-    Forbidden(Json<ErrorBody>, #[oai(header = "WWW-Authenticate")] String),
-    /// No such user or client.
-    #[oai(status = 404)]
-    NotFound(Json<ErrorBody>),
-    /// The username, email or client id is taken.
-    #[oai(status = 409)]
-    Conflict(Json<ErrorBody>),
-    /// Something failed on the server.
-    #[oai(status = 500)]
-    ServerError(Json<ErrorBody>),
-    /// Too many password checks are waiting (`temporarily_unavailable`); retry after the
-    /// given seconds.
-    #[oai(status = 503)]
-    ServiceUnavailable(
-        Json<ErrorBody>,
-        /// Seconds to wait before retrying.
-        #[oai(header = "Retry-After")]
-        u64,
-    ),
-}
-
-impl From<BearerError> for AdminErrorResponse {
-    fn from(err: BearerError) -> Self {
-        match BearerErrorResponse::from(err) {
-            BearerErrorResponse::Unauthorized(body, challenge) => {
-                AdminErrorResponse::Unauthorized(body, challenge)
-            }
-            BearerErrorResponse::Forbidden(body, challenge) => AdminErrorResponse::Forbidden(body, challenge),
-            BearerErrorResponse::ServerError(body) => AdminErrorResponse::ServerError(body),
-        }
-    }
-}
-
-impl From<AdminError> for AdminErrorResponse {
-    fn from(err: AdminError) -> Self {
-        match err {
-            AdminError::Invalid(reasons) => AdminErrorResponse::BadRequest(Json(ErrorBody::invalid(reasons))),
-            AdminError::NotFound(_) => {
-                AdminErrorResponse::NotFound(Json(ErrorBody::new("not_found", err.to_string())))
-            }
-            AdminError::Duplicate(_) => {
-                AdminErrorResponse::Conflict(Json(ErrorBody::new("conflict", err.to_string())))
-            }
-            AdminError::Hash(HashError::Busy) => {
-                AdminErrorResponse::ServiceUnavailable(Json(unavailable_body()), BUSY_RETRY_AFTER_SECS)
-            }
-            AdminError::Store(_) | AdminError::Hash(_) | AdminError::Key(_) | AdminError::Mfa(_) => {
-                tracing::error!(error = %err, "internal error");
-                AdminErrorResponse::ServerError(Json(ErrorBody::new("server_error", "internal error")))
-            }
-        }
-    }
 }

@@ -1,16 +1,14 @@
 //! TOTP self-service for the signed-in user: enrol, confirm, disable.
 
-use poem::Request;
 use poem::web::Data;
 use poem_openapi::payload::Json;
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
 use super::ApiTags;
-use super::auth::{UserToken, request_meta};
+use super::auth::{Meta, UserToken};
 use super::errors::MfaErrorResponse;
 use crate::mfa::{self, MfaError};
 use crate::model::Password;
-use crate::oauth::tokens;
 use crate::services::Services;
 
 pub struct MfaApi;
@@ -93,13 +91,12 @@ impl MfaApi {
     async fn enrol(
         &self,
         Data(svc): Data<&Services>,
-        req: &Request,
+        Meta(meta): Meta,
         auth: UserToken,
         body: Json<EnrolRequest>,
     ) -> Result<EnrolResponse, MfaErrorResponse> {
-        let claims = tokens::authenticate_bearer(svc, auth.token()).await?;
-        let meta = request_meta(req, &svc.settings().trusted_proxies);
-        let e = mfa::enrol(svc, &claims.sub, &password(body.0.password)?, &meta).await?;
+        let caller = auth.account(svc).await?;
+        let e = mfa::enrol(svc, &caller.user_id, &password(body.0.password)?, &meta).await?;
         let body = EnrolmentBody { secret: e.secret, otpauth_uri: e.otpauth_uri, qr_svg: e.qr_svg };
         Ok(EnrolResponse::Ok(Json(body), "no-store".into()))
     }
@@ -112,13 +109,12 @@ impl MfaApi {
     async fn confirm(
         &self,
         Data(svc): Data<&Services>,
-        req: &Request,
+        Meta(meta): Meta,
         auth: UserToken,
         body: Json<ConfirmRequest>,
     ) -> Result<ConfirmResponse, MfaErrorResponse> {
-        let claims = tokens::authenticate_bearer(svc, auth.token()).await?;
-        let meta = request_meta(req, &svc.settings().trusted_proxies);
-        let recovery_codes = mfa::confirm(svc, &claims.sub, &body.0.code, &meta).await?;
+        let caller = auth.account(svc).await?;
+        let recovery_codes = mfa::confirm(svc, &caller.user_id, &body.0.code, &meta).await?;
         Ok(ConfirmResponse::Ok(Json(RecoveryCodesBody { recovery_codes }), "no-store".into()))
     }
 
@@ -129,14 +125,13 @@ impl MfaApi {
     async fn disable(
         &self,
         Data(svc): Data<&Services>,
-        req: &Request,
+        Meta(meta): Meta,
         auth: UserToken,
         body: Json<DisableRequest>,
     ) -> Result<DisableResponse, MfaErrorResponse> {
-        let claims = tokens::authenticate_bearer(svc, auth.token()).await?;
-        let meta = request_meta(req, &svc.settings().trusted_proxies);
+        let caller = auth.account(svc).await?;
         let DisableRequest { password: text, code } = body.0;
-        mfa::disable(svc, &claims.sub, &password(text)?, &code, &meta).await?;
+        mfa::disable(svc, &caller.user_id, &password(text)?, &code, &meta).await?;
         Ok(DisableResponse::NoContent)
     }
 }

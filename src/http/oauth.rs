@@ -1,19 +1,18 @@
 //! OAuth endpoints: parse the form, call `crate::oauth`, map the result.
 
-use poem::Request;
 use poem::web::Data;
 use poem_openapi::payload::{Form, Json};
 use poem_openapi::{ApiResponse, Object, OpenApi};
 use serde::Deserialize;
 
 use super::ApiTags;
-use super::auth::{ClientAuth, UserToken, presented_client, request_meta};
+use super::auth::{ClientAuth, Meta, UserToken, presented_client};
 use super::errors::{BearerErrorResponse, OAuthErrorResponse};
 use crate::model::Password;
 use crate::model::{GrantType, Scope};
 use crate::oauth::grants::{self, GrantRequest, SecondFactor};
 use crate::oauth::introspect::{self, ActiveToken};
-use crate::oauth::{OAuthError, userinfo};
+use crate::oauth::{OAuthError, revoke, userinfo};
 use crate::services::Services;
 
 pub struct OAuthApi;
@@ -240,7 +239,7 @@ impl OAuthApi {
     async fn token(
         &self,
         Data(svc): Data<&Services>,
-        req: &Request,
+        Meta(meta): Meta,
         auth: ClientAuth,
         form: Form<TokenForm>,
     ) -> Result<TokenResponse, OAuthErrorResponse> {
@@ -248,7 +247,6 @@ impl OAuthApi {
         let presented = presented_client(&auth, form.client_id.take(), form.client_secret.take())
             .map_err(OAuthError::invalid_request)?;
         let request = grant_request(form)?;
-        let meta = request_meta(req, &svc.settings().trusted_proxies);
         let t = grants::exchange(svc, &presented, request, &meta).await?;
         Ok(TokenResponse::Ok(
             Json(TokenBody {
@@ -290,15 +288,14 @@ impl OAuthApi {
     async fn revoke(
         &self,
         Data(svc): Data<&Services>,
-        req: &Request,
+        Meta(meta): Meta,
         auth: ClientAuth,
         form: Form<TokenParamsForm>,
     ) -> Result<RevokeResponse, OAuthErrorResponse> {
         let Form(form) = form;
         let presented = presented_client(&auth, form.client_id, form.client_secret)
             .map_err(OAuthError::invalid_request)?;
-        let meta = request_meta(req, &svc.settings().trusted_proxies);
-        introspect::revoke(svc, &presented, &form.token, &meta).await?;
+        revoke::revoke(svc, &presented, &form.token, &meta).await?;
         Ok(RevokeResponse::Ok)
     }
 

@@ -27,6 +27,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
+use crate::crypto::write_private;
 use crate::model::Clock;
 use crate::store::{self, Db, StoreError};
 
@@ -307,22 +308,6 @@ fn generate_key_file(dir: &Path) -> Result<String, KeyError> {
     let path = key_path(dir, &kid);
     write_private(&path, pem.as_bytes()).map_err(|e| KeyError::File { path, reason: e.to_string() })?;
     Ok(kid)
-}
-
-/// Writes a file readable by its owner only, created with that mode (never world-readable,
-/// not even for an instant), and synced before the key is recorded as usable.
-pub fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options.open(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()
 }
 
 fn load_key(dir: &Path, kid: &str) -> Result<LoadedKey, KeyError> {

@@ -28,9 +28,9 @@ impl Client {
             || (grant == GrantType::MfaOtp && self.grants.contains(&GrantType::Password))
     }
 
-    /// The `aud` of tokens issued to this client: its registered audiences, or the issuer.
-    pub fn token_audiences(&self, issuer: &str) -> Vec<String> {
-        if self.audiences.is_empty() { vec![issuer.to_owned()] } else { self.audiences.clone() }
+    /// The APIs this client's tokens are for: its registered audiences, or its own id.
+    pub fn token_audiences(&self) -> Vec<String> {
+        if self.audiences.is_empty() { vec![self.id.to_string()] } else { self.audiences.clone() }
     }
 }
 

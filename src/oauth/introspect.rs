@@ -1,15 +1,14 @@
-//! Token introspection (RFC 7662) and revocation (RFC 7009).
+//! Token introspection (RFC 7662).
 
 use serde::Serialize;
 
 use super::client::{self, PresentedClient};
 use super::error::OAuthError;
-use super::tokens::{self, ACCESS_TOKEN_TYP, AccessClaims};
+use super::tokens::{self, AccessClaims};
 use crate::crypto::secrets;
 use crate::model::Client;
-use crate::model::RequestMeta;
 use crate::services::Services;
-use crate::store::{self, audit::AuditEvent};
+use crate::store::{self};
 
 /// What an active token looks like to a resource server (RFC 7662 §2.2).
 #[derive(Debug, Serialize)]
@@ -47,7 +46,7 @@ pub async fn introspect(
         // Introspection tells secrets about tokens: only authenticated clients may ask.
         return Err(OAuthError::InvalidClient);
     }
-    if looks_like_jwt(token) {
+    if tokens::looks_like_jwt(token) {
         let claims = tokens::active_access_token(svc, token).await?;
         return Ok(claims.filter(|c| may_see(&caller, c, svc.issuer())).map(active_access));
     }
@@ -63,7 +62,7 @@ pub async fn introspect(
         && session.client_id == caller.id.as_str();
     Ok(live.then(|| ActiveToken {
         active: true,
-        scope: record.scope.clone(),
+        scope: record.scope.to_string(),
         client_id: session.client_id.clone(),
         token_type: "refresh_token",
         exp: record.expires_at,
@@ -78,16 +77,22 @@ pub async fn introspect(
     }))
 }
 
-/// RFC 7662 §4: the token's client, or a resource server among its audiences.
+/// RFC 7662 §4: the token's own client, or a resource server the token names — by the
+/// caller's id or one of its registered audiences. The issuer's audience never counts: it
+/// is latchkey's own, and naming it would show every account token to any client.
 fn may_see(caller: &Client, claims: &AccessClaims, issuer: &str) -> bool {
     claims.client_id == caller.id.as_str()
-        || claims.aud.iter().any(|a| a == caller.id.as_str() || caller.token_audiences(issuer).contains(a))
+        || claims
+            .aud
+            .iter()
+            .filter(|a| *a != issuer)
+            .any(|a| a == caller.id.as_str() || caller.audiences.contains(a))
 }
 
 fn active_access(c: AccessClaims) -> ActiveToken {
     ActiveToken {
         active: true,
-        scope: c.scope,
+        scope: c.scope.to_string(),
         client_id: c.client_id,
         token_type: "Bearer",
         exp: c.exp,
@@ -100,56 +105,4 @@ fn active_access(c: AccessClaims) -> ActiveToken {
         amr: c.amr,
         roles: c.roles,
     }
-}
-
-fn looks_like_jwt(token: &str) -> bool {
-    token.bytes().filter(|&b| b == b'.').count() == 2
-}
-
-/// Revokes a token the calling client owns. Unknown tokens, and tokens of other clients,
-/// are a silent success (RFC 7009 §2.2): the answer reveals nothing about them.
-pub async fn revoke(
-    svc: &Services,
-    presented: &PresentedClient,
-    token: &str,
-    meta: &RequestMeta,
-) -> Result<(), OAuthError> {
-    let caller = client::authenticate(svc, presented).await?;
-    if looks_like_jwt(token) {
-        if let Some(claims) = svc.keys().verify::<AccessClaims>(token, ACCESS_TOKEN_TYP, svc.issuer()).await
-            && claims.client_id == caller.id.as_str()
-        {
-            store::sessions::revoke_access_token(svc.db(), &claims.jti, claims.exp).await?;
-            audit_revocation(svc, &caller, claims.user_id(), "access_token", meta).await;
-        }
-        return Ok(());
-    }
-    if let Some(record) = store::sessions::find_refresh(svc.db(), &secrets::sha256_hex(token)).await?
-        && record.session.client_id == caller.id.as_str()
-    {
-        store::sessions::revoke(svc.db(), &record.session.id, svc.now()).await?;
-        audit_revocation(svc, &caller, Some(&record.session.user_id), "refresh_token", meta).await;
-    }
-    Ok(())
-}
-
-async fn audit_revocation(
-    svc: &Services,
-    caller: &Client,
-    user_id: Option<&str>,
-    kind: &str,
-    meta: &RequestMeta,
-) {
-    svc.audit(
-        AuditEvent {
-            event: "token_revoked",
-            outcome: "success",
-            user_id: user_id.map(str::to_owned),
-            client_id: Some(caller.id.to_string()),
-            detail: Some(format!("type={kind}")),
-            ..Default::default()
-        },
-        meta,
-    )
-    .await;
 }

@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use super::error::OAuthError;
-use super::tokens::{ACCESS_TOKEN_TYP, AccessClaims, ID_TOKEN_TYP, IdClaims};
+use super::tokens::{ACCESS_TOKEN_TYP, ACCOUNT_SCOPE, ADMIN_SCOPE, AccessClaims, ID_TOKEN_TYP, IdClaims};
 use crate::crypto::secrets;
 use crate::model::RequestMeta;
 use crate::model::User;
@@ -20,7 +20,7 @@ pub const ABSOLUTE_LIFETIME_FACTOR: i64 = 4;
 
 /// RFC 6749 §5.1 success body.
 #[derive(Debug, Clone, Serialize)]
-pub struct TokenResponse {
+pub struct IssuedTokens {
     pub access_token: String,
     pub token_type: &'static str,
     pub expires_in: u64,
@@ -47,14 +47,14 @@ pub async fn start_session(
     scope: Scope,
     auth: UserAuth,
     meta: &RequestMeta,
-) -> Result<TokenResponse, OAuthError> {
+) -> Result<IssuedTokens, OAuthError> {
     let now = svc.now();
     let refresh_ttl = svc.settings().refresh_token_ttl.as_secs() as i64;
     let session = Session {
         id: uuid::Uuid::new_v4().to_string(),
         user_id: user.id.clone(),
         client_id: client.id.to_string(),
-        scope: scope.to_string(),
+        scope: scope.clone(),
         amr: join_words(&auth.amr),
         auth_time: auth.auth_time,
         ip: meta.ip.clone(),
@@ -66,10 +66,9 @@ pub async fn start_session(
     };
     let refresh = client.allows(GrantType::RefreshToken).then(secrets::random_token);
     let refresh_hash = refresh.as_deref().map(secrets::sha256_hex);
-    let scope_text = scope.to_string();
     let new_refresh = refresh_hash.as_deref().map(|hash| NewRefresh {
         hash,
-        scope: &scope_text,
+        scope: &scope,
         expires_at: refresh_expiry(svc, &session, now),
     });
     if !store::sessions::create(svc.db(), &session, new_refresh, user.security_stamp).await? {
@@ -105,28 +104,14 @@ pub fn for_session(
     scope: &Scope,
     session: &Session,
     refresh_token: Option<String>,
-) -> Result<TokenResponse, OAuthError> {
-    let now = svc.now();
-    let ttl = svc.settings().access_token_ttl.as_secs() as i64;
+) -> Result<IssuedTokens, OAuthError> {
     let amr = store::split_words(&session.amr);
-    let mut aud = client.audiences.clone();
-    // latchkey's own APIs (userinfo, account) are an audience of every user token.
-    if !aud.iter().any(|a| a == svc.issuer()) {
-        aud.push(svc.issuer().to_owned());
-    }
     let claims = AccessClaims {
-        iss: svc.issuer().to_owned(),
-        sub: user.id.clone(),
-        aud,
-        exp: now + ttl,
-        iat: now,
-        jti: uuid::Uuid::new_v4().to_string(),
-        client_id: client.id.to_string(),
-        scope: scope.to_string(),
         auth_time: Some(session.auth_time),
         amr: Some(amr.clone()),
         roles: Some(user.roles.clone()),
         sid: Some(session.id.clone()),
+        ..access_claims(svc, client, &user.id, scope)
     };
     let id_token = if scope.contains("openid") {
         let id = IdClaims {
@@ -134,8 +119,8 @@ pub fn for_session(
             sub: &user.id,
             aud: client.id.as_str(),
             azp: client.id.as_str(),
-            exp: now + ttl,
-            iat: now,
+            exp: claims.exp,
+            iat: claims.iat,
             auth_time: session.auth_time,
             amr: &amr,
             sid: &session.id,
@@ -147,40 +132,58 @@ pub fn for_session(
     } else {
         None
     };
-    Ok(TokenResponse {
-        access_token: svc.keys().sign(ACCESS_TOKEN_TYP, &claims)?,
-        token_type: "Bearer",
-        expires_in: ttl as u64,
-        scope: claims.scope,
-        refresh_token,
-        id_token,
-    })
+    token_response(svc, claims, refresh_token, id_token)
 }
 
 /// Tokens for a client acting on its own behalf: no user, no session, no refresh token.
-pub fn for_client(svc: &Services, client: &Client, scope: &Scope) -> Result<TokenResponse, OAuthError> {
+pub fn for_client(svc: &Services, client: &Client, scope: &Scope) -> Result<IssuedTokens, OAuthError> {
+    let claims = access_claims(svc, client, client.id.as_str(), scope);
+    token_response(svc, claims, None, None)
+}
+
+/// The claims every access token carries (RFC 9068 §2.2); user tokens add theirs.
+fn access_claims(svc: &Services, client: &Client, sub: &str, scope: &Scope) -> AccessClaims {
     let now = svc.now();
-    let ttl = svc.settings().access_token_ttl.as_secs() as i64;
-    let claims = AccessClaims {
+    AccessClaims {
         iss: svc.issuer().to_owned(),
-        sub: client.id.to_string(),
-        aud: client.token_audiences(svc.issuer()),
-        exp: now + ttl,
+        sub: sub.to_owned(),
+        aud: audiences(svc, client, scope),
+        exp: now + svc.settings().access_token_ttl.as_secs() as i64,
         iat: now,
         jti: uuid::Uuid::new_v4().to_string(),
         client_id: client.id.to_string(),
-        scope: scope.to_string(),
+        scope: scope.clone(),
         auth_time: None,
         amr: None,
         roles: None,
         sid: None,
-    };
-    Ok(TokenResponse {
+    }
+}
+
+/// The audience model: a token is for the APIs its client was registered for (or the
+/// client itself), and for latchkey's own APIs only when its scope asks for them. A token
+/// handed to a resource server therefore cannot be replayed against `/account` or `/admin`.
+fn audiences(svc: &Services, client: &Client, scope: &Scope) -> Vec<String> {
+    let mut aud = client.token_audiences();
+    let own_api = scope.contains(ACCOUNT_SCOPE) || scope.contains(ADMIN_SCOPE);
+    if own_api && !aud.iter().any(|a| a == svc.issuer()) {
+        aud.push(svc.issuer().to_owned());
+    }
+    aud
+}
+
+fn token_response(
+    svc: &Services,
+    claims: AccessClaims,
+    refresh_token: Option<String>,
+    id_token: Option<String>,
+) -> Result<IssuedTokens, OAuthError> {
+    Ok(IssuedTokens {
         access_token: svc.keys().sign(ACCESS_TOKEN_TYP, &claims)?,
         token_type: "Bearer",
-        expires_in: ttl as u64,
-        scope: claims.scope,
-        refresh_token: None,
-        id_token: None,
+        expires_in: (claims.exp - claims.iat) as u64,
+        scope: claims.scope.to_string(),
+        refresh_token,
+        id_token,
     })
 }

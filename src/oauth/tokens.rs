@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Deserializer, Serialize};
 
+use crate::model::Scope;
 use crate::services::Services;
 use crate::store::{self, StoreError};
 
@@ -19,7 +20,7 @@ pub struct AccessClaims {
     pub iat: i64,
     pub jti: String,
     pub client_id: String,
-    pub scope: String,
+    pub scope: Scope,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auth_time: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -35,10 +36,6 @@ impl AccessClaims {
     /// A user token (as opposed to a client-credentials token) has a session.
     pub fn user_id(&self) -> Option<&str> {
         self.sid.as_ref().map(|_| self.sub.as_str())
-    }
-
-    pub fn has_scope(&self, scope: &str) -> bool {
-        self.scope.split(' ').any(|s| s == scope)
     }
 }
 
@@ -75,7 +72,7 @@ fn one_or_many<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error>
 }
 
 /// Verifies signature, header, issuer and expiry, then asks the database whether the token,
-/// its session and its user are still good. `Ok(None)` means "not active".
+/// its session, its user and its client are still good. `Ok(None)` means "not active".
 pub async fn active_access_token(svc: &Services, token: &str) -> Result<Option<AccessClaims>, StoreError> {
     let Some(claims) = svc.keys().verify::<AccessClaims>(token, ACCESS_TOKEN_TYP, svc.issuer()).await else {
         return Ok(None);
@@ -85,29 +82,66 @@ pub async fn active_access_token(svc: &Services, token: &str) -> Result<Option<A
         &claims.jti,
         claims.sid.as_deref(),
         claims.user_id(),
+        &claims.client_id,
+        claims.user_id().is_none().then_some(claims.iat),
         svc.now(),
     )
     .await?;
-    let live = !state.jti_revoked && state.session_live.unwrap_or(true) && state.user_active.unwrap_or(true);
+    let live = !state.jti_revoked
+        && state.client_valid
+        && state.session_live.unwrap_or(true)
+        && state.user_active.unwrap_or(true);
     Ok(live.then_some(claims))
 }
 
+/// Scopes that name latchkey's own APIs. Only a token granted one of them carries the
+/// issuer in `aud` (see `oauth::issue`), so a token meant for another API is worth nothing
+/// here (RFC 9068 §4, RFC 9700 §2.3).
+pub const ACCOUNT_SCOPE: &str = "account";
+pub const ADMIN_SCOPE: &str = "admin";
+
 #[derive(Debug, thiserror::Error)]
 pub enum BearerError {
-    #[error("the access token is missing, invalid, expired or revoked")]
-    InvalidToken,
-    #[error("the access token lacks the required scope or role")]
-    InsufficientScope,
+    /// RFC 6750 `invalid_token`, with the reason for the developer.
+    #[error("{0}")]
+    InvalidToken(&'static str),
+    /// RFC 6750 `insufficient_scope`: the token lacks `scope`.
+    #[error("the access token lacks the scope {scope}")]
+    InsufficientScope { scope: &'static str },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
-/// Authenticates a Bearer token for latchkey's own APIs (userinfo, account, admin): the
-/// token must be active, belong to a user, and name this issuer among its audiences.
-pub async fn authenticate_bearer(svc: &Services, token: &str) -> Result<AccessClaims, BearerError> {
-    let claims = active_access_token(svc, token).await?.ok_or(BearerError::InvalidToken)?;
-    if claims.user_id().is_none() || !claims.aud.iter().any(|a| a == svc.issuer()) {
-        return Err(BearerError::InvalidToken);
+impl BearerError {
+    pub const INACTIVE: BearerError =
+        BearerError::InvalidToken("the access token is missing, invalid, expired or revoked");
+}
+
+/// Authenticates a user's Bearer token for a route that needs `scope`: the token must be
+/// active, belong to a user, and hold the scope. For latchkey's own APIs (`account`,
+/// `admin`) it must also name this issuer among its audiences.
+pub async fn authenticate_bearer(
+    svc: &Services,
+    token: &str,
+    scope: &'static str,
+) -> Result<AccessClaims, BearerError> {
+    let claims = active_access_token(svc, token).await?.ok_or(BearerError::INACTIVE)?;
+    if claims.user_id().is_none() {
+        return Err(BearerError::InvalidToken(
+            "this access token was issued to a client for itself (client credentials), not for a user",
+        ));
+    }
+    if !claims.scope.contains(scope) {
+        return Err(BearerError::InsufficientScope { scope });
+    }
+    let own_api = scope == ACCOUNT_SCOPE || scope == ADMIN_SCOPE;
+    if own_api && !claims.aud.iter().any(|a| a == svc.issuer()) {
+        return Err(BearerError::InvalidToken("the access token is not meant for this server"));
     }
     Ok(claims)
+}
+
+/// A compact JWS has three dot-separated parts; refresh tokens have none.
+pub fn looks_like_jwt(token: &str) -> bool {
+    token.bytes().filter(|&b| b == b'.').count() == 2
 }

@@ -18,15 +18,12 @@ pub struct UserInfo {
 }
 
 pub async fn userinfo(svc: &Services, bearer: &str) -> Result<UserInfo, BearerError> {
-    let claims = tokens::authenticate_bearer(svc, bearer).await?;
-    if !claims.has_scope("openid") {
-        return Err(BearerError::InsufficientScope);
-    }
-    let user = store::users::find_by_id(svc.db(), &claims.sub).await?.ok_or(BearerError::InvalidToken)?;
-    let email = claims.has_scope("email");
+    let claims = tokens::authenticate_bearer(svc, bearer, "openid").await?;
+    let user = store::users::find_by_id(svc.db(), &claims.sub).await?.ok_or(BearerError::INACTIVE)?;
+    let email = claims.scope.contains("email");
     Ok(UserInfo {
         sub: user.id,
-        preferred_username: claims.has_scope("profile").then(|| user.username.to_string()),
+        preferred_username: claims.scope.contains("profile").then(|| user.username.to_string()),
         email: email.then(|| user.email.to_string()),
         email_verified: email.then_some(user.email_verified),
     })

@@ -83,9 +83,11 @@ pub async fn update(db: &Db, client: &Client, now: i64) -> StoreResult<bool> {
 }
 
 /// Replaces the secret hash of a confidential client. `false`: no such confidential client.
+/// Tokens the client obtained with the old secret stop being active.
 pub async fn set_secret_hash(db: &Db, id: &ClientId, hash: &str, now: i64) -> StoreResult<bool> {
     let changed = sqlx::query(
-        "UPDATE clients SET secret_hash = $2, updated_at = $3 WHERE id = $1 AND secret_hash IS NOT NULL",
+        "UPDATE clients SET secret_hash = $2, updated_at = $3, tokens_valid_after = $3
+         WHERE id = $1 AND secret_hash IS NOT NULL",
     )
     .bind(id.as_str())
     .bind(hash)

@@ -5,6 +5,7 @@
 use sqlx::Row;
 
 use super::{Db, StoreResult};
+use crate::model::Scope;
 
 /// A user's authenticator as stored: the secret still sealed.
 #[derive(Debug, Clone)]
@@ -160,7 +161,7 @@ pub struct Challenge {
     pub hash: String,
     pub user_id: String,
     pub client_id: String,
-    pub scope: String,
+    pub scope: Scope,
     pub created_at: i64,
     pub expires_at: i64,
 }
@@ -173,7 +174,7 @@ pub async fn insert_challenge(db: &Db, c: &Challenge) -> StoreResult<()> {
     .bind(&c.hash)
     .bind(&c.user_id)
     .bind(&c.client_id)
-    .bind(&c.scope)
+    .bind(c.scope.to_string())
     .bind(c.created_at)
     .bind(c.expires_at)
     .execute(db.pool())
@@ -202,7 +203,7 @@ pub async fn find_live_challenge(
             hash: r.try_get("hash")?,
             user_id: r.try_get("user_id")?,
             client_id: r.try_get("client_id")?,
-            scope: r.try_get("scope")?,
+            scope: super::sessions::scope_column(&r, "scope")?,
             created_at: r.try_get("created_at")?,
             expires_at: r.try_get("expires_at")?,
         })

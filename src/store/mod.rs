@@ -92,6 +92,23 @@ impl Db {
     }
 }
 
+/// The database a URL names, for messages: the SQLite file, or the PostgreSQL host, port and
+/// database — never the password.
+pub fn describe(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(u) if u.scheme().starts_with("postgres") => format!(
+            "{}:{}{} (PostgreSQL)",
+            u.host_str().unwrap_or("localhost"),
+            u.port().unwrap_or(5432),
+            u.path()
+        ),
+        _ => {
+            let path = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
+            format!("{} (SQLite)", path.split('?').next().unwrap_or(path))
+        }
+    }
+}
+
 /// Lists are stored as space-separated words (grants, scopes, audiences, amr).
 pub fn join_words<I, S>(items: I) -> String
 where

@@ -4,13 +4,14 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::{Db, StoreResult};
+use crate::model::Scope;
 
 #[derive(Debug, Clone)]
 pub struct Session {
     pub id: String,
     pub user_id: String,
     pub client_id: String,
-    pub scope: String,
+    pub scope: Scope,
     pub amr: String,
     pub auth_time: i64,
     pub ip: Option<String>,
@@ -24,7 +25,7 @@ pub struct Session {
 /// A refresh token to store: only its hash.
 pub struct NewRefresh<'a> {
     pub hash: &'a str,
-    pub scope: &'a str,
+    pub scope: &'a Scope,
     pub expires_at: i64,
 }
 
@@ -65,7 +66,7 @@ pub async fn create(
     .bind(&session.id)
     .bind(&session.user_id)
     .bind(&session.client_id)
-    .bind(&session.scope)
+    .bind(session.scope.to_string())
     .bind(&session.amr)
     .bind(session.auth_time)
     .bind(session.ip.as_deref())
@@ -90,7 +91,7 @@ async fn insert_refresh(
     sqlx::query("INSERT INTO refresh_tokens (hash, session_id, scope, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)")
         .bind(refresh.hash)
         .bind(session_id)
-        .bind(refresh.scope)
+        .bind(refresh.scope.to_string())
         .bind(now)
         .bind(refresh.expires_at)
         .execute(&mut **tx)
@@ -101,7 +102,7 @@ async fn insert_refresh(
 /// A refresh token as stored, with its session.
 #[derive(Debug, Clone)]
 pub struct RefreshRecord {
-    pub scope: String,
+    pub scope: Scope,
     pub created_at: i64,
     pub expires_at: i64,
     pub used_at: Option<i64>,
@@ -119,7 +120,7 @@ pub async fn find_refresh(db: &Db, hash: &str) -> StoreResult<Option<RefreshReco
     .await?;
     row.map(|r| {
         Ok(RefreshRecord {
-            scope: r.try_get("token_scope")?,
+            scope: scope_column(&r, "token_scope")?,
             created_at: r.try_get("token_created_at")?,
             expires_at: r.try_get("token_expires_at")?,
             used_at: r.try_get("used_at")?,
@@ -197,6 +198,9 @@ pub struct AccessTokenState {
     pub session_live: Option<bool>,
     /// `None` when the token has no user; `Some(false)` for a deleted or inactive user.
     pub user_active: Option<bool>,
+    /// The client still exists and, for a client's own token, has not changed its secret
+    /// since the token was issued.
+    pub client_valid: bool,
 }
 
 pub async fn access_token_state(
@@ -204,21 +208,28 @@ pub async fn access_token_state(
     jti: &str,
     sid: Option<&str>,
     user_id: Option<&str>,
+    client_id: &str,
+    client_token_iat: Option<i64>,
     now: i64,
 ) -> StoreResult<AccessTokenState> {
     let row = sqlx::query(
         "SELECT
             (SELECT COUNT(*) FROM revoked_access_tokens WHERE jti = $1) AS jti_revoked,
             (SELECT COUNT(*) FROM sessions WHERE id = $2 AND revoked_at IS NULL AND expires_at > $4) AS session_live,
-            (SELECT COUNT(*) FROM users WHERE id = $3 AND status = 'active') AS user_active",
+            (SELECT COUNT(*) FROM users WHERE id = $3 AND status = 'active') AS user_active,
+            (SELECT COUNT(*) FROM clients WHERE id = $5 AND tokens_valid_after <= $6) AS client_valid",
     )
     .bind(jti)
     .bind(sid.unwrap_or(""))
     .bind(user_id.unwrap_or(""))
     .bind(now)
+    .bind(client_id)
+    // User tokens end with their session, not with the client's secret.
+    .bind(client_token_iat.unwrap_or(i64::MAX))
     .fetch_one(db.pool())
     .await?;
     Ok(AccessTokenState {
+        client_valid: row.try_get::<i64, _>("client_valid")? > 0,
         jti_revoked: row.try_get::<i64, _>("jti_revoked")? > 0,
         session_live: sid.map(|_| row.try_get::<i64, _>("session_live")).transpose()?.map(|n| n > 0),
         user_active: user_id.map(|_| row.try_get::<i64, _>("user_active")).transpose()?.map(|n| n > 0),
@@ -241,7 +252,7 @@ fn session_from_row(r: &AnyRow) -> StoreResult<Session> {
         id: r.try_get("id")?,
         user_id: r.try_get("user_id")?,
         client_id: r.try_get("client_id")?,
-        scope: r.try_get("scope")?,
+        scope: scope_column(r, "scope")?,
         amr: r.try_get("amr")?,
         auth_time: r.try_get("auth_time")?,
         ip: r.try_get("ip")?,
@@ -303,4 +314,10 @@ pub async fn revoke_for_user(db: &Db, session_id: &str, user_id: &str, now: i64)
     .await?
     .rows_affected();
     Ok(changed == 1)
+}
+
+/// Scopes are stored as their space-separated text, parsed back here once.
+pub(super) fn scope_column(row: &AnyRow, column: &str) -> StoreResult<Scope> {
+    let text: String = row.try_get(column)?;
+    Scope::parse(&text).ok_or_else(|| super::StoreError::Corrupt(format!("scope {text:?}")))
 }

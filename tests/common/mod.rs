@@ -129,13 +129,14 @@ impl TestApp {
         client::register(&self.svc, new).await.unwrap().into()
     }
 
-    /// The usual confidential web client: password + refresh, openid profile email api.
+    /// The usual confidential web client: password + refresh, openid profile email api, and
+    /// latchkey's own `account` and `admin` (dropped from the default scope of non-admins).
     pub async fn web_client(&self) -> TestClient {
         self.create_client(
             "web",
             false,
             &[GrantType::Password, GrantType::RefreshToken],
-            "openid profile email api",
+            "openid profile email api account admin",
             &[],
         )
         .await

@@ -4,7 +4,7 @@ use crate::model::Client;
 use crate::model::RequestMeta;
 use crate::model::Scope;
 use crate::oauth::error::OAuthError;
-use crate::oauth::issue::{self, TokenResponse};
+use crate::oauth::issue::{self, IssuedTokens};
 use crate::services::Services;
 use crate::store::audit::AuditEvent;
 
@@ -13,7 +13,7 @@ pub async fn grant(
     client: &Client,
     requested: Option<&Scope>,
     meta: &RequestMeta,
-) -> Result<TokenResponse, OAuthError> {
+) -> Result<IssuedTokens, OAuthError> {
     if client.is_public() {
         return Err(OAuthError::UnauthorizedClient("public clients cannot use client_credentials".into()));
     }

@@ -16,7 +16,7 @@ use crate::model::User;
 use crate::model::UserStatus;
 use crate::model::policy::LoginContext;
 use crate::oauth::error::OAuthError;
-use crate::oauth::issue::{self, TokenResponse, UserAuth};
+use crate::oauth::issue::{self, IssuedTokens, UserAuth};
 use crate::services::Services;
 use crate::store::mfa::Challenge;
 use crate::store::{self, audit::AuditEvent};
@@ -92,7 +92,7 @@ async fn challenge(
         hash: secrets::sha256_hex(&token),
         user_id: user.id.clone(),
         client_id: client.id.to_string(),
-        scope: scope.to_string(),
+        scope: scope.clone(),
         created_at: now,
         expires_at: now + CHALLENGE_TTL_SECS,
     };
@@ -107,7 +107,7 @@ pub async fn grant(
     mfa_token: &str,
     factor: SecondFactor,
     meta: &RequestMeta,
-) -> Result<TokenResponse, OAuthError> {
+) -> Result<IssuedTokens, OAuthError> {
     let hash = secrets::sha256_hex(mfa_token);
     let now = svc.now();
     let challenge =
@@ -128,7 +128,7 @@ pub async fn grant(
         return Err(dead_token());
     }
     // The scope was settled at the password step; the client may since have lost some.
-    let scope = Scope::from_words(store::split_words(&challenge.scope));
+    let scope = challenge.scope;
     if !scope.is_subset(&client.scopes) {
         return Err(OAuthError::InvalidScope("the client may no longer have this scope".into()));
     }

@@ -9,7 +9,7 @@ mod refresh_token;
 
 use super::client::{self, PresentedClient};
 use super::error::OAuthError;
-use super::issue::TokenResponse;
+use super::issue::IssuedTokens;
 use crate::account;
 use crate::model::Password;
 use crate::model::RequestMeta;
@@ -44,7 +44,7 @@ pub async fn exchange(
     presented: &PresentedClient,
     request: GrantRequest,
     meta: &RequestMeta,
-) -> Result<TokenResponse, OAuthError> {
+) -> Result<IssuedTokens, OAuthError> {
     let client = client::authenticate(svc, presented).await?;
     if !client.allows(request.grant_type()) {
         return Err(OAuthError::UnauthorizedClient(format!(

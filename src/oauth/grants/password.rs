@@ -7,7 +7,7 @@ use crate::model::Password;
 use crate::model::RequestMeta;
 use crate::model::Scope;
 use crate::oauth::error::OAuthError;
-use crate::oauth::issue::{self, TokenResponse, UserAuth};
+use crate::oauth::issue::{self, IssuedTokens, UserAuth};
 use crate::services::Services;
 
 pub async fn grant(
@@ -18,7 +18,7 @@ pub async fn grant(
     requested: Option<&Scope>,
     otp: Option<&str>,
     meta: &RequestMeta,
-) -> Result<TokenResponse, OAuthError> {
+) -> Result<IssuedTokens, OAuthError> {
     let scope = crate::oauth::client::granted_scope(client, requested)?;
     let user = account::verify_login(svc, &client.id, username, password, meta).await?.user;
     let scope = super::scope_for_user(svc, &user, scope, requested.is_some()).await?;

@@ -7,7 +7,7 @@ use crate::model::RequestMeta;
 use crate::model::Scope;
 use crate::model::UserStatus;
 use crate::oauth::error::OAuthError;
-use crate::oauth::issue::{self, TokenResponse};
+use crate::oauth::issue::{self, IssuedTokens};
 use crate::services::Services;
 use crate::store::sessions::{NewRefresh, Rotation, Session};
 use crate::store::{self, audit::AuditEvent};
@@ -22,7 +22,7 @@ pub async fn grant(
     token: &str,
     requested: Option<Scope>,
     meta: &RequestMeta,
-) -> Result<TokenResponse, OAuthError> {
+) -> Result<IssuedTokens, OAuthError> {
     let now = svc.now();
     let hash = secrets::sha256_hex(token);
     let record = store::sessions::find_refresh(svc.db(), &hash).await?.ok_or_else(invalid)?;
@@ -38,7 +38,7 @@ pub async fn grant(
     if session.revoked_at.is_some() || record.expires_at <= now || session.expires_at <= now {
         return Err(invalid());
     }
-    let granted = Scope::from_words(store::split_words(&record.scope));
+    let granted = record.scope.clone();
     // Scope may only narrow, and never beyond what the client may have today.
     let scope = requested.unwrap_or_else(|| granted.clone());
     if !scope.is_subset(&granted) || !scope.is_subset(&client.scopes) {
@@ -53,12 +53,8 @@ pub async fn grant(
     let scope = super::scope_for_user(svc, &user, scope, false).await?;
     let next = secrets::random_token();
     let next_hash = secrets::sha256_hex(&next);
-    let scope_text = scope.to_string();
-    let new_refresh = NewRefresh {
-        hash: &next_hash,
-        scope: &scope_text,
-        expires_at: issue::refresh_expiry(svc, &session, now),
-    };
+    let new_refresh =
+        NewRefresh { hash: &next_hash, scope: &scope, expires_at: issue::refresh_expiry(svc, &session, now) };
     match store::sessions::rotate_refresh(svc.db(), &hash, &session.id, &new_refresh, now).await? {
         Rotation::Rotated => {
             let response = issue::for_session(svc, client, &user, &scope, &session, Some(next))?;
