@@ -23,6 +23,8 @@ pub async fn open(settings: Settings) -> anyhow::Result<Services> {
         .await
         .with_context(|| format!("cannot open the database {}", store::describe(&settings.database_url)))?;
     db.migrate().await.context("cannot apply migrations")?;
+    // A server that cannot write would say ready and then fail every login: refuse instead.
+    db.check_writable().await.context("the database does not take writes (read-only or full?)")?;
     if settings.keys_dir.exists() && !settings.keys_dir.is_dir() {
         anyhow::bail!("--keys-dir {} is not a directory", settings.keys_dir.display());
     }

@@ -16,6 +16,7 @@ const DEFAULT_KEYS_DIR: &str = "keys";
 const DEFAULT_ACCESS_TOKEN_TTL: &str = "15m";
 const DEFAULT_REFRESH_TOKEN_TTL: &str = "7d";
 const DEFAULT_MAIL: &str = "log";
+const DEFAULT_REFRESH_REUSE_GRACE: &str = "0s";
 const DEFAULT_RATE_LIMIT_LOGIN: &str = "5/15m";
 const DEFAULT_RATE_LIMIT_REFRESH: &str = "10/1h";
 const DEFAULT_RATE_LIMIT_REGISTER: &str = "3/1h";
@@ -55,6 +56,10 @@ pub struct RawSettings {
     /// Idle lifetime of a refresh token (a session lasts at most four): `Ns` … `Nd`.
     #[arg(long, env = "LATCHKEY_REFRESH_TOKEN_TTL", default_value = DEFAULT_REFRESH_TOKEN_TTL, global = true)]
     pub refresh_token_ttl: String,
+    /// How long after a rotation the same client may present the old refresh token again
+    /// and get a new pair (a lost response); `0s` is strict RFC 9700: reuse ends the family.
+    #[arg(long, env = "LATCHKEY_REFRESH_REUSE_GRACE", default_value = DEFAULT_REFRESH_REUSE_GRACE, global = true)]
+    pub refresh_reuse_grace: String,
     /// `log`, `dir:PATH`, `smtp://[user:pass@]host[:587]` (STARTTLS required; add
     /// `?tls=opportunistic` or `?tls=none` to relax, `&from=ADDRESS` for the sender) or
     /// `smtps://…` (TLS from the start, port 465).
@@ -100,6 +105,7 @@ impl Default for RawSettings {
             secret_key: None,
             access_token_ttl: DEFAULT_ACCESS_TOKEN_TTL.into(),
             refresh_token_ttl: DEFAULT_REFRESH_TOKEN_TTL.into(),
+            refresh_reuse_grace: DEFAULT_REFRESH_REUSE_GRACE.into(),
             mail: DEFAULT_MAIL.into(),
             rate_limit_login: DEFAULT_RATE_LIMIT_LOGIN.into(),
             rate_limit_refresh: DEFAULT_RATE_LIMIT_REFRESH.into(),
@@ -122,6 +128,8 @@ pub struct Settings {
     pub secret_key: Option<String>,
     pub access_token_ttl: Duration,
     pub refresh_token_ttl: Duration,
+    /// Zero: a spent refresh token presented again always ends its family.
+    pub refresh_reuse_grace: Duration,
     pub mail: MailTransport,
     pub rate_limit_login: RateLimit,
     pub rate_limit_refresh: RateLimit,
@@ -227,6 +235,8 @@ impl RawSettings {
                 "LATCHKEY_REFRESH_TOKEN_TTL",
                 &self.refresh_token_ttl,
             )?,
+            refresh_reuse_grace: parse_duration(&self.refresh_reuse_grace)
+                .map_err(|r| bad("refresh-reuse-grace", "LATCHKEY_REFRESH_REUSE_GRACE", r))?,
             mail: parse_mail(&self.mail).map_err(|r| bad("mail", "LATCHKEY_MAIL", r))?,
             rate_limit_login: rate("rate-limit-login", "LATCHKEY_RATE_LIMIT_LOGIN", &self.rate_limit_login)?,
             rate_limit_refresh: rate(

@@ -10,7 +10,7 @@ use crate::mail::{MailError, Mailer};
 use crate::model::policy::{DefaultPolicy, SecondFactorPolicy};
 use crate::model::{Clock, RequestMeta};
 use crate::store::audit::AuditEvent;
-use crate::store::{self, Db};
+use crate::store::{self, Db, StoreError};
 
 #[derive(Clone)]
 pub struct Services {
@@ -94,12 +94,14 @@ impl Services {
         &self.inner.mailer
     }
 
-    /// Writes an audit record. A failure is logged loudly but does not undo the action
-    /// that was already committed.
-    pub async fn audit(&self, event: AuditEvent, meta: &RequestMeta) {
-        let event = AuditEvent { ip: meta.ip.clone(), user_agent: meta.user_agent.clone(), ..event };
-        if let Err(err) = store::audit::insert(self.db(), &event, self.now()).await {
-            tracing::error!(error = %err, event = event.event, "could not write audit event");
-        }
+    /// Writes an audit record. A request whose record cannot be written fails too: an
+    /// action is either audited or answered as failed.
+    pub async fn audit(&self, event: AuditEvent, meta: &RequestMeta) -> Result<(), StoreError> {
+        store::audit::insert(self.db().pool(), &with_meta(event, meta), self.now()).await
     }
+}
+
+/// The record with the request's client address and user agent.
+pub fn with_meta(event: AuditEvent, meta: &RequestMeta) -> AuditEvent {
+    AuditEvent { ip: meta.ip.clone(), user_agent: meta.user_agent.clone(), ..event }
 }

@@ -10,7 +10,10 @@ use crate::model::RequestMeta;
 use crate::model::User;
 use crate::services::Services;
 use crate::store::users::{Counted, LockPolicy};
-use crate::store::{self, StoreError, audit::AuditEvent};
+use crate::store::{
+    self, StoreError,
+    audit::{AuditEvent, AuditKind},
+};
 
 /// Wrong passwords in a row before the first lock.
 pub const THRESHOLD: i64 = 5;
@@ -31,14 +34,17 @@ pub async fn count_failure(svc: &Services, user: &User, meta: &RequestMeta) -> R
     };
     if let Counted { failures, locked_until: Some(until) } = counted {
         let event = AuditEvent {
-            event: "lockout",
-            outcome: "locked",
             user_id: Some(user.id.clone()),
             detail: Some(format!("failures={failures} seconds={}", until - now)),
-            ..Default::default()
+            ..AuditEvent::new(AuditKind::Lockout, "locked")
         };
         let (svc, meta) = (svc.clone(), meta.clone());
-        tokio::spawn(async move { svc.audit(event, &meta).await });
+        tokio::spawn(async move {
+            // The answer (a failure) has gone; all that is left is to say so loudly.
+            if let Err(err) = svc.audit(event, &meta).await {
+                tracing::error!(error = %err, "could not write the audit record of a lockout");
+            }
+        });
     }
     Ok(true)
 }

@@ -7,7 +7,10 @@ use crate::crypto::password::{HashError, PasswordHasher};
 use crate::limits::{self, Limit, LimitError, Limited};
 use crate::model::{ClientId, Password, RequestMeta, User, UserStatus, Username};
 use crate::services::Services;
-use crate::store::{self, StoreError, audit::AuditEvent};
+use crate::store::{
+    self, StoreError,
+    audit::{AuditEvent, AuditKind},
+};
 
 /// A user whose password was right and who may log in.
 #[derive(Debug)]
@@ -152,21 +155,27 @@ struct LoginFailure<'a> {
 
 impl LoginFailure<'_> {
     /// Audits the failure: before the answer when nothing else was written for it
-    /// (`now`), after it otherwise. Returns the error to answer with.
+    /// (`now`; a record that cannot be written then fails the request), after it
+    /// otherwise. Returns the error to answer with.
     async fn record(&self, user_id: Option<String>, now: bool) -> LoginError {
         let event = AuditEvent {
-            event: "login",
-            outcome: "failure",
             user_id,
             client_id: Some(self.client.to_string()),
             detail: Some("invalid username or password".into()),
-            ..Default::default()
+            ..AuditEvent::new(AuditKind::Login, "failure")
         };
         if now {
-            self.svc.audit(event, self.meta).await;
+            if let Err(err) = self.svc.audit(event, self.meta).await {
+                return LoginError::Store(err);
+            }
         } else {
             let (svc, meta) = (self.svc.clone(), self.meta.clone());
-            tokio::spawn(async move { svc.audit(event, &meta).await });
+            tokio::spawn(async move {
+                // The answer (a failure) has gone; all that is left is to say so loudly.
+                if let Err(err) = svc.audit(event, &meta).await {
+                    tracing::error!(error = %err, "could not write the audit record of a failed login");
+                }
+            });
         }
         LoginError::InvalidCredentials
     }

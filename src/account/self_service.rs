@@ -11,7 +11,7 @@ use crate::model::User;
 use crate::model::{Email, Password, Username};
 use crate::services::Services;
 use crate::store;
-use crate::store::audit::AuditEvent;
+use crate::store::audit::{AuditEvent, AuditKind};
 use crate::store::sessions::Session;
 
 /// How long the link of a verification mail works.
@@ -47,7 +47,7 @@ pub async fn register(svc: &Services, reg: Registration, meta: &RequestMeta) -> 
     let new = NewUser { username, email, password, roles: Vec::new(), email_verified: false };
     let user = create_user(svc, new).await?;
     mail_token(svc, user.email.as_str(), MailKind::VerifyEmail).await?;
-    svc.audit(user_event("register", "success", &user.id, None), meta).await;
+    svc.audit(user_event(AuditKind::Register, "success", &user.id, None), meta).await?;
     Ok(user)
 }
 
@@ -56,7 +56,7 @@ pub async fn verify_email(svc: &Services, token: &str, meta: &RequestMeta) -> Re
     let user_id = store::account_tokens::verify_email(svc.db(), &secrets::sha256_hex(token), svc.now())
         .await?
         .ok_or(AccountError::InvalidToken)?;
-    svc.audit(user_event("email_verified", "success", &user_id, None), meta).await;
+    svc.audit(user_event(AuditKind::EmailVerified, "success", &user_id, None), meta).await?;
     Ok(())
 }
 
@@ -96,8 +96,11 @@ pub async fn reset_password(
     store::account_tokens::reset_password(svc.db(), &hash, &user.id, &password_hash, svc.now())
         .await?
         .ok_or(AccountError::InvalidToken)?;
-    svc.audit(user_event("password_reset", "success", &user.id, Some("all sessions ended".into())), meta)
-        .await;
+    svc.audit(
+        user_event(AuditKind::PasswordReset, "success", &user.id, Some("all sessions ended".into())),
+        meta,
+    )
+    .await?;
     Ok(())
 }
 
@@ -124,10 +127,10 @@ pub async fn change_password(
     };
     if !confirmed {
         svc.audit(
-            user_event("password_change", "failure", user_id, Some("wrong current password".into())),
+            user_event(AuditKind::PasswordChange, "failure", user_id, Some("wrong current password".into())),
             meta,
         )
-        .await;
+        .await?;
         return Err(AccountError::WrongPassword);
     }
     let user = store::users::find_by_id(svc.db(), user_id).await?.ok_or(AccountError::NotFound)?;
@@ -135,8 +138,11 @@ pub async fn change_password(
         .map_err(AccountError::Invalid)?;
     let password_hash = svc.hasher().hash(&password).await?;
     store::users::change_password(svc.db(), user_id, &password_hash, current_session, svc.now()).await?;
-    svc.audit(user_event("password_change", "success", user_id, Some("other sessions ended".into())), meta)
-        .await;
+    svc.audit(
+        user_event(AuditKind::PasswordChange, "success", user_id, Some("other sessions ended".into())),
+        meta,
+    )
+    .await?;
     Ok(())
 }
 
@@ -161,8 +167,11 @@ pub async fn end_session(
     if !store::sessions::revoke_for_user(svc.db(), session_id, user_id, svc.now()).await? {
         return Err(AccountError::NotFound);
     }
-    svc.audit(user_event("session_revoked", "success", user_id, Some(format!("session={session_id}"))), meta)
-        .await;
+    svc.audit(
+        user_event(AuditKind::SessionRevoked, "success", user_id, Some(format!("session={session_id}"))),
+        meta,
+    )
+    .await?;
     Ok(())
 }
 
@@ -177,7 +186,8 @@ pub async fn logout(
 ) -> Result<(), AccountError> {
     store::sessions::revoke(svc.db(), session_id, svc.now()).await?;
     store::sessions::revoke_access_token(svc.db(), access_jti, access_exp).await?;
-    svc.audit(user_event("logout", "success", user_id, Some(format!("session={session_id}"))), meta).await;
+    svc.audit(user_event(AuditKind::Logout, "success", user_id, Some(format!("session={session_id}"))), meta)
+        .await?;
     Ok(())
 }
 
@@ -228,18 +238,11 @@ fn compose(issuer: &str, to: &str, kind: MailKind, token: String) -> Mail {
     Mail { to: to.to_owned(), subject: subject.to_owned(), body, kind, token }
 }
 
-fn user_event(
-    event: &'static str,
-    outcome: &'static str,
-    user_id: &str,
-    detail: Option<String>,
-) -> AuditEvent {
+fn user_event(event: AuditKind, outcome: &'static str, user_id: &str, detail: Option<String>) -> AuditEvent {
     AuditEvent {
-        event,
-        outcome,
         actor_id: Some(user_id.to_owned()),
         user_id: Some(user_id.to_owned()),
         detail,
-        ..Default::default()
+        ..AuditEvent::new(event, outcome)
     }
 }

@@ -7,6 +7,7 @@ use crate::model::{ClientId, GrantType, Scope};
 use crate::oauth::client::{self, NewClient, RegisteredClient};
 use crate::services::Services;
 use crate::store;
+use crate::store::audit::AuditKind;
 
 pub async fn list(svc: &Services) -> Result<Vec<Client>, AdminError> {
     Ok(store::clients::list(svc.db()).await?)
@@ -61,7 +62,7 @@ pub async fn create(
         require_mfa: input.require_mfa,
     };
     let registered = client::register(svc, new).await?;
-    record(svc, actor, "admin_client_create", None, Some(registered.client_id.clone()), None).await;
+    record(svc, actor, AuditKind::AdminClientCreate, None, Some(registered.client_id.clone()), None).await?;
     Ok(registered)
 }
 
@@ -127,7 +128,7 @@ pub async fn update(
         return Err(AdminError::NotFound("client"));
     }
     let detail = format!("changed={}", changed.join(","));
-    record(svc, actor, "admin_client_update", None, Some(client.id.to_string()), Some(detail)).await;
+    record(svc, actor, AuditKind::AdminClientUpdate, None, Some(client.id.to_string()), Some(detail)).await?;
     Ok(client)
 }
 
@@ -142,7 +143,7 @@ pub async fn rotate_secret(svc: &Services, actor: &Actor, id: &str) -> Result<Re
     if !store::clients::set_secret_hash(svc.db(), &client.id, &hash, svc.now()).await? {
         return Err(AdminError::NotFound("client"));
     }
-    record(svc, actor, "admin_client_rotate_secret", None, Some(client.id.to_string()), None).await;
+    record(svc, actor, AuditKind::AdminClientRotateSecret, None, Some(client.id.to_string()), None).await?;
     Ok(RegisteredClient::new(&client, Some(secret)))
 }
 
@@ -152,7 +153,7 @@ pub async fn delete(svc: &Services, actor: &Actor, id: &str) -> Result<(), Admin
     if !store::clients::delete(svc.db(), &id).await? {
         return Err(AdminError::NotFound("client"));
     }
-    record(svc, actor, "admin_client_delete", None, Some(id.to_string()), None).await;
+    record(svc, actor, AuditKind::AdminClientDelete, None, Some(id.to_string()), None).await?;
     Ok(())
 }
 

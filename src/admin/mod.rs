@@ -17,7 +17,7 @@ use crate::model::RequestMeta;
 use crate::oauth::client::RegisterError;
 use crate::oauth::tokens::{self, BearerError};
 use crate::services::Services;
-use crate::store::audit::AuditEvent;
+use crate::store::audit::{AuditEvent, AuditKind};
 use crate::store::{self, StoreError};
 
 pub const ADMIN_ROLE: &str = "admin";
@@ -104,7 +104,7 @@ pub async fn authorize(svc: &Services, token: &str, meta: RequestMeta) -> Result
         Ok(claims) => claims,
         Err(BearerError::InsufficientScope { scope }) => {
             if let Some(claims) = tokens::active_access_token(svc, token).await? {
-                deny(svc, &claims.sub, &claims.client_id, &meta).await;
+                deny(svc, &claims.sub, &claims.client_id, &meta).await?;
             }
             return Err(BearerError::InsufficientScope { scope });
         }
@@ -112,22 +112,20 @@ pub async fn authorize(svc: &Services, token: &str, meta: RequestMeta) -> Result
     };
     let user = store::users::find_by_id(svc.db(), &claims.sub).await?.ok_or(BearerError::INACTIVE)?;
     if !user.roles.iter().any(|r| r == ADMIN_ROLE) {
-        deny(svc, &user.id, &claims.client_id, &meta).await;
+        deny(svc, &user.id, &claims.client_id, &meta).await?;
         return Err(BearerError::InsufficientScope { scope: tokens::ADMIN_SCOPE });
     }
     Ok(Actor { user_id: Some(user.id), meta, via: "api" })
 }
 
-async fn deny(svc: &Services, user_id: &str, client_id: &str, meta: &RequestMeta) {
+async fn deny(svc: &Services, user_id: &str, client_id: &str, meta: &RequestMeta) -> Result<(), StoreError> {
     let event = AuditEvent {
-        event: "admin_access_denied",
-        outcome: "failure",
         actor_id: Some(user_id.to_owned()),
         user_id: Some(user_id.to_owned()),
         client_id: Some(client_id.to_owned()),
-        ..Default::default()
+        ..AuditEvent::new(AuditKind::AdminAccessDenied, "failure")
     };
-    svc.audit(event, meta).await;
+    svc.audit(event, meta).await
 }
 
 /// One page of a list and the cursor of the next, if there is more.
@@ -174,28 +172,26 @@ fn into_page<T>(mut rows: Vec<T>, limit: i64, list: &str, key: impl Fn(&T) -> &s
 async fn record(
     svc: &Services,
     actor: &Actor,
-    event: &'static str,
+    event: AuditKind,
     user_id: Option<String>,
     client_id: Option<String>,
     detail: Option<String>,
-) {
+) -> Result<(), StoreError> {
     let detail = match detail {
         Some(d) => format!("via={} {d}", actor.via),
         None => format!("via={}", actor.via),
     };
     svc.audit(
         AuditEvent {
-            event,
-            outcome: "success",
             actor_id: actor.user_id.clone(),
             user_id,
             client_id,
             detail: Some(detail),
-            ..Default::default()
+            ..AuditEvent::new(event, "success")
         },
         &actor.meta,
     )
-    .await;
+    .await
 }
 
 /// Signing keys and their state.
@@ -206,7 +202,7 @@ pub async fn list_keys(svc: &Services) -> Result<Vec<KeyInfo>, AdminError> {
 /// Adds a signing key; the old ones stay published until their tokens have expired.
 pub async fn rotate_key(svc: &Services, actor: &Actor) -> Result<KeyInfo, AdminError> {
     let key = svc.keys().rotate(svc.settings().access_token_ttl).await?;
-    record(svc, actor, "admin_key_rotate", None, None, Some(format!("kid={}", key.kid))).await;
+    record(svc, actor, AuditKind::AdminKeyRotate, None, None, Some(format!("kid={}", key.kid))).await?;
     Ok(key)
 }
 

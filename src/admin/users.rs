@@ -1,6 +1,7 @@
 //! Users as an administrator sees them: search, create, change, lock out, delete, reset
 //! their second factor.
 
+use crate::store::audit::AuditKind;
 use std::collections::HashSet;
 
 use super::{ADMIN_ROLE, Actor, AdminError, Page, decode_cursor, into_page, page_limit, record};
@@ -59,7 +60,8 @@ pub async fn mfa_enabled_among(svc: &Services, page: &[User]) -> Result<HashSet<
 pub async fn reset_mfa(svc: &Services, actor: &Actor, id: &str) -> Result<(), AdminError> {
     get(svc, id).await?;
     let removed = mfa::reset(svc, id).await?;
-    record(svc, actor, "mfa_reset", Some(id.to_owned()), None, Some(format!("removed={removed}"))).await;
+    record(svc, actor, AuditKind::MfaReset, Some(id.to_owned()), None, Some(format!("removed={removed}")))
+        .await?;
     Ok(())
 }
 
@@ -100,12 +102,12 @@ pub async fn create(svc: &Services, actor: &Actor, input: CreateUser) -> Result<
     record(
         svc,
         actor,
-        "admin_user_create",
+        AuditKind::AdminUserCreate,
         Some(user.id.clone()),
         None,
         Some(format!("roles={}", user.roles.join(","))),
     )
-    .await;
+    .await?;
     Ok(user)
 }
 
@@ -169,7 +171,8 @@ pub async fn update(svc: &Services, actor: &Actor, id: &str, patch: UserPatch) -
         apply_status(svc, &user, status, now).await?;
         changed.push(format!("status={}", status.as_str()));
     }
-    record(svc, actor, "admin_user_update", Some(id.to_owned()), None, Some(changed.join(" "))).await;
+    record(svc, actor, AuditKind::AdminUserUpdate, Some(id.to_owned()), None, Some(changed.join(" ")))
+        .await?;
     get(svc, id).await
 }
 
@@ -186,8 +189,9 @@ pub async fn set_status(
     }
     let user = get(svc, id).await?;
     apply_status(svc, &user, status, svc.now()).await?;
-    let event = if status == UserStatus::Active { "admin_user_enable" } else { "admin_user_disable" };
-    record(svc, actor, event, Some(id.to_owned()), None, None).await;
+    let event =
+        if status == UserStatus::Active { AuditKind::AdminUserEnable } else { AuditKind::AdminUserDisable };
+    record(svc, actor, event, Some(id.to_owned()), None, None).await?;
     get(svc, id).await
 }
 
@@ -215,7 +219,7 @@ pub async fn set_password(
     let hash = svc.hasher().hash(&password).await?;
     // No session is kept: none of them is the operator's.
     store::users::change_password(svc.db(), &user.id, &hash, "", svc.now()).await?;
-    record(svc, actor, "admin_user_set_password", Some(user.id.clone()), None, None).await;
+    record(svc, actor, AuditKind::AdminUserSetPassword, Some(user.id.clone()), None, None).await?;
     Ok(user)
 }
 
@@ -224,7 +228,7 @@ pub async fn unlock(svc: &Services, actor: &Actor, id: &str) -> Result<User, Adm
     if !store::users::unlock(svc.db(), id, svc.now()).await? {
         return Err(AdminError::NotFound("user"));
     }
-    record(svc, actor, "admin_user_unlock", Some(id.to_owned()), None, None).await;
+    record(svc, actor, AuditKind::AdminUserUnlock, Some(id.to_owned()), None, None).await?;
     get(svc, id).await
 }
 
@@ -235,12 +239,12 @@ pub async fn revoke_sessions(svc: &Services, actor: &Actor, id: &str) -> Result<
     record(
         svc,
         actor,
-        "admin_user_revoke_sessions",
+        AuditKind::AdminUserRevokeSessions,
         Some(id.to_owned()),
         None,
         Some(format!("revoked={revoked}")),
     )
-    .await;
+    .await?;
     Ok(revoked)
 }
 
@@ -261,7 +265,7 @@ pub async fn delete(svc: &Services, actor: &Actor, id: &str) -> Result<(), Admin
     if !store::users::delete(svc.db(), id).await? {
         return Err(AdminError::NotFound("user"));
     }
-    record(svc, actor, "admin_user_delete", Some(id.to_owned()), None, None).await;
+    record(svc, actor, AuditKind::AdminUserDelete, Some(id.to_owned()), None, None).await?;
     Ok(())
 }
 

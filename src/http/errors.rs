@@ -17,6 +17,11 @@ use crate::limits::Limited;
 use crate::mfa::MfaError;
 use crate::oauth::OAuthError;
 use crate::oauth::tokens::BearerError;
+use crate::store::{self, StoreError};
+
+/// Seconds a client should wait when the database is unavailable: outages seen so far
+/// ended, or were noticed, within about that.
+const UNAVAILABLE_RETRY_AFTER: u64 = 1;
 
 /// `{"error", "error_description"}`, plus `mfa_token` on `mfa_required`.
 #[derive(Debug, Clone, Object)]
@@ -59,7 +64,7 @@ pub struct ApiError {
     challenge: Option<String>,
     /// On 429: the budget that ran out, for `Retry-After` and `RateLimit-*`.
     limited: Option<Limited>,
-    /// On 503: seconds until a retry is worth it.
+    /// On 503, when not the default: seconds until a retry is worth it.
     retry_after: Option<u64>,
 }
 
@@ -86,23 +91,34 @@ impl ApiError {
     }
 
     /// Busy for a moment (the password hasher's queue is full): 503 with `Retry-After`.
-    fn unavailable(body: ErrorBody, retry_after: u64) -> ApiError {
+    fn busy(body: ErrorBody, retry_after: u64) -> ApiError {
         ApiError {
             retry_after: Some(retry_after),
             ..ApiError::with_body(StatusCode::SERVICE_UNAVAILABLE, body)
         }
     }
 
-    fn busy() -> ApiError {
-        ApiError::unavailable(
+    fn hasher_busy() -> ApiError {
+        ApiError::busy(
             ErrorBody::new("temporarily_unavailable", HashError::Busy.to_string()),
             BUSY_RETRY_AFTER_SECS,
         )
     }
 
     /// A failure on our side: the detail goes to the log (with the request id), never out.
-    fn server(err: &dyn std::fmt::Display) -> ApiError {
-        tracing::error!(error = %err, "internal error");
+    /// The database being unavailable for now (unreachable, full, read-only, locked) is 503
+    /// `temporarily_unavailable` with `Retry-After`, so clients retry; anything else is 500.
+    fn server(err: &(dyn std::error::Error + 'static)) -> ApiError {
+        let chain = error_chain(err);
+        if database_unavailable(err) {
+            tracing::warn!(error = %chain, "database unavailable");
+            return ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                "the service is unavailable; retry shortly",
+            );
+        }
+        tracing::error!(error = %chain, "internal error");
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "internal error")
     }
 
@@ -113,7 +129,7 @@ impl ApiError {
     /// A status the endpoint does not document means a bug: log it, answer 500.
     fn undocumented(self) -> Json<ErrorBody> {
         tracing::error!(status = self.status.as_u16(), error = %self.body.error, "undocumented error status for this endpoint");
-        ApiError::server(&"undocumented error status").body()
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "internal error").body()
     }
 
     fn rate_limit_headers(&self) -> (u64, u32, u32, u64, String) {
@@ -133,8 +149,8 @@ impl From<OAuthError> for ApiError {
             }
             OAuthError::MfaEnrollmentRequired => ApiError::with_body(StatusCode::FORBIDDEN, body),
             OAuthError::TooManyRequests(limited) => ApiError::too_many_requests(limited),
-            OAuthError::TemporarilyUnavailable(retry_after) => ApiError::unavailable(body, retry_after),
-            OAuthError::Server(source) => ApiError::server(&source),
+            OAuthError::TemporarilyUnavailable(retry_after) => ApiError::busy(body, retry_after),
+            OAuthError::Server(source) => ApiError::server(&*source),
             _ => ApiError::with_body(StatusCode::BAD_REQUEST, body),
         }
     }
@@ -175,7 +191,7 @@ impl From<AccountError> for ApiError {
                 ApiError::new(StatusCode::FORBIDDEN, "registration_closed", err.to_string())
             }
             AccountError::TooManyRequests(limited) => ApiError::too_many_requests(limited),
-            AccountError::Hash(HashError::Busy) => ApiError::busy(),
+            AccountError::Hash(HashError::Busy) => ApiError::hasher_busy(),
             AccountError::Store(_) | AccountError::Hash(_) => ApiError::server(&err),
         }
     }
@@ -191,7 +207,7 @@ impl From<MfaError> for ApiError {
             MfaError::NotEnrolled => ApiError::new(StatusCode::NOT_FOUND, "not_found", err.to_string()),
             MfaError::AlreadyEnabled => ApiError::new(StatusCode::CONFLICT, "conflict", err.to_string()),
             MfaError::TooManyRequests(limited) => ApiError::too_many_requests(limited),
-            MfaError::Hash(HashError::Busy) => ApiError::busy(),
+            MfaError::Hash(HashError::Busy) => ApiError::hasher_busy(),
             MfaError::Store(_) | MfaError::Hash(_) | MfaError::Unsealable(_) => ApiError::server(&err),
         }
     }
@@ -205,12 +221,41 @@ impl From<AdminError> for ApiError {
             }
             AdminError::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, "not_found", err.to_string()),
             AdminError::Duplicate(_) => ApiError::new(StatusCode::CONFLICT, "conflict", err.to_string()),
-            AdminError::Hash(HashError::Busy) => ApiError::busy(),
+            AdminError::Hash(HashError::Busy) => ApiError::hasher_busy(),
             AdminError::Store(_) | AdminError::Hash(_) | AdminError::Key(_) | AdminError::Mfa(_) => {
                 ApiError::server(&err)
             }
         }
     }
+}
+
+/// Whether `err` or one of its sources says the database is unavailable. Domain errors wrap
+/// StoreError transparently, so the chain may show the sqlx error itself.
+fn database_unavailable(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut next = Some(err);
+    while let Some(e) = next {
+        if e.downcast_ref::<StoreError>().is_some_and(StoreError::is_unavailable)
+            || e.downcast_ref::<sqlx::Error>().is_some_and(store::is_unavailable)
+        {
+            return true;
+        }
+        next = e.source();
+    }
+    false
+}
+
+/// The error and its sources, for the log (wrappers often say only "internal error").
+fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut next = err.source();
+    while let Some(e) = next {
+        let part = e.to_string();
+        if !text.ends_with(&part) {
+            text = format!("{text}: {part}");
+        }
+        next = e.source();
+    }
+    text
 }
 
 /// Declares the error responses of a group of endpoints: the statuses it documents, picked
@@ -282,21 +327,6 @@ macro_rules! error_responses {
             $name::TooManyRequests($e.body(), retry_after, limit, remaining, reset, policy)
         }] $($rest)*);
     };
-    (@build $e:ident $doc:tt $name:ident $sources:tt [$($v:tt)*] [$($arm:tt)*] ServiceUnavailable $($rest:ident)*) => {
-        error_responses!(@build $e $doc $name $sources [$($v)*
-            #[doc = "Busy for a moment (`temporarily_unavailable`): too many password checks are waiting; retry after the given seconds."]
-            #[oai(status = 503)]
-            ServiceUnavailable(
-                Json<ErrorBody>,
-                #[doc = "Seconds to wait before retrying."]
-                #[oai(header = "Retry-After")]
-                u64,
-            ),
-        ] [$($arm)* 503 => {
-            let retry_after = $e.retry_after.unwrap_or(1);
-            $name::ServiceUnavailable($e.body(), retry_after)
-        }] $($rest)*);
-    };
     (@build $e:ident [$($doc:tt)*] $name:ident [$($source:ty),+] [$($v:tt)*] [$($arm:tt)*]) => {
         $($doc)*
         #[derive(ApiResponse, Debug)]
@@ -305,6 +335,14 @@ macro_rules! error_responses {
             #[doc = "Something failed on the server; the request id in the logs tells what."]
             #[oai(status = 500)]
             ServerError(Json<ErrorBody>),
+            #[doc = "Unavailable for a moment (`temporarily_unavailable`): the database is unreachable, or too many password checks are waiting; retry after the given seconds."]
+            #[oai(status = 503)]
+            Unavailable(
+                Json<ErrorBody>,
+                #[doc = "Seconds until a retry may succeed."]
+                #[oai(header = "Retry-After")]
+                u64,
+            ),
         }
 
         impl From<ApiError> for $name {
@@ -312,6 +350,10 @@ macro_rules! error_responses {
                 match $e.status.as_u16() {
                     $($arm)*
                     500 => $name::ServerError($e.body()),
+                    503 => {
+                        let retry_after = $e.retry_after.unwrap_or(UNAVAILABLE_RETRY_AFTER);
+                        $name::Unavailable($e.body(), retry_after)
+                    }
                     _ => $name::ServerError($e.undocumented()),
                 }
             }
@@ -329,7 +371,7 @@ macro_rules! error_responses {
 
 error_responses! {
     /// Error responses of the OAuth endpoints (RFC 6749 §5.2).
-    pub enum OAuthErrorResponse { BadRequest, Unauthorized, Forbidden, TooManyRequests, ServiceUnavailable } from OAuthError
+    pub enum OAuthErrorResponse { BadRequest, Unauthorized, Forbidden, TooManyRequests } from OAuthError
 }
 
 error_responses! {
@@ -339,28 +381,28 @@ error_responses! {
 
 error_responses! {
     /// Error responses of the account endpoints that take a Bearer token.
-    pub enum AccountErrorResponse { BadRequest, Unauthorized, Forbidden, NotFound, TooManyRequests, ServiceUnavailable } from AccountError, BearerError
+    pub enum AccountErrorResponse { BadRequest, Unauthorized, Forbidden, NotFound, TooManyRequests } from AccountError, BearerError
 }
 
 error_responses! {
     /// Error responses of the account endpoints open to anyone (verify email, reset password).
-    pub enum PublicAccountErrorResponse { BadRequest, Conflict, ServiceUnavailable } from AccountError
+    pub enum PublicAccountErrorResponse { BadRequest, Conflict } from AccountError
 }
 
 error_responses! {
     /// Error responses of the rate-limited account endpoints open to anyone (register, forgot
     /// password).
-    pub enum LimitedAccountErrorResponse { BadRequest, Forbidden, Conflict, TooManyRequests, ServiceUnavailable } from AccountError
+    pub enum LimitedAccountErrorResponse { BadRequest, Forbidden, Conflict, TooManyRequests } from AccountError
 }
 
 error_responses! {
     /// Error responses of the MFA account endpoints.
-    pub enum MfaErrorResponse { BadRequest, Unauthorized, Forbidden, NotFound, Conflict, TooManyRequests, ServiceUnavailable } from MfaError, BearerError
+    pub enum MfaErrorResponse { BadRequest, Unauthorized, Forbidden, NotFound, Conflict, TooManyRequests } from MfaError, BearerError
 }
 
 error_responses! {
     /// Error responses of the admin API.
-    pub enum AdminErrorResponse { BadRequest, Unauthorized, Forbidden, NotFound, Conflict, ServiceUnavailable } from AdminError, BearerError
+    pub enum AdminErrorResponse { BadRequest, Unauthorized, Forbidden, NotFound, Conflict } from AdminError, BearerError
 }
 
 /// Framework errors (failed parsing, unknown route, body too large …) in our JSON shape.

@@ -88,8 +88,22 @@ async fn read_capped_body(req: &mut Request) -> poem::Result<()> {
         poem::error::ReadBodyError::PayloadTooLarge => too_large(),
         other => poem::Error::new(other, poem::http::StatusCode::BAD_REQUEST),
     })?;
+    let form = req.content_type().is_some_and(|t| t.starts_with("application/x-www-form-urlencoded"));
+    if form && !form_is_utf8(&body) {
+        // The form parser would swap bad bytes for U+FFFD and let e.g. a password grant run
+        // on a string the client never sent.
+        return Err(poem::Error::from_string(
+            "the form is not valid UTF-8",
+            poem::http::StatusCode::BAD_REQUEST,
+        ));
+    }
     req.set_body(body);
     Ok(())
+}
+
+/// Whether every name and value of a urlencoded form decodes to UTF-8.
+fn form_is_utf8(body: &[u8]) -> bool {
+    body.split(|b| *b == b'&').all(|field| percent_encoding::percent_decode(field).decode_utf8().is_ok())
 }
 
 /// Query strings end up in logs, proxies and browser history: credentials and tokens are

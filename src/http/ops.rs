@@ -20,10 +20,10 @@ struct Health {
 
 #[derive(ApiResponse)]
 enum Readiness {
-    /// The database answers.
+    /// The database answers and takes writes.
     #[oai(status = 200)]
     Ready(Json<Health>),
-    /// The database does not answer.
+    /// The database does not answer, or does not take writes (full disk, read-only).
     #[oai(status = 503)]
     NotReady(Json<Health>),
 }
@@ -36,14 +36,14 @@ impl OpsApi {
         Json(Health { status: "ok".into() })
     }
 
-    /// Readiness: the database is reachable.
+    /// Readiness: the database is reachable and takes writes; answers within a second.
     #[oai(path = "/readyz", method = "get")]
     async fn readyz(&self, Data(svc): Data<&Services>) -> Readiness {
-        match svc.db().ping().await {
+        match svc.db().ready().await {
             Ok(()) => Readiness::Ready(Json(Health { status: "ready".into() })),
             Err(err) => {
                 tracing::warn!(error = %err, "readiness check failed");
-                Readiness::NotReady(Json(Health { status: "database unreachable".into() }))
+                Readiness::NotReady(Json(Health { status: "database unavailable".into() }))
             }
         }
     }

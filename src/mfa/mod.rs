@@ -17,7 +17,10 @@ use crate::crypto::secrets;
 use crate::model::Password;
 use crate::model::RequestMeta;
 use crate::services::Services;
-use crate::store::{self, StoreError, audit::AuditEvent};
+use crate::store::{
+    self, StoreError,
+    audit::{AuditEvent, AuditKind},
+};
 
 /// RFC 4226 §4 recommends 160 bits.
 const SECRET_BYTES: usize = 20;
@@ -133,7 +136,7 @@ pub async fn enrol(
         .to_url()
         .map_err(|_| StoreError::Corrupt(format!("username {} cannot label a TOTP", user.username)))?;
     let qr_svg = qr::svg(&otpauth_uri).unwrap_or_default();
-    audit(svc, "mfa_enrolment_started", user_id, meta).await;
+    audit(svc, AuditKind::MfaEnrolmentStarted, user_id, meta).await?;
     Ok(Enrolment { secret: totp.secret().to_base32(), otpauth_uri, qr_svg })
 }
 
@@ -159,7 +162,7 @@ pub async fn confirm(
         // Confirmed or re-enrolled by a concurrent request: this code belonged to neither.
         return Err(MfaError::InvalidCode);
     }
-    audit(svc, "mfa_enabled", user_id, meta).await;
+    audit(svc, AuditKind::MfaEnabled, user_id, meta).await?;
     Ok(codes)
 }
 
@@ -179,7 +182,7 @@ pub async fn disable(
         return Err(MfaError::InvalidCode);
     }
     store::mfa::delete(svc.db(), user_id).await?;
-    audit(svc, "mfa_disabled", user_id, meta).await;
+    audit(svc, AuditKind::MfaDisabled, user_id, meta).await?;
     Ok(())
 }
 
@@ -242,18 +245,21 @@ fn recovery_code() -> String {
     chars.chunks(4).map(|c| c.iter().collect::<String>()).collect::<Vec<_>>().join("-")
 }
 
-async fn audit(svc: &Services, event: &'static str, user_id: &str, meta: &RequestMeta) {
+async fn audit(
+    svc: &Services,
+    event: AuditKind,
+    user_id: &str,
+    meta: &RequestMeta,
+) -> Result<(), StoreError> {
     svc.audit(
         AuditEvent {
-            event,
-            outcome: "success",
             actor_id: Some(user_id.to_owned()),
             user_id: Some(user_id.to_owned()),
-            ..Default::default()
+            ..AuditEvent::new(event, "success")
         },
         meta,
     )
-    .await;
+    .await
 }
 
 #[cfg(test)]

@@ -9,8 +9,8 @@ use crate::crypto::secrets;
 use crate::model::RequestMeta;
 use crate::model::User;
 use crate::model::{Client, GrantType, Scope};
-use crate::services::Services;
-use crate::store::audit::AuditEvent;
+use crate::services::{Services, with_meta};
+use crate::store::audit::{AuditEvent, AuditKind};
 use crate::store::sessions::{NewRefresh, Session};
 use crate::store::{self, join_words};
 
@@ -71,24 +71,18 @@ pub async fn start_session(
         scope: &scope,
         expires_at: refresh_expiry(svc, &session, now),
     });
-    if !store::sessions::create(svc.db(), &session, new_refresh, user.security_stamp).await? {
+    let event = AuditEvent {
+        actor_id: Some(user.id.clone()),
+        user_id: Some(user.id.clone()),
+        client_id: Some(client.id.to_string()),
+        detail: Some(format!("amr={} session={}", session.amr, session.id)),
+        ..AuditEvent::new(AuditKind::Login, "success")
+    };
+    let event = with_meta(event, meta);
+    if !store::sessions::create(svc.db(), &session, new_refresh, &event, user.security_stamp).await? {
         return Err(OAuthError::invalid_grant("the password changed during sign-in; sign in again"));
     }
-    let response = for_session(svc, client, user, &scope, &session, refresh)?;
-    svc.audit(
-        AuditEvent {
-            event: "login",
-            outcome: "success",
-            actor_id: Some(user.id.clone()),
-            user_id: Some(user.id.clone()),
-            client_id: Some(client.id.to_string()),
-            detail: Some(format!("amr={} session={}", session.amr, session.id)),
-            ..Default::default()
-        },
-        meta,
-    )
-    .await;
-    Ok(response)
+    for_session(svc, client, user, &scope, &session, refresh)
 }
 
 /// When a refresh token minted now for `session` stops working.

@@ -6,7 +6,8 @@ use super::tokens::{ACCESS_TOKEN_TYP, AccessClaims, looks_like_jwt};
 use crate::crypto::secrets;
 use crate::model::{Client, RequestMeta};
 use crate::services::Services;
-use crate::store::{self, audit::AuditEvent};
+use crate::store::audit::{AuditEvent, AuditKind};
+use crate::store::{self, StoreError};
 
 /// Revokes a token the calling client owns. Unknown tokens, and tokens of other clients,
 /// are a silent success (RFC 7009 §2.2): the answer reveals nothing about them.
@@ -22,7 +23,7 @@ pub async fn revoke(
             && claims.client_id == caller.id.as_str()
         {
             store::sessions::revoke_access_token(svc.db(), &claims.jti, claims.exp).await?;
-            audit_revocation(svc, &caller, claims.user_id(), "access_token", meta).await;
+            audit_revocation(svc, &caller, claims.user_id(), "access_token", meta).await?;
         }
         return Ok(());
     }
@@ -30,7 +31,7 @@ pub async fn revoke(
         && record.session.client_id == caller.id.as_str()
     {
         store::sessions::revoke(svc.db(), &record.session.id, svc.now()).await?;
-        audit_revocation(svc, &caller, Some(&record.session.user_id), "refresh_token", meta).await;
+        audit_revocation(svc, &caller, Some(&record.session.user_id), "refresh_token", meta).await?;
     }
     Ok(())
 }
@@ -41,17 +42,15 @@ async fn audit_revocation(
     user_id: Option<&str>,
     kind: &str,
     meta: &RequestMeta,
-) {
+) -> Result<(), StoreError> {
     svc.audit(
         AuditEvent {
-            event: "token_revoked",
-            outcome: "success",
             user_id: user_id.map(str::to_owned),
             client_id: Some(caller.id.to_string()),
             detail: Some(format!("type={kind}")),
-            ..Default::default()
+            ..AuditEvent::new(AuditKind::TokenRevoked, "success")
         },
         meta,
     )
-    .await;
+    .await
 }

@@ -2,10 +2,83 @@ use sqlx::Row;
 
 use super::{Db, StoreResult};
 
+/// What an audit record is about. The stored names are part of the admin API
+/// (`GET /admin/audit?event=`): never rename one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditKind {
+    AdminAccessDenied,
+    AdminClientCreate,
+    AdminClientDelete,
+    AdminClientRotateSecret,
+    AdminClientUpdate,
+    AdminKeyRotate,
+    AdminUserCreate,
+    AdminUserDelete,
+    AdminUserDisable,
+    AdminUserEnable,
+    AdminUserRevokeSessions,
+    AdminUserSetPassword,
+    AdminUserUnlock,
+    AdminUserUpdate,
+    EmailVerified,
+    Lockout,
+    Login,
+    Logout,
+    MfaDisabled,
+    MfaEnabled,
+    MfaEnrolmentStarted,
+    MfaReset,
+    PasswordChange,
+    PasswordReset,
+    RecoveryCodeUsed,
+    RefreshTokenReuse,
+    Register,
+    SessionRevoked,
+    TokenIssued,
+    TokenRevoked,
+}
+
+impl AuditKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditKind::AdminAccessDenied => "admin_access_denied",
+            AuditKind::AdminClientCreate => "admin_client_create",
+            AuditKind::AdminClientDelete => "admin_client_delete",
+            AuditKind::AdminClientRotateSecret => "admin_client_rotate_secret",
+            AuditKind::AdminClientUpdate => "admin_client_update",
+            AuditKind::AdminKeyRotate => "admin_key_rotate",
+            AuditKind::AdminUserCreate => "admin_user_create",
+            AuditKind::AdminUserDelete => "admin_user_delete",
+            AuditKind::AdminUserDisable => "admin_user_disable",
+            AuditKind::AdminUserEnable => "admin_user_enable",
+            AuditKind::AdminUserRevokeSessions => "admin_user_revoke_sessions",
+            AuditKind::AdminUserSetPassword => "admin_user_set_password",
+            AuditKind::AdminUserUnlock => "admin_user_unlock",
+            AuditKind::AdminUserUpdate => "admin_user_update",
+            AuditKind::EmailVerified => "email_verified",
+            AuditKind::Lockout => "lockout",
+            AuditKind::Login => "login",
+            AuditKind::Logout => "logout",
+            AuditKind::MfaDisabled => "mfa_disabled",
+            AuditKind::MfaEnabled => "mfa_enabled",
+            AuditKind::MfaEnrolmentStarted => "mfa_enrolment_started",
+            AuditKind::MfaReset => "mfa_reset",
+            AuditKind::PasswordChange => "password_change",
+            AuditKind::PasswordReset => "password_reset",
+            AuditKind::RecoveryCodeUsed => "recovery_code_used",
+            AuditKind::RefreshTokenReuse => "refresh_token_reuse",
+            AuditKind::Register => "register",
+            AuditKind::SessionRevoked => "session_revoked",
+            AuditKind::TokenIssued => "token_issued",
+            AuditKind::TokenRevoked => "token_revoked",
+        }
+    }
+}
+
 /// One audit record. Never carries a secret: ids, names and outcomes only.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct AuditEvent {
-    pub event: &'static str,
+    pub event: AuditKind,
     pub outcome: &'static str,
     pub actor_id: Option<String>,
     pub user_id: Option<String>,
@@ -15,14 +88,29 @@ pub struct AuditEvent {
     pub detail: Option<String>,
 }
 
-pub async fn insert(db: &Db, event: &AuditEvent, at: i64) -> StoreResult<()> {
+impl AuditEvent {
+    pub fn new(event: AuditKind, outcome: &'static str) -> AuditEvent {
+        AuditEvent {
+            event,
+            outcome,
+            actor_id: None,
+            user_id: None,
+            client_id: None,
+            ip: None,
+            user_agent: None,
+            detail: None,
+        }
+    }
+}
+
+pub async fn insert<'e>(db: impl sqlx::AnyExecutor<'e>, event: &AuditEvent, at: i64) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO audit_events (id, at, event, outcome, actor_id, user_id, client_id, ip, user_agent, detail)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
     )
     .bind(uuid::Uuid::now_v7().to_string())
     .bind(at)
-    .bind(event.event)
+    .bind(event.event.as_str())
     .bind(event.outcome)
     .bind(event.actor_id.as_deref())
     .bind(event.user_id.as_deref())
@@ -30,7 +118,7 @@ pub async fn insert(db: &Db, event: &AuditEvent, at: i64) -> StoreResult<()> {
     .bind(event.ip.as_deref())
     .bind(event.user_agent.as_deref())
     .bind(event.detail.as_deref())
-    .execute(db.pool())
+    .execute(db)
     .await?;
     Ok(())
 }

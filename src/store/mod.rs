@@ -10,24 +10,65 @@ pub mod mfa;
 pub mod sessions;
 pub mod users;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{AnyPool, Executor};
+use sqlx::{AnyPool, Connection, Executor};
 
-/// Anything that went wrong talking to the database. Callers map it to a generic 500;
-/// the detail is logged, never sent.
+/// Anything that went wrong talking to the database. Callers map `Unavailable` to 503 and
+/// the rest to a generic 500; the detail is logged, never sent.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// The database cannot serve now but may soon: unreachable, pool exhausted, disk full,
+    /// read-only, locked. Worth a retry.
+    #[error("database unavailable: {0}")]
+    Unavailable(#[source] sqlx::Error),
+    /// SQLite's file is at its `max_page_count`.
+    #[error("the database file is full: {0} pages left under max_page_count")]
+    Full(i64),
     #[error("database error: {0}")]
-    Sqlx(#[from] sqlx::Error),
+    Sqlx(#[source] sqlx::Error),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored data is not valid: {0}")]
     Corrupt(String),
 }
 
+impl From<sqlx::Error> for StoreError {
+    fn from(err: sqlx::Error) -> Self {
+        if is_unavailable(&err) { StoreError::Unavailable(err) } else { StoreError::Sqlx(err) }
+    }
+}
+
+/// Whether an error says "the database cannot take this now" rather than "this request is wrong".
+pub fn is_unavailable(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => match db.code() {
+            // PostgreSQL SQLSTATE: connection exception (08), insufficient resources (53),
+            // operator intervention such as shutdown (57P), read-only transaction (25006).
+            Some(code) if code.len() == 5 => {
+                code.starts_with("08") || code.starts_with("53") || code.starts_with("57P") || code == "25006"
+            }
+            // SQLite result codes, extended codes carry the primary one in the low byte:
+            // BUSY 5, LOCKED 6, READONLY 8, IOERR 10, FULL 13, CANTOPEN 14.
+            Some(code) => code.parse::<u32>().is_ok_and(|c| matches!(c & 0xff, 5 | 6 | 8 | 10 | 13 | 14)),
+            None => false,
+        },
+        _ => false,
+    }
+}
+
 impl StoreError {
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_) | StoreError::Full(_))
+    }
+
     /// A UNIQUE constraint said no (duplicate username, email, client id …).
     pub fn is_unique_violation(&self) -> bool {
         matches!(self, StoreError::Sqlx(sqlx::Error::Database(e)) if e.is_unique_violation())
@@ -39,7 +80,20 @@ pub type StoreResult<T> = Result<T, StoreError>;
 #[derive(Clone, Debug)]
 pub struct Db {
     pool: AnyPool,
+    /// SQLite `max_page_count` for every connection; 0: SQLite's own. Only fault tests set it.
+    page_limit: Arc<AtomicU64>,
+    sqlite: bool,
 }
+
+/// How long a request waits for a connection before it is told to come back later. Longer
+/// only makes clients and probes time out instead of hearing 503.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Readiness must answer within a probe's usual 1 s timeout.
+const READY_TIMEOUT: Duration = Duration::from_millis(900);
+
+/// Fewer free pages than this under SQLite's page limit and writes soon fail: not ready.
+const MIN_SPARE_PAGES: i64 = 16;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
@@ -48,10 +102,13 @@ impl Db {
         sqlx::any::install_default_drivers();
         let options: AnyConnectOptions = url.parse()?;
         let sqlite = url.starts_with("sqlite:");
+        let page_limit = Arc::new(AtomicU64::new(0));
+        let limit = page_limit.clone();
         let pool = AnyPoolOptions::new()
             .max_connections(if sqlite { 8 } else { 16 })
-            .acquire_timeout(Duration::from_secs(10))
+            .acquire_timeout(ACQUIRE_TIMEOUT)
             .after_connect(move |conn, _meta| {
+                let pages = limit.load(Ordering::Relaxed);
                 Box::pin(async move {
                     if sqlite {
                         // WAL lets readers run beside the writer; synchronous=FULL makes every
@@ -64,13 +121,34 @@ impl Db {
                         ] {
                             conn.execute(pragma).await?;
                         }
+                        if pages > 0 {
+                            conn.execute(max_page_count(pages)).await?;
+                        }
                     }
                     Ok(())
                 })
             })
+            // SQLite may roll a transaction back on its own (SQLITE_FULL, SQLITE_IOERR …);
+            // sqlx-sqlite 0.9 then keeps counting it as open, and every later "transaction"
+            // on that connection nests inside one that never commits, holding the write lock
+            // (docs/upstream/sqlx-sqlite-failed-commit.md). A connection whose transaction
+            // state is in doubt when it comes back is closed, not reused. On SQLite the ping
+            // waits for the queued rollback of a dropped transaction to finish.
+            .after_release(move |conn, _meta| {
+                Box::pin(async move {
+                    if sqlite {
+                        conn.ping().await?;
+                    }
+                    let clean = !conn.is_in_transaction();
+                    if !clean {
+                        tracing::warn!("closing a database connection left inside a transaction");
+                    }
+                    Ok(clean)
+                })
+            })
             .connect_with(options)
             .await?;
-        Ok(Db { pool })
+        Ok(Db { pool, page_limit, sqlite })
     }
 
     pub async fn migrate(&self) -> StoreResult<()> {
@@ -82,8 +160,55 @@ impl Db {
         &self.pool
     }
 
-    pub async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+    /// Whether the database takes a write now: a row that needs a fresh page is written and
+    /// deleted in one committed transaction, so a full disk or a read-only file says no. On
+    /// SQLite, a file at its `max_page_count` with almost no free pages left says no too:
+    /// the probe may still fit where real writes no longer do.
+    pub async fn check_writable(&self) -> StoreResult<()> {
+        if self.sqlite {
+            let spare: i64 = sqlx::query_scalar(
+                "SELECT m.max_page_count - p.page_count + f.freelist_count
+                 FROM pragma_max_page_count() m, pragma_page_count() p, pragma_freelist_count() f",
+            )
+            .fetch_one(&self.pool)
+            .await?;
+            if spare < MIN_SPARE_PAGES {
+                return Err(StoreError::Full(spare));
+            }
+        }
+        let id = uuid::Uuid::new_v4().to_string();
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("INSERT INTO readiness_probe (id, pad) VALUES ($1, $2)")
+            .bind(&id)
+            .bind("-".repeat(4096))
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM readiness_probe WHERE id = $1").bind(&id).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Readiness: the database answers and takes writes, within `READY_TIMEOUT`.
+    pub async fn ready(&self) -> StoreResult<()> {
+        match tokio::time::timeout(READY_TIMEOUT, self.check_writable()).await {
+            Ok(result) => result,
+            Err(_) => Err(StoreError::Unavailable(sqlx::Error::PoolTimedOut)),
+        }
+    }
+
+    /// Fault tests: caps the SQLite file at `pages` pages on every connection, open now or
+    /// later, which fails writes as a full disk does; a large number gives the space back.
+    /// Call it while the server is idle: it takes every open connection for a moment.
+    #[doc(hidden)]
+    pub async fn set_sqlite_page_limit(&self, pages: u64) -> StoreResult<()> {
+        self.page_limit.store(pages, Ordering::Relaxed);
+        let mut held = Vec::new();
+        for _ in 0..self.pool.size() {
+            held.push(self.pool.acquire().await?);
+        }
+        for conn in &mut held {
+            conn.execute(max_page_count(pages)).await?;
+        }
         Ok(())
     }
 
@@ -107,6 +232,10 @@ pub fn describe(url: &str) -> String {
             format!("{} (SQLite)", path.split('?').next().unwrap_or(path))
         }
     }
+}
+
+fn max_page_count(pages: u64) -> sqlx::AssertSqlSafe<String> {
+    sqlx::AssertSqlSafe(format!("PRAGMA max_page_count = {pages}"))
 }
 
 /// Lists are stored as space-separated words (grants, scopes, audiences, amr).

@@ -3,6 +3,7 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use super::audit::{self, AuditEvent};
 use super::{Db, StoreResult};
 use crate::model::Scope;
 
@@ -36,13 +37,15 @@ macro_rules! session_columns {
     };
 }
 
-/// Creates a session and, when the client gets one, its first refresh token, atomically;
-/// `false` (and nothing stored) when the user's security stamp is no longer
-/// `security_stamp`: a password reset or change came between the login's check and now.
+/// Creates a session, when the client gets one its first refresh token, and the audit
+/// record of the login, atomically; `false` (and nothing stored) when the user's security
+/// stamp is no longer `security_stamp`: a password reset or change came between the
+/// login's check and now.
 pub async fn create(
     db: &Db,
     session: &Session,
     refresh: Option<NewRefresh<'_>>,
+    event: &AuditEvent,
     security_stamp: i64,
 ) -> StoreResult<bool> {
     let mut tx = db.pool().begin().await?;
@@ -78,6 +81,7 @@ pub async fn create(
     if let Some(refresh) = refresh {
         insert_refresh(&mut tx, &session.id, &refresh, session.created_at).await?;
     }
+    audit::insert(&mut *tx, event, session.created_at).await?;
     tx.commit().await?;
     Ok(true)
 }
@@ -137,33 +141,53 @@ pub enum Rotation {
     AlreadyUsed,
 }
 
-/// Spends `old_hash` and stores its successor atomically. The conditional UPDATE is the
-/// first statement, so on SQLite the transaction takes the write lock at once, and only
-/// one of any number of concurrent callers can see its row change.
+/// Which token a rotation spends.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Spend {
+    /// The presented token itself (a normal refresh).
+    Presented,
+    /// The successor the presented, already spent token was replaced by, if nobody has
+    /// used it yet: a retry after a lost response (`--refresh-reuse-grace`).
+    Successor,
+}
+
+/// Spends a token and stores the next one, with its audit record, atomically. The
+/// conditional UPDATE is the first statement, so on SQLite the transaction takes the write
+/// lock at once, and only one of any number of concurrent callers can see its row change.
 pub async fn rotate_refresh(
     db: &Db,
     old_hash: &str,
+    spend: Spend,
     session_id: &str,
     new: &NewRefresh<'_>,
     now: i64,
+    event: &AuditEvent,
 ) -> StoreResult<Rotation> {
     let mut tx = db.pool().begin().await?;
-    let spent = sqlx::query("UPDATE refresh_tokens SET used_at = $2 WHERE hash = $1 AND used_at IS NULL")
-        .bind(old_hash)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+    let spend_sql = match spend {
+        Spend::Presented => "UPDATE refresh_tokens SET used_at = $2 WHERE hash = $1 AND used_at IS NULL",
+        Spend::Successor => {
+            "UPDATE refresh_tokens SET used_at = $2
+             WHERE hash = (SELECT replaced_by FROM refresh_tokens WHERE hash = $1) AND used_at IS NULL"
+        }
+    };
+    let spent = sqlx::query(spend_sql).bind(old_hash).bind(now).execute(&mut *tx).await?.rows_affected();
     if spent != 1 {
         tx.rollback().await?;
         return Ok(Rotation::AlreadyUsed);
     }
+    sqlx::query("UPDATE refresh_tokens SET replaced_by = $2 WHERE hash = $1")
+        .bind(old_hash)
+        .bind(new.hash)
+        .execute(&mut *tx)
+        .await?;
     insert_refresh(&mut tx, session_id, new, now).await?;
     sqlx::query("UPDATE sessions SET last_used_at = $2 WHERE id = $1")
         .bind(session_id)
         .bind(now)
         .execute(&mut *tx)
         .await?;
+    audit::insert(&mut *tx, event, now).await?;
     tx.commit().await?;
     Ok(Rotation::Rotated)
 }

@@ -215,3 +215,59 @@ pub async fn spawn_app_with_services(adjust: impl FnOnce(Services) -> Services) 
         database_url,
     }
 }
+
+/// A TCP proxy in front of a database that a test can stop (every connection cut, new
+/// ones refused) and start again on the same port: a database outage without touching
+/// the database.
+pub struct TcpProxy {
+    pub port: u16,
+    target: std::net::SocketAddr,
+    running: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl TcpProxy {
+    pub async fn start(target: std::net::SocketAddr) -> TcpProxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let proxy = TcpProxy { port, target, running: std::sync::Mutex::new(None) };
+        proxy.serve(listener);
+        proxy
+    }
+
+    fn serve(&self, listener: tokio::net::TcpListener) {
+        let target = self.target;
+        // Aborting this task drops the listener and, through the JoinSet, every piped
+        // connection: clients see their sockets close, and new connections are refused.
+        let task = tokio::spawn(async move {
+            let mut pipes = tokio::task::JoinSet::new();
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                pipes.spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        });
+        *self.running.lock().unwrap() = Some(task);
+    }
+
+    pub async fn stop(&self) {
+        if let Some(task) = self.running.lock().unwrap().take() {
+            task.abort();
+        }
+        tokio::task::yield_now().await;
+    }
+
+    pub async fn resume(&self) {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", self.port)).await.unwrap();
+        self.serve(listener);
+    }
+
+    /// `url` with its host and port replaced by the proxy's.
+    pub fn route(&self, url: &str) -> String {
+        let mut url = url::Url::parse(url).unwrap();
+        url.set_host(Some("127.0.0.1")).unwrap();
+        url.set_port(Some(self.port)).unwrap();
+        url.to_string()
+    }
+}

@@ -6,7 +6,7 @@ use crate::model::Scope;
 use crate::oauth::error::OAuthError;
 use crate::oauth::issue::{self, IssuedTokens};
 use crate::services::Services;
-use crate::store::audit::AuditEvent;
+use crate::store::audit::{AuditEvent, AuditKind};
 
 pub async fn grant(
     svc: &Services,
@@ -21,14 +21,12 @@ pub async fn grant(
     let response = issue::for_client(svc, client, &scope)?;
     svc.audit(
         AuditEvent {
-            event: "token_issued",
-            outcome: "success",
             client_id: Some(client.id.to_string()),
             detail: Some(format!("grant=client_credentials scope={scope}")),
-            ..Default::default()
+            ..AuditEvent::new(AuditKind::TokenIssued, "success")
         },
         meta,
     )
-    .await;
+    .await?;
     Ok(response)
 }

@@ -19,7 +19,10 @@ use crate::oauth::error::OAuthError;
 use crate::oauth::issue::{self, IssuedTokens, UserAuth};
 use crate::services::Services;
 use crate::store::mfa::Challenge;
-use crate::store::{self, audit::AuditEvent};
+use crate::store::{
+    self, StoreError,
+    audit::{AuditEvent, AuditKind},
+};
 
 /// How long an `mfa_token` lives.
 pub const CHALLENGE_TTL_SECS: i64 = 5 * 60;
@@ -65,7 +68,7 @@ pub(super) async fn after_password(
     let login = LoginContext { user, client, scope, enrolled, meta };
     let required = svc.second_factor_policy().second_factor_required(login).await;
     if required && !enrolled {
-        audit_failure(svc, client, &user.id, "second factor required but none enrolled", meta).await;
+        audit_failure(svc, client, &user.id, "second factor required but none enrolled", meta).await?;
         return Err(OAuthError::MfaEnrollmentRequired);
     }
     match otp.filter(|code| !code.is_empty()) {
@@ -162,37 +165,39 @@ async fn check(
         SecondFactor::RecoveryCode(code) => mfa::use_recovery_code(svc, user_id, code).await?,
     };
     if !good {
-        audit_failure(svc, client, user_id, "invalid second factor", meta).await;
+        audit_failure(svc, client, user_id, "invalid second factor", meta).await?;
         return Err(wrong_code());
     }
     if let SecondFactor::RecoveryCode(_) = factor {
         svc.audit(
             AuditEvent {
-                event: "recovery_code_used",
-                outcome: "success",
                 actor_id: Some(user_id.to_owned()),
                 user_id: Some(user_id.to_owned()),
                 client_id: Some(client.id.to_string()),
-                ..Default::default()
+                ..AuditEvent::new(AuditKind::RecoveryCodeUsed, "success")
             },
             meta,
         )
-        .await;
+        .await?;
     }
     Ok(())
 }
 
-async fn audit_failure(svc: &Services, client: &Client, user_id: &str, detail: &str, meta: &RequestMeta) {
+async fn audit_failure(
+    svc: &Services,
+    client: &Client,
+    user_id: &str,
+    detail: &str,
+    meta: &RequestMeta,
+) -> Result<(), StoreError> {
     svc.audit(
         AuditEvent {
-            event: "login",
-            outcome: "failure",
             user_id: Some(user_id.to_owned()),
             client_id: Some(client.id.to_string()),
             detail: Some(detail.to_owned()),
-            ..Default::default()
+            ..AuditEvent::new(AuditKind::Login, "failure")
         },
         meta,
     )
-    .await;
+    .await
 }

@@ -8,9 +8,12 @@ use crate::model::Scope;
 use crate::model::UserStatus;
 use crate::oauth::error::OAuthError;
 use crate::oauth::issue::{self, IssuedTokens};
-use crate::services::Services;
-use crate::store::sessions::{NewRefresh, Rotation, Session};
-use crate::store::{self, audit::AuditEvent};
+use crate::services::{Services, with_meta};
+use crate::store::sessions::{NewRefresh, Rotation, Session, Spend};
+use crate::store::{
+    self,
+    audit::{AuditEvent, AuditKind},
+};
 
 fn invalid() -> OAuthError {
     OAuthError::invalid_grant("the refresh token is invalid, expired or revoked")
@@ -31,10 +34,20 @@ pub async fn grant(
     if session.client_id != client.id.as_str() {
         return Err(invalid());
     }
-    if record.used_at.is_some() {
-        reuse_detected(svc, &session, meta).await?;
-        return Err(invalid());
-    }
+    // A spent token back again: within the grace window it is a client retrying after a
+    // lost response, which gets a new pair in place of the one it never saw (if nobody
+    // used that one); otherwise it is reuse, and the family ends.
+    let grace = svc.settings().refresh_reuse_grace.as_secs() as i64;
+    let spend = match record.used_at {
+        None => Spend::Presented,
+        Some(used_at) if grace > 0 && session.revoked_at.is_none() && now - used_at <= grace => {
+            Spend::Successor
+        }
+        Some(_) => {
+            reuse_detected(svc, &session, meta).await?;
+            return Err(invalid());
+        }
+    };
     if session.revoked_at.is_some() || record.expires_at <= now || session.expires_at <= now {
         return Err(invalid());
     }
@@ -55,21 +68,19 @@ pub async fn grant(
     let next_hash = secrets::sha256_hex(&next);
     let new_refresh =
         NewRefresh { hash: &next_hash, scope: &scope, expires_at: issue::refresh_expiry(svc, &session, now) };
-    match store::sessions::rotate_refresh(svc.db(), &hash, &session.id, &new_refresh, now).await? {
-        Rotation::Rotated => {
-            let response = issue::for_session(svc, client, &user, &scope, &session, Some(next))?;
-            let event = AuditEvent {
-                event: "token_issued",
-                outcome: "success",
-                actor_id: Some(user.id.clone()),
-                user_id: Some(user.id.clone()),
-                client_id: Some(client.id.to_string()),
-                detail: Some(format!("grant=refresh_token session={} scope={scope}", session.id)),
-                ..Default::default()
-            };
-            svc.audit(event, meta).await;
-            Ok(response)
-        }
+    let retry = if spend == Spend::Successor { " retry=1" } else { "" };
+    let event = AuditEvent {
+        actor_id: Some(user.id.clone()),
+        user_id: Some(user.id.clone()),
+        client_id: Some(client.id.to_string()),
+        detail: Some(format!("grant=refresh_token session={} scope={scope}{retry}", session.id)),
+        ..AuditEvent::new(AuditKind::TokenIssued, "success")
+    };
+    let event = with_meta(event, meta);
+    match store::sessions::rotate_refresh(svc.db(), &hash, spend, &session.id, &new_refresh, now, &event)
+        .await?
+    {
+        Rotation::Rotated => issue::for_session(svc, client, &user, &scope, &session, Some(next)),
         Rotation::AlreadyUsed => {
             reuse_detected(svc, &session, meta).await?;
             Err(invalid())
@@ -84,15 +95,16 @@ async fn reuse_detected(svc: &Services, session: &Session, meta: &RequestMeta) -
     tracing::warn!(session = %session.id, "refresh token reuse: session revoked");
     svc.audit(
         AuditEvent {
-            event: "refresh_token_reuse",
-            outcome: if revoked_now { "session_revoked" } else { "already_revoked" },
             user_id: Some(session.user_id.clone()),
             client_id: Some(session.client_id.clone()),
             detail: Some(format!("session={}", session.id)),
-            ..Default::default()
+            ..AuditEvent::new(
+                AuditKind::RefreshTokenReuse,
+                if revoked_now { "session_revoked" } else { "already_revoked" },
+            )
         },
         meta,
     )
-    .await;
+    .await?;
     Ok(())
 }
