@@ -1,5 +1,6 @@
-//! Token hot paths: RS256 signing, verification, and introspection of a user's access token
-//! (verify + database lookup) over a SQLite file in a temp dir.
+//! Token hot paths: signing and verification with RS256, ES256 and EdDSA keys, and
+//! introspection of a user's access token (verify + database lookup) over a SQLite file in
+//! a temp dir.
 //!
 //! `cargo bench --bench tokens`
 
@@ -7,7 +8,7 @@ use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use latchkey::account::{self, NewUser};
-use latchkey::config::{RawSettings, Settings};
+use latchkey::config::{RawSettings, Settings, SigningAlg};
 use latchkey::model::RequestMeta;
 use latchkey::model::{Email, Password, Username};
 use latchkey::model::{GrantType, Scope};
@@ -18,8 +19,9 @@ use latchkey::services::Services;
 
 const PASSWORD: &str = "correct horse battery staple";
 
-fn settings(dir: &std::path::Path) -> Settings {
+fn settings(dir: &std::path::Path, alg: SigningAlg) -> Settings {
     RawSettings {
+        signing_alg: alg.to_string(),
         database_url: format!("sqlite://{}?mode=rwc", dir.join("latchkey.db").display()),
         keys_dir: dir.join("keys"),
         mail: format!("dir:{}", dir.join("mail").display()),
@@ -52,6 +54,9 @@ async fn user_access_token(svc: &Services) -> String {
             scopes: Scope::parse("api").unwrap(),
             audiences: vec!["https://api.example.com".into()],
             require_mfa: false,
+            redirect_uris: Vec::new(),
+            post_logout_redirect_uris: Vec::new(),
+            first_party: false,
         },
     )
     .await
@@ -69,19 +74,29 @@ async fn user_access_token(svc: &Services) -> String {
 fn bench_tokens(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let svc = rt.block_on(latchkey::app::open(settings(dir.path()))).unwrap();
+    let svc = rt.block_on(latchkey::app::open(settings(dir.path(), SigningAlg::RS256))).unwrap();
     let token = rt.block_on(user_access_token(&svc));
     let claims: AccessClaims =
         rt.block_on(svc.keys().verify(&token, ACCESS_TOKEN_TYP, svc.issuer())).expect("the token verifies");
 
     let mut group = c.benchmark_group("tokens");
     group.sample_size(30).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(5));
-    group.bench_function("sign_rs256", |b| b.iter(|| svc.keys().sign(ACCESS_TOKEN_TYP, &claims).unwrap()));
-    group.bench_function("verify_rs256", |b| {
-        b.to_async(&rt).iter(|| async {
-            svc.keys().verify::<AccessClaims>(&token, ACCESS_TOKEN_TYP, svc.issuer()).await.unwrap()
-        })
-    });
+    // The same claims signed and verified by a key ring of each algorithm.
+    for alg in SigningAlg::ALL {
+        let alg_dir = tempfile::tempdir().unwrap();
+        let ring = rt.block_on(latchkey::app::open(settings(alg_dir.path(), alg))).unwrap();
+        let keys = ring.keys();
+        let signed = rt.block_on(keys.sign(ACCESS_TOKEN_TYP, &claims)).unwrap();
+        let name = alg.as_str().to_lowercase();
+        group.bench_function(format!("sign_{name}"), |b| {
+            b.to_async(&rt).iter(|| async { keys.sign(ACCESS_TOKEN_TYP, &claims).await.unwrap() })
+        });
+        group.bench_function(format!("verify_{name}"), |b| {
+            b.to_async(&rt).iter(|| async {
+                keys.verify::<AccessClaims>(&signed, ACCESS_TOKEN_TYP, svc.issuer()).await.unwrap()
+            })
+        });
+    }
     group.bench_function("introspect_access_token", |b| {
         b.to_async(&rt).iter(|| async { tokens::active_access_token(&svc, &token).await.unwrap().unwrap() })
     });

@@ -54,6 +54,8 @@ struct Phase {
     wrongly_revoked: AtomicU64,
     /// 5xx other than 503, and 503 without Retry-After.
     bad_errors: AtomicU64,
+    /// 503 with Retry-After, or no answer at all (server down, timeout).
+    unavailable: AtomicU64,
     recover: Mutex<Option<Duration>>,
 }
 
@@ -113,12 +115,18 @@ impl Drill {
     }
 
     async fn outcome(&self, sent: reqwest::Result<reqwest::Response>) -> Outcome {
-        let Ok(resp) = sent else { return Outcome::Retry };
+        let Ok(resp) = sent else {
+            self.ledger.phase().1.unavailable.fetch_add(1, Ordering::Relaxed);
+            return Outcome::Retry;
+        };
         let status = resp.status().as_u16();
         let retry_after = resp.headers().contains_key("retry-after");
         match status {
             200 | 201 => resp.json().await.map(Outcome::Ok).unwrap_or(Outcome::Retry),
-            503 if retry_after => Outcome::Retry,
+            503 if retry_after => {
+                self.ledger.phase().1.unavailable.fetch_add(1, Ordering::Relaxed);
+                Outcome::Retry
+            }
             s if s >= 500 => {
                 self.ledger.phase().1.bad_errors.fetch_add(1, Ordering::Relaxed);
                 Outcome::Retry
@@ -527,19 +535,22 @@ async fn main() -> anyhow::Result<()> {
 
     let database = if args.postgres.is_some() { "PostgreSQL" } else { "SQLite" };
     println!("fault drill, {database}, refresh reuse grace {}, {} refresh chains", args.grace, args.chains);
-    println!("| phase | acknowledged | lost | wrongly revoked | 5xx not 503 | time to recover |");
-    println!("|---|---:|---:|---:|---:|---:|");
+    println!(
+        "| phase | acknowledged | lost | wrongly revoked | 503 or no answer | other 5xx | time to recover |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|");
     for (i, p) in phases.iter().enumerate() {
         let recover = match *p.recover.lock().unwrap() {
             Some(d) => format!("{:.2} s", d.as_secs_f64()),
             None => "-".into(),
         };
         println!(
-            "| {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} |",
             p.name,
             p.acknowledged.load(Ordering::Relaxed),
             lost[i],
             p.wrongly_revoked.load(Ordering::Relaxed),
+            p.unavailable.load(Ordering::Relaxed),
             p.bad_errors.load(Ordering::Relaxed),
             recover
         );

@@ -30,7 +30,7 @@ pub async fn open(settings: Settings) -> anyhow::Result<Services> {
     }
     let secret_box = SecretBox::load(&settings).context("cannot load the secret key")?;
     let clock = Clock::default();
-    let keys = KeyRing::open(db.clone(), &settings.keys_dir, clock.clone())
+    let keys = KeyRing::open(db.clone(), &settings.keys_dir, clock.clone(), settings.signing_alg)
         .await
         .context("cannot load signing keys")?;
     Services::new(settings, db, keys, secret_box, clock).context("cannot set up mail delivery (--mail)")
@@ -69,15 +69,13 @@ async fn serve_with(svc: Services, acceptor: impl Acceptor + 'static) -> anyhow:
     result.context("server failed")
 }
 
-/// Picks up key rotations made elsewhere and forgets expired revocations.
+/// Forgets expired revocations and rate-limit state. (Signing keys re-read themselves when
+/// their copy is due, on use.)
 async fn housekeeping(svc: Services) {
     let mut tick = tokio::time::interval(Duration::from_secs(30));
     let mut rounds: u64 = 0;
     loop {
         tick.tick().await;
-        if let Err(err) = svc.keys().reload().await {
-            tracing::warn!(error = %err, "reloading signing keys failed");
-        }
         rounds += 1;
         if rounds % 120 == 1 {
             if let Err(err) = store::limits::prune(svc.db(), svc.clock().now_ms()).await {
@@ -95,6 +93,9 @@ async fn housekeeping(svc: Services) {
             }
             if let Err(err) = store::mfa::prune_challenges(svc.db(), svc.now()).await {
                 tracing::warn!(error = %err, "pruning MFA challenges failed");
+            }
+            if let Err(err) = store::authorize::prune(svc.db(), svc.now()).await {
+                tracing::warn!(error = %err, "pruning browser sign-in records failed");
             }
         }
     }

@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand};
 
 use crate::account::UserView;
 use crate::admin::{self, Actor, AdminError};
-use crate::config::RawSettings;
+use crate::config::{RawSettings, SigningAlg};
 use crate::model::UserStatus;
 use crate::oauth::client::RegisteredClient;
 use crate::{app, http, telemetry};
@@ -133,6 +133,16 @@ enum ClientCommand {
         /// Refuse users who have not enrolled a second factor.
         #[arg(long)]
         require_mfa: bool,
+        /// Where the authorization_code grant may return the browser (one or more;
+        /// repeatable). A loopback `http://127.0.0.1/…` URI matches any port.
+        #[arg(long = "redirect-uri", num_args = 1..)]
+        redirect_uris: Vec<String>,
+        /// Where `/oauth/logout` may send the browser afterwards (one or more; repeatable).
+        #[arg(long = "post-logout-redirect-uri", num_args = 1..)]
+        post_logout_redirect_uris: Vec<String>,
+        /// A first-party app: its users are not asked for consent.
+        #[arg(long)]
+        first_party: bool,
     },
     /// List clients (never their secrets).
     List,
@@ -152,8 +162,19 @@ enum ClientCommand {
 enum KeysCommand {
     /// List signing keys and their state.
     List,
-    /// Add a new key and make it the signing key.
-    Rotate,
+    /// Add a signing key: published in the JWKS at once, signing once every cache of the old
+    /// JWKS has expired.
+    ///
+    /// The new key is `pending` until its `signs_from`: 330 s later (the JWKS max-age of
+    /// 300 s plus the 30 s in which every replica re-reads the keys). The key that signed
+    /// until then stays published (`verifying`) until its last token has expired
+    /// (`--access-token-ttl` after that), then it is `retired` and leaves the JWKS. Prints
+    /// every key with its state and times (Unix seconds).
+    Rotate {
+        /// Algorithm of the new key: RS256, ES256 or EdDSA [default: --signing-alg].
+        #[arg(long, value_parser = SigningAlg::parse)]
+        alg: Option<SigningAlg>,
+    },
 }
 
 /// Parses arguments and runs the command; returns the process exit code.
@@ -211,8 +232,8 @@ async fn execute(command: Command, settings: crate::config::Settings) -> anyhow:
         Command::Client(cmd) => client_admin(cmd, settings).await,
         Command::Keys(cmd) => {
             let svc = app::open(settings).await?;
-            if let KeysCommand::Rotate = cmd {
-                admin::rotate_key(&svc, &Actor::cli()).await.map_err(admin_error)?;
+            if let KeysCommand::Rotate { alg } = cmd {
+                admin::rotate_key(&svc, &Actor::cli(), alg).await.map_err(admin_error)?;
             }
             print_json(&svc.keys().list().await?)
         }
@@ -272,11 +293,32 @@ async fn client_admin(cmd: ClientCommand, settings: crate::config::Settings) -> 
     let svc = app::open(settings).await?;
     let actor = Actor::cli();
     match cmd {
-        ClientCommand::Create { name, id, public, grants, scopes, audiences, require_mfa } => {
+        ClientCommand::Create {
+            name,
+            id,
+            public,
+            grants,
+            scopes,
+            audiences,
+            require_mfa,
+            redirect_uris,
+            post_logout_redirect_uris,
+            first_party,
+        } => {
             // No --grant: the admin API's default grants.
             let grants = (!grants.is_empty()).then_some(grants);
-            let input =
-                admin::clients::CreateClient { name, id, public, grants, scopes, audiences, require_mfa };
+            let input = admin::clients::CreateClient {
+                name,
+                id,
+                public,
+                grants,
+                scopes,
+                audiences,
+                require_mfa,
+                redirect_uris,
+                post_logout_redirect_uris,
+                first_party,
+            };
             print_json(&admin::clients::create(&svc, &actor, input).await.map_err(admin_error)?)
         }
         ClientCommand::List => {

@@ -22,6 +22,8 @@ const DEFAULT_RATE_LIMIT_REFRESH: &str = "10/1h";
 const DEFAULT_RATE_LIMIT_REGISTER: &str = "3/1h";
 const DEFAULT_LOG_FORMAT: &str = "text";
 const DEFAULT_REGISTRATION: &str = "open";
+const DEFAULT_SIGNING_ALG: &str = "RS256";
+const DEFAULT_PRODUCT_NAME: &str = "latchkey";
 const DEFAULT_HASH_QUEUE: &str = "64";
 
 /// Raw values as they came from flags or environment variables. In `--help` they stand
@@ -88,6 +90,16 @@ pub struct RawSettings {
     /// `open`: anyone may `POST /account/register`; `closed`: only operators create users.
     #[arg(long, env = "LATCHKEY_REGISTRATION", default_value = DEFAULT_REGISTRATION, global = true)]
     pub registration: String,
+    /// `RS256`, `ES256` or `EdDSA`: the algorithm of the key made on first start and by
+    /// `keys rotate` without `--alg`.
+    #[arg(long, env = "LATCHKEY_SIGNING_ALG", default_value = DEFAULT_SIGNING_ALG, global = true)]
+    pub signing_alg: String,
+    /// The name the sign-in pages show.
+    #[arg(long, env = "LATCHKEY_PRODUCT_NAME", default_value = DEFAULT_PRODUCT_NAME, global = true)]
+    pub product_name: String,
+    /// An https (or http) URL of a stylesheet the sign-in pages load after their own.
+    #[arg(long, env = "LATCHKEY_STYLESHEET_URL", global = true)]
+    pub stylesheet_url: Option<String>,
     /// Password checks that may wait for a CPU core (one hash per core runs); past that,
     /// logins answer 503 with Retry-After at once instead of queueing without bound.
     #[arg(long, env = "LATCHKEY_HASH_QUEUE", default_value = DEFAULT_HASH_QUEUE, global = true)]
@@ -114,6 +126,9 @@ impl Default for RawSettings {
             cors_origins: String::new(),
             log_format: DEFAULT_LOG_FORMAT.into(),
             registration: DEFAULT_REGISTRATION.into(),
+            signing_alg: DEFAULT_SIGNING_ALG.into(),
+            product_name: DEFAULT_PRODUCT_NAME.into(),
+            stylesheet_url: None,
             hash_queue: DEFAULT_HASH_QUEUE.into(),
         }
     }
@@ -140,6 +155,11 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// Self-registration at `POST /account/register` is allowed.
     pub registration_open: bool,
+    pub signing_alg: SigningAlg,
+    /// Shown on the sign-in pages.
+    pub product_name: String,
+    /// Loaded by the sign-in pages after their own stylesheet.
+    pub stylesheet_url: Option<Url>,
     /// Password checks that may wait for a core before the next one is turned away.
     pub hash_queue: usize,
     /// A connection must get an answer this long after it opened or got its last one
@@ -159,6 +179,45 @@ impl Settings {
             .as_deref()
             .map(|text| parse_secret_key(text).map_err(|r| bad("secret-key", "LATCHKEY_SECRET_KEY", r)))
             .transpose()
+    }
+}
+
+/// A JWS signing algorithm a signing key may be made for (RFC 7518 §3, RFC 8037 §3.1).
+/// One algorithm per key: the key's JWK and every token it signs name it, and a token
+/// naming another algorithm for that key is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+pub enum SigningAlg {
+    /// RSASSA-PKCS1-v1_5 with SHA-256, RSA-2048.
+    RS256,
+    /// ECDSA on P-256 with SHA-256.
+    ES256,
+    /// Ed25519.
+    EdDSA,
+}
+
+impl SigningAlg {
+    pub const ALL: [SigningAlg; 3] = [SigningAlg::RS256, SigningAlg::ES256, SigningAlg::EdDSA];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SigningAlg::RS256 => "RS256",
+            SigningAlg::ES256 => "ES256",
+            SigningAlg::EdDSA => "EdDSA",
+        }
+    }
+
+    /// Exact JOSE spelling only: `es256` or `Ed25519` are not algorithm names.
+    pub fn parse(text: &str) -> Result<SigningAlg, String> {
+        SigningAlg::ALL
+            .into_iter()
+            .find(|a| a.as_str() == text)
+            .ok_or_else(|| format!("{text:?} is not one of RS256, ES256, EdDSA"))
+    }
+}
+
+impl fmt::Display for SigningAlg {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -250,6 +309,27 @@ impl RawSettings {
                 &self.rate_limit_register,
             )?,
             slow_client_timeout: Duration::from_secs(30),
+            product_name: match self.product_name.trim() {
+                name if !name.is_empty() && name.len() <= 100 => name.to_owned(),
+                _ => return Err(bad("product-name", "LATCHKEY_PRODUCT_NAME", "must be 1 to 100 characters")),
+            },
+            stylesheet_url: self
+                .stylesheet_url
+                .as_deref()
+                .filter(|s| !s.is_empty())
+                .map(|text| {
+                    Url::parse(text)
+                        .ok()
+                        .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
+                        .ok_or_else(|| {
+                            bad(
+                                "stylesheet-url",
+                                "LATCHKEY_STYLESHEET_URL",
+                                format!("{text:?} is not an http(s) URL"),
+                            )
+                        })
+                })
+                .transpose()?,
             hash_queue: self.hash_queue.parse().map_err(|_| {
                 bad(
                     "hash-queue",
@@ -283,6 +363,8 @@ impl RawSettings {
                     ));
                 }
             },
+            signing_alg: SigningAlg::parse(&self.signing_alg)
+                .map_err(|r| bad("signing-alg", "LATCHKEY_SIGNING_ALG", r))?,
         };
         settings.secret_key_bytes()?;
         Ok(settings)

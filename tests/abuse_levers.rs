@@ -335,6 +335,9 @@ async fn client_ids_cannot_take_the_shape_of_a_user_id() {
         scopes: latchkey::model::Scope::parse("api").unwrap(),
         audiences: Vec::new(),
         require_mfa: false,
+        redirect_uris: Vec::new(),
+        post_logout_redirect_uris: Vec::new(),
+        first_party: false,
     };
     let err = latchkey::oauth::client::register(&app.svc, new).await.unwrap_err();
     assert!(matches!(err, latchkey::oauth::client::RegisterError::Invalid(_)), "{err:?}");

@@ -452,9 +452,12 @@ async fn signing_keys_list_and_rotate() {
     assert_eq!(keys[0]["state"], "signing");
     let old_kid = keys[0]["kid"].as_str().unwrap().to_owned();
 
-    let (status, key) = f.admin(Method::POST, "/admin/keys/rotate", None).await;
-    assert_eq!((status, key["state"].as_str()), (200, Some("signing")));
+    let (status, body) = f.admin(Method::POST, "/admin/keys/rotate?alg=HS256", None).await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_request")), "{body}");
+    let (status, key) = f.admin(Method::POST, "/admin/keys/rotate?alg=EdDSA", None).await;
+    assert_eq!((status, key["state"].as_str(), key["alg"].as_str()), (200, Some("pending"), Some("EdDSA")));
     assert_ne!(key["kid"].as_str().unwrap(), old_kid);
+    assert!(key["signs_from"].as_i64().unwrap() > key["created_at"].as_i64().unwrap());
     let (_, keys) = f.admin(Method::GET, "/admin/keys", None).await;
     let states: Vec<(&str, &str)> = keys
         .as_array()
@@ -462,12 +465,12 @@ async fn signing_keys_list_and_rotate() {
         .iter()
         .map(|k| (k["kid"].as_str().unwrap(), k["state"].as_str().unwrap()))
         .collect();
-    assert!(states.contains(&(old_kid.as_str(), "verifying")));
-    // Tokens signed with the old key still work; new ones carry the new kid.
-    assert_eq!(f.app.introspect(&f.web, &f.admin_token).await["active"], true);
+    assert!(states.contains(&(old_kid.as_str(), "signing")), "{states:?}");
+    // The new key signs once every cached JWKS has it (tests/keys.rs follows it through).
     let fresh = f.app.login(&f.web, "alice").await;
-    assert_eq!(common::jwt_part(fresh["access_token"].as_str().unwrap(), 0)["kid"], key["kid"]);
+    assert_eq!(common::jwt_part(fresh["access_token"].as_str().unwrap(), 0)["kid"], old_kid.as_str());
     assert!(keys.as_array().unwrap().iter().all(|k| k.get("d").is_none() && k.get("pem").is_none()));
+    assert_eq!(f.audit("event=admin_key_rotate").await.len(), 1);
 }
 
 #[tokio::test]

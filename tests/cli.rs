@@ -96,10 +96,18 @@ async fn user_and_client_create_print_json() {
     // Keys: one signing key created on first use, then a rotation.
     let keys = json_stdout(&latchkey(dir.path(), &db).args(["keys", "list"]).output().unwrap());
     assert_eq!(keys.as_array().unwrap().len(), 1);
-    let keys = json_stdout(&latchkey(dir.path(), &db).args(["keys", "rotate"]).output().unwrap());
-    let states: Vec<&str> = keys.as_array().unwrap().iter().map(|k| k["state"].as_str().unwrap()).collect();
-    assert_eq!(states.iter().filter(|s| **s == "signing").count(), 1, "{states:?}");
-    assert!(states.contains(&"verifying"));
+    let keys =
+        json_stdout(&latchkey(dir.path(), &db).args(["keys", "rotate", "--alg", "ES256"]).output().unwrap());
+    let states: Vec<(&str, &str)> = keys
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| (k["alg"].as_str().unwrap(), k["state"].as_str().unwrap()))
+        .collect();
+    assert_eq!(states, [("RS256", "signing"), ("ES256", "pending")], "published at once, signing later");
+    let out = latchkey(dir.path(), &db).args(["keys", "rotate", "--alg", "ES512"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("RS256, ES256, EdDSA"));
 }
 
 /// Every CLI command that writes goes through the admin functions: checked like the admin
@@ -183,6 +191,7 @@ fn bad_settings_stop_with_one_line() {
         ("LATCHKEY_BIND", "0.0.0.0:8090", "--issuer"),
         ("LATCHKEY_REGISTRATION", "maybe", "--registration"),
         ("LATCHKEY_LOG", "degub", "LATCHKEY_LOG"),
+        ("LATCHKEY_SIGNING_ALG", "HS256", "--signing-alg"),
     ];
     for (env, value, flag) in cases {
         let out =

@@ -436,6 +436,9 @@ async fn require_mfa_client(app: &TestApp) -> TestClient {
         scopes: Scope::parse("openid api").unwrap(),
         audiences: Vec::new(),
         require_mfa: true,
+        redirect_uris: Vec::new(),
+        post_logout_redirect_uris: Vec::new(),
+        first_party: false,
     };
     client::register(&app.svc, new).await.unwrap().into()
 }

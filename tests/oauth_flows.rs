@@ -435,7 +435,7 @@ async fn token_endpoint_errors_follow_rfc6749() {
     let client = app.web_client().await;
     type Case<'a> = (Vec<(&'a str, &'a str)>, u16, &'a str);
     let cases: Vec<Case> = vec![
-        (vec![("grant_type", "authorization_code")], 400, "unsupported_grant_type"),
+        (vec![("grant_type", "urn:ietf:params:oauth:grant-type:device_code")], 400, "unsupported_grant_type"),
         (vec![("grant_type", "password"), ("username", "alice")], 400, "invalid_request"),
         (
             vec![("grant_type", "password"), ("username", "alice"), ("password", "wrong password")],

@@ -1,5 +1,6 @@
 //! Users: creation, lookup and password checks. Knows nothing of HTTP.
 
+pub mod consents;
 pub mod lockout;
 mod login;
 pub mod self_service;

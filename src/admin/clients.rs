@@ -27,6 +27,9 @@ pub struct CreateClient {
     pub scopes: Vec<String>,
     pub audiences: Vec<String>,
     pub require_mfa: bool,
+    pub redirect_uris: Vec<String>,
+    pub post_logout_redirect_uris: Vec<String>,
+    pub first_party: bool,
 }
 
 /// Registers a client; a confidential client's secret is in the answer, this once only.
@@ -60,6 +63,9 @@ pub async fn create(
         scopes,
         audiences: input.audiences,
         require_mfa: input.require_mfa,
+        redirect_uris: input.redirect_uris,
+        post_logout_redirect_uris: input.post_logout_redirect_uris,
+        first_party: input.first_party,
     };
     let registered = client::register(svc, new).await?;
     record(svc, actor, AuditKind::AdminClientCreate, None, Some(registered.client_id.clone()), None).await?;
@@ -73,6 +79,9 @@ pub struct ClientPatch {
     pub scopes: Option<Vec<String>>,
     pub audiences: Option<Vec<String>>,
     pub require_mfa: Option<bool>,
+    pub redirect_uris: Option<Vec<String>>,
+    pub post_logout_redirect_uris: Option<Vec<String>>,
+    pub first_party: Option<bool>,
 }
 
 /// Changes what a client may do. Tokens already issued keep their claims until they
@@ -115,10 +124,31 @@ pub async fn update(
         client.require_mfa = require_mfa;
         changed.push("require_mfa");
     }
+    if let Some(uris) = patch.redirect_uris {
+        client.redirect_uris = uris;
+        changed.push("redirect_uris");
+    }
+    if let Some(uris) = patch.post_logout_redirect_uris {
+        client.post_logout_redirect_uris = uris;
+        changed.push("post_logout_redirect_uris");
+    }
+    if let Some(first_party) = patch.first_party {
+        client.first_party = first_party;
+        changed.push("first_party");
+    }
     if changed.is_empty() {
-        reasons.push("nothing to change: send name, grants, scopes, audiences or require_mfa".into());
+        reasons.push(
+            "nothing to change: send name, grants, scopes, audiences, require_mfa, redirect_uris, \
+             post_logout_redirect_uris or first_party"
+                .into(),
+        );
     }
     if let Err(e) = client::check_rules(&client.name, client.is_public(), &client.grants) {
+        reasons.push(e.to_string());
+    }
+    if let Err(e) =
+        client::check_redirect_uris(&client.grants, &client.redirect_uris, &client.post_logout_redirect_uris)
+    {
         reasons.push(e.to_string());
     }
     if !reasons.is_empty() {

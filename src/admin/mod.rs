@@ -10,6 +10,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
 use crate::account::AccountError;
+use crate::config::SigningAlg;
 use crate::crypto::password::HashError;
 use crate::keys::{KeyError, KeyInfo};
 use crate::mfa::MfaError;
@@ -199,10 +200,18 @@ pub async fn list_keys(svc: &Services) -> Result<Vec<KeyInfo>, AdminError> {
     Ok(svc.keys().list().await?)
 }
 
-/// Adds a signing key; the old ones stay published until their tokens have expired.
-pub async fn rotate_key(svc: &Services, actor: &Actor) -> Result<KeyInfo, AdminError> {
-    let key = svc.keys().rotate(svc.settings().access_token_ttl).await?;
-    record(svc, actor, AuditKind::AdminKeyRotate, None, None, Some(format!("kid={}", key.kid))).await?;
+/// Adds a signing key of `alg` (default `--signing-alg`), published at once and signing once
+/// every cached JWKS has it; the old ones stay published until their tokens have expired.
+pub async fn rotate_key(
+    svc: &Services,
+    actor: &Actor,
+    alg: Option<SigningAlg>,
+) -> Result<KeyInfo, AdminError> {
+    let alg = alg.unwrap_or(svc.settings().signing_alg);
+    // Access and ID tokens both live `--access-token-ttl`.
+    let key = svc.keys().rotate(alg, svc.settings().access_token_ttl).await?;
+    let detail = format!("kid={} alg={alg} signs_from={}", key.kid, key.signs_from);
+    record(svc, actor, AuditKind::AdminKeyRotate, None, None, Some(detail)).await?;
     Ok(key)
 }
 

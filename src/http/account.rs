@@ -209,6 +209,18 @@ pub enum RegisterResponse {
     Created(Json<AccountUser>),
 }
 
+/// A client the user allowed through the consent page.
+#[derive(Debug, Object)]
+pub struct AccountConsent {
+    /// Pass it to `DELETE /account/consents/{client_id}`.
+    client_id: String,
+    client_name: String,
+    /// The scopes allowed.
+    scopes: Vec<String>,
+    /// Unix seconds of the last time the user allowed something.
+    granted_at: i64,
+}
+
 #[derive(ApiResponse)]
 pub enum Done {
     /// Done.
@@ -355,6 +367,47 @@ impl AccountApi {
     ) -> AccountResult<Done> {
         let caller = auth.account(svc).await?;
         self_service::end_session(svc, &caller.user_id, &id.0, &meta).await?;
+        Ok(Done::NoContent)
+    }
+
+    /// List consents
+    ///
+    /// The clients the user allowed on the consent page, and the scopes allowed.
+    #[oai(path = "/account/consents", method = "get")]
+    async fn consents(
+        &self,
+        Data(svc): Data<&Services>,
+        auth: UserToken,
+    ) -> AccountResult<Json<Vec<AccountConsent>>> {
+        let caller = auth.account(svc).await?;
+        let consents = crate::account::consents::list(svc, &caller.user_id).await?;
+        Ok(Json(
+            consents
+                .into_iter()
+                .map(|c| AccountConsent {
+                    scopes: crate::store::split_words(&c.scope),
+                    client_id: c.client_id,
+                    client_name: c.client_name,
+                    granted_at: c.granted_at,
+                })
+                .collect(),
+        ))
+    }
+
+    /// Withdraw a consent
+    ///
+    /// The client must ask again next time, and the user's sessions with it end now
+    /// (refresh and access tokens). 404 when there is no such consent.
+    #[oai(path = "/account/consents/:client_id", method = "delete")]
+    async fn withdraw_consent(
+        &self,
+        Data(svc): Data<&Services>,
+        Meta(meta): Meta,
+        auth: UserToken,
+        client_id: Path<String>,
+    ) -> AccountResult<Done> {
+        let caller = auth.account(svc).await?;
+        crate::account::consents::withdraw(svc, &caller.user_id, &client_id.0, &meta).await?;
         Ok(Done::NoContent)
     }
 

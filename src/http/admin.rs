@@ -10,7 +10,8 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 use super::ApiTags;
 use super::auth::{Meta, UserToken};
 use super::errors::AdminErrorResponse;
-use crate::admin::{self, audit, clients, users};
+use crate::admin::{self, AdminError, audit, clients, users};
+use crate::config::SigningAlg;
 use crate::keys::{KeyInfo, KeyState};
 use crate::model::Client;
 use crate::model::User;
@@ -146,6 +147,12 @@ pub struct AdminClient {
     scopes: Vec<String>,
     audiences: Vec<String>,
     require_mfa: bool,
+    /// Where the authorization_code grant may send the browser back.
+    redirect_uris: Vec<String>,
+    /// Where RP-initiated logout may send the browser.
+    post_logout_redirect_uris: Vec<String>,
+    /// Its users are not asked for consent.
+    first_party: bool,
 }
 
 impl From<RegisteredClient> for AdminClient {
@@ -159,6 +166,9 @@ impl From<RegisteredClient> for AdminClient {
             scopes: c.scopes,
             audiences: c.audiences,
             require_mfa: c.require_mfa,
+            redirect_uris: c.redirect_uris,
+            post_logout_redirect_uris: c.post_logout_redirect_uris,
+            first_party: c.first_party,
         }
     }
 }
@@ -185,6 +195,13 @@ pub struct CreateClientBody {
     audiences: Option<Vec<String>>,
     /// Refuse users without a second factor. Default false.
     require_mfa: Option<bool>,
+    /// Required with the `authorization_code` grant; matched exactly, except that a
+    /// loopback `http://127.0.0.1/…` or `http://[::1]/…` URI matches any port.
+    redirect_uris: Option<Vec<String>>,
+    /// Where `/oauth/logout` may send the browser afterwards.
+    post_logout_redirect_uris: Option<Vec<String>>,
+    /// Skip the consent page for this client's users. Default false.
+    first_party: Option<bool>,
 }
 
 impl Example for CreateClientBody {
@@ -193,10 +210,13 @@ impl Example for CreateClientBody {
             name: "Web shop".into(),
             client_id: Some("web-shop".into()),
             public: Some(false),
-            grants: Some(vec!["password".into(), "refresh_token".into()]),
+            grants: Some(vec!["authorization_code".into(), "refresh_token".into()]),
             scopes: Some(vec!["openid".into(), "profile".into(), "email".into()]),
             audiences: Some(vec!["https://api.example.com".into()]),
             require_mfa: Some(false),
+            redirect_uris: Some(vec!["https://shop.example.com/callback".into()]),
+            post_logout_redirect_uris: Some(vec!["https://shop.example.com/".into()]),
+            first_party: Some(false),
         }
     }
 }
@@ -210,6 +230,9 @@ pub struct ClientPatchBody {
     scopes: Option<Vec<String>>,
     audiences: Option<Vec<String>>,
     require_mfa: Option<bool>,
+    redirect_uris: Option<Vec<String>>,
+    post_logout_redirect_uris: Option<Vec<String>>,
+    first_party: Option<bool>,
 }
 
 impl Example for ClientPatchBody {
@@ -220,18 +243,27 @@ impl Example for ClientPatchBody {
             scopes: Some(vec!["openid".into(), "api".into()]),
             audiences: None,
             require_mfa: Some(true),
+            redirect_uris: None,
+            post_logout_redirect_uris: None,
+            first_party: None,
         }
     }
 }
 
-/// A signing key: public facts only.
+/// A signing key: public facts only. Times are Unix seconds.
 #[derive(Debug, Object)]
 pub struct AdminKey {
     kid: String,
+    /// `RS256`, `ES256` or `EdDSA`.
     alg: String,
-    /// `signing`, `verifying` (published until `retire_at`) or `retired`.
+    /// `pending` (published, signing from `signs_from`), `signing`, `verifying` (published
+    /// until `retire_at`) or `retired`.
     state: String,
+    /// Published in the JWKS from here on.
     created_at: i64,
+    /// Signs from here on (once every cached JWKS lists it).
+    signs_from: i64,
+    /// Leaves the JWKS here, once the last token it signed has expired.
     #[oai(skip_serializing_if_is_none)]
     retire_at: Option<i64>,
 }
@@ -239,15 +271,17 @@ pub struct AdminKey {
 impl From<KeyInfo> for AdminKey {
     fn from(k: KeyInfo) -> Self {
         let state = match k.state {
+            KeyState::Pending => "pending",
             KeyState::Signing => "signing",
             KeyState::Verifying => "verifying",
             KeyState::Retired => "retired",
         };
         AdminKey {
             kid: k.kid,
-            alg: k.alg,
+            alg: k.alg.to_string(),
             state: state.into(),
             created_at: k.created_at,
+            signs_from: k.signs_from,
             retire_at: k.retire_at,
         }
     }
@@ -561,6 +595,9 @@ impl AdminApi {
             scopes: b.scopes.unwrap_or_default(),
             audiences: b.audiences.unwrap_or_default(),
             require_mfa: b.require_mfa.unwrap_or(false),
+            redirect_uris: b.redirect_uris.unwrap_or_default(),
+            post_logout_redirect_uris: b.post_logout_redirect_uris.unwrap_or_default(),
+            first_party: b.first_party.unwrap_or(false),
         };
         let registered = clients::create(svc, &actor, input).await?;
         Ok(ClientWithSecret::Created(Json(registered.into()), "no-store".into()))
@@ -579,7 +616,7 @@ impl AdminApi {
         Ok(Json((&clients::get(svc, &id).await?).into()))
     }
 
-    /// Change a client's name, grants, scopes, audiences or `require_mfa`
+    /// Change a client's name, grants, scopes, audiences, `require_mfa`, redirect URIs or `first_party`
     #[oai(path = "/admin/clients/:id", method = "patch")]
     async fn update_client(
         &self,
@@ -597,6 +634,9 @@ impl AdminApi {
             scopes: b.scopes,
             audiences: b.audiences,
             require_mfa: b.require_mfa,
+            redirect_uris: b.redirect_uris,
+            post_logout_redirect_uris: b.post_logout_redirect_uris,
+            first_party: b.first_party,
         };
         Ok(Json((&clients::update(svc, &actor, &id, patch).await?).into()))
     }
@@ -647,17 +687,22 @@ impl AdminApi {
 
     /// Rotate the signing key
     ///
-    /// A new key signs from now on; the old ones stay published until the tokens they
-    /// signed have expired.
+    /// Adds a key of `alg` (`RS256`, `ES256` or `EdDSA`; default `--signing-alg`), published
+    /// in the JWKS at once and `pending` until `signs_from`, when every cached JWKS has it
+    /// (the JWKS max-age plus the 30 s in which replicas re-read keys). The old keys stay
+    /// published until the tokens they signed have expired.
     #[oai(path = "/admin/keys/rotate", method = "post")]
     async fn rotate_key(
         &self,
         Data(svc): Data<&Services>,
         Meta(meta): Meta,
         auth: UserToken,
+        alg: Query<Option<String>>,
     ) -> AdminResult<Json<AdminKey>> {
         let actor = auth.admin(svc, meta).await?;
-        Ok(Json(admin::rotate_key(svc, &actor).await?.into()))
+        let alg =
+            alg.0.as_deref().map(SigningAlg::parse).transpose().map_err(|r| AdminError::Invalid(vec![r]))?;
+        Ok(Json(admin::rotate_key(svc, &actor, alg).await?.into()))
     }
 
     /// Search the audit log

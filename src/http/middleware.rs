@@ -57,7 +57,10 @@ pub async fn around<E: Endpoint>(
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     let csp = if path == "/docs" || path.starts_with("/docs/") { DOCS_CSP } else { API_CSP };
-    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(csp));
+    // The sign-in pages set their own (they load a stylesheet); every other answer gets ours.
+    if !headers.contains_key(header::CONTENT_SECURITY_POLICY) {
+        headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(csp));
+    }
     if hsts {
         headers.insert(
             header::STRICT_TRANSPORT_SECURITY,
@@ -111,8 +114,13 @@ fn form_is_utf8(body: &[u8]) -> bool {
 fn refuse_secrets_in_query(req: &Request) -> poem::Result<()> {
     const SECRET_PARAMS: [&str; 7] =
         ["access_token", "refresh_token", "token", "password", "client_secret", "mfa_token", "id_token_hint"];
+    // OIDC sends `id_token_hint` by redirect to these two (a browser cannot POST there on
+    // its own); an ID token is no credential, only a hint of who is expected.
+    let hint_allowed = matches!(req.uri().path(), "/oauth/authorize" | "/oauth/logout");
     let leaked = req.uri().query().is_some_and(|q| {
-        url::form_urlencoded::parse(q.as_bytes()).any(|(name, _)| SECRET_PARAMS.contains(&name.as_ref()))
+        url::form_urlencoded::parse(q.as_bytes()).any(|(name, _)| {
+            SECRET_PARAMS.contains(&name.as_ref()) && !(hint_allowed && name == "id_token_hint")
+        })
     });
     if leaked {
         return Err(poem::Error::from_string(

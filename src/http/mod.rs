@@ -10,6 +10,7 @@ mod mfa;
 mod middleware;
 mod oauth;
 mod ops;
+mod pages;
 mod slow_clients;
 
 pub use slow_clients::SlowClientGuard;
@@ -18,7 +19,7 @@ use std::sync::Arc;
 
 use poem::http::{HeaderName, Method, header};
 use poem::middleware::Cors;
-use poem::{Endpoint, EndpointExt, Route};
+use poem::{Endpoint, EndpointExt, Route, get, post};
 use poem_openapi::{OpenApiService, Tags};
 
 use crate::services::Services;
@@ -68,8 +69,8 @@ fn api_service(issuer: &str) -> OpenApiService<Apis, ()> {
     )
     .description(
         "An OAuth 2.0 / OpenID Connect authorization server: password, refresh-token and \
-             client-credentials grants, RS256 JWT access tokens (RFC 9068), introspection \
-             (RFC 7662) and revocation (RFC 7009).",
+             client-credentials grants, JWT access tokens (RFC 9068; RS256, ES256 or EdDSA), \
+             introspection (RFC 7662) and revocation (RFC 7009).",
     )
     .server(issuer)
 }
@@ -89,6 +90,12 @@ pub fn routes(svc: &Services) -> impl Endpoint + use<> {
         .at("/openapi.json", service.spec_endpoint())
         .at("/openapi.yaml", service.spec_endpoint_yaml())
         .nest("/docs", service.swagger_ui())
+        .at("/oauth/authorize", get(pages::authorize).post(pages::authorize))
+        .at("/oauth/authorize/login", post(pages::login))
+        .at("/oauth/authorize/second-factor", post(pages::second_factor))
+        .at("/oauth/authorize/consent", post(pages::consent))
+        .at("/oauth/logout", get(pages::logout).post(pages::logout))
+        .at("/assets/latchkey.css", get(pages::stylesheet))
         .nest("/", service)
         .with_if(!svc.settings().cors_origins.is_empty(), cors(&svc.settings().cors_origins))
         .data(svc.clone())

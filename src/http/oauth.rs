@@ -20,9 +20,17 @@ pub struct OAuthApi;
 /// Token request (RFC 6749 §4.3, §4.4, §6), `application/x-www-form-urlencoded`.
 #[derive(Debug, Object, Deserialize)]
 pub struct TokenForm {
-    /// `password`, `refresh_token`, `client_credentials` or
+    /// `authorization_code`, `password`, `refresh_token`, `client_credentials` or
     /// `urn:latchkey:params:oauth:grant-type:mfa-otp`.
     grant_type: String,
+    /// Authorization code grant: the code from the redirect.
+    #[oai(write_only)]
+    code: Option<String>,
+    /// Authorization code grant: the redirect URI of the authorization request.
+    redirect_uri: Option<String>,
+    /// Authorization code grant: the PKCE verifier (RFC 7636).
+    #[oai(write_only)]
+    code_verifier: Option<String>,
     /// Password grant: the username.
     username: Option<String>,
     /// Password grant: the password.
@@ -193,6 +201,11 @@ fn grant_request(form: TokenForm) -> Result<GrantRequest, OAuthError> {
     let grant = GrantType::parse(&form.grant_type).ok_or(OAuthError::UnsupportedGrantType)?;
     let scope = parse_scope(form.scope)?;
     Ok(match grant {
+        GrantType::AuthorizationCode => GrantRequest::AuthorizationCode {
+            code: required(form.code, "code")?,
+            redirect_uri: required(form.redirect_uri, "redirect_uri")?,
+            code_verifier: required(form.code_verifier, "code_verifier")?,
+        },
         GrantType::Password => GrantRequest::Password {
             username: required(form.username, "username")?,
             password: Password::candidate(required(form.password, "password")?)
@@ -225,8 +238,11 @@ fn grant_request(form: TokenForm) -> Result<GrantRequest, OAuthError> {
 impl OAuthApi {
     /// Token endpoint
     ///
-    /// Password (RFC 6749 §4.3), refresh token (§6) and client credentials (§4.4) grants,
-    /// and the MFA grant `urn:latchkey:params:oauth:grant-type:mfa-otp`.
+    /// Authorization code with PKCE (RFC 6749 §4.1, RFC 7636), password (§4.3), refresh
+    /// token (§6) and client credentials (§4.4) grants, and the MFA grant
+    /// `urn:latchkey:params:oauth:grant-type:mfa-otp`. A code works once, within 60 s, with
+    /// the `redirect_uri` and `code_verifier` of its request; a second use is
+    /// `invalid_grant` and ends the session the first use started.
     /// Clients authenticate with HTTP Basic or `client_id`/`client_secret` in the form;
     /// public clients send only `client_id`.
     ///

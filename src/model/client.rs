@@ -14,6 +14,12 @@ pub struct Client {
     pub scopes: Scope,
     pub audiences: Vec<String>,
     pub require_mfa: bool,
+    /// Where the browser may be sent back with a code (authorization_code clients).
+    pub redirect_uris: Vec<String>,
+    /// Where the browser may be sent after RP-initiated logout.
+    pub post_logout_redirect_uris: Vec<String>,
+    /// Trusted by the operator: its users are not asked for consent.
+    pub first_party: bool,
     pub created_at: i64,
 }
 
@@ -28,10 +34,34 @@ impl Client {
             || (grant == GrantType::MfaOtp && self.grants.contains(&GrantType::Password))
     }
 
+    /// Whether `requested` is one of the registered redirect URIs: exactly, except that a
+    /// registered loopback URI matches on any port (RFC 8252 §7.3).
+    pub fn redirect_uri_registered(&self, requested: &str) -> bool {
+        self.redirect_uris.iter().any(|registered| redirect_uri_matches(registered, requested))
+    }
+
     /// The APIs this client's tokens are for: its registered audiences, or its own id.
     pub fn token_audiences(&self) -> Vec<String> {
         if self.audiences.is_empty() { vec![self.id.to_string()] } else { self.audiences.clone() }
     }
+}
+
+/// `requested` equals `registered`, or both are the same loopback URI but for the port.
+pub fn redirect_uri_matches(registered: &str, requested: &str) -> bool {
+    if registered == requested {
+        return true;
+    }
+    let without_port = |text: &str| {
+        let mut url = url::Url::parse(text).ok()?;
+        let loopback = url.scheme() == "http"
+            && match url.host() {
+                Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+                Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+                _ => false,
+            };
+        (loopback && url.set_port(None).is_ok()).then(|| url.to_string())
+    };
+    matches!((without_port(registered), without_port(requested)), (Some(a), Some(b)) if a == b)
 }
 
 /// A client identifier: URL-safe characters only, so Basic credentials need no escaping.
@@ -65,6 +95,7 @@ impl fmt::Display for ClientId {
 /// The grant types latchkey implements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum GrantType {
+    AuthorizationCode,
     Password,
     RefreshToken,
     ClientCredentials,
@@ -72,11 +103,17 @@ pub enum GrantType {
 }
 
 impl GrantType {
-    pub const ALL: [GrantType; 4] =
-        [GrantType::Password, GrantType::RefreshToken, GrantType::ClientCredentials, GrantType::MfaOtp];
+    pub const ALL: [GrantType; 5] = [
+        GrantType::AuthorizationCode,
+        GrantType::Password,
+        GrantType::RefreshToken,
+        GrantType::ClientCredentials,
+        GrantType::MfaOtp,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
+            GrantType::AuthorizationCode => "authorization_code",
             GrantType::Password => "password",
             GrantType::RefreshToken => "refresh_token",
             GrantType::ClientCredentials => "client_credentials",
@@ -105,5 +142,17 @@ mod tests {
         assert!(ClientId::parse("has space").is_none());
         assert!(ClientId::parse("a:b").is_none());
         assert!(ClientId::parse("").is_none());
+    }
+
+    #[test]
+    fn loopback_redirects_match_on_any_port_and_nothing_else_does() {
+        assert!(redirect_uri_matches("http://127.0.0.1/cb", "http://127.0.0.1:53012/cb"));
+        assert!(redirect_uri_matches("http://[::1]/cb", "http://[::1]:8080/cb"));
+        assert!(redirect_uri_matches("https://app.example/cb", "https://app.example/cb"));
+        assert!(!redirect_uri_matches("http://127.0.0.1/cb", "http://127.0.0.1:1/cb2"));
+        assert!(!redirect_uri_matches("http://127.0.0.1/cb", "http://127.0.0.2:1/cb"));
+        assert!(!redirect_uri_matches("https://app.example/cb", "https://app.example:444/cb"));
+        assert!(!redirect_uri_matches("https://app.example/cb", "https://app.example/cb/"));
+        assert!(!redirect_uri_matches("http://localhost/cb", "http://localhost:9/cb"));
     }
 }

@@ -48,6 +48,9 @@ pub struct NewClient {
     pub scopes: Scope,
     pub audiences: Vec<String>,
     pub require_mfa: bool,
+    pub redirect_uris: Vec<String>,
+    pub post_logout_redirect_uris: Vec<String>,
+    pub first_party: bool,
 }
 
 /// A client as shown once after registration: the only time the secret is visible.
@@ -62,6 +65,9 @@ pub struct RegisteredClient {
     pub scopes: Vec<String>,
     pub audiences: Vec<String>,
     pub require_mfa: bool,
+    pub redirect_uris: Vec<String>,
+    pub post_logout_redirect_uris: Vec<String>,
+    pub first_party: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +82,7 @@ pub enum RegisterError {
 
 pub async fn register(svc: &Services, new: NewClient) -> Result<RegisteredClient, RegisterError> {
     check_rules(&new.name, new.public, &new.grants)?;
+    check_redirect_uris(&new.grants, &new.redirect_uris, &new.post_logout_redirect_uris)?;
     if new.id.as_ref().is_some_and(ClientId::looks_like_user_id) {
         return Err(RegisterError::Invalid("a client id must not be shaped like a user id (a UUID)".into()));
     }
@@ -91,6 +98,9 @@ pub async fn register(svc: &Services, new: NewClient) -> Result<RegisteredClient
         scopes: new.scopes,
         audiences: new.audiences,
         require_mfa: new.require_mfa,
+        redirect_uris: new.redirect_uris,
+        post_logout_redirect_uris: new.post_logout_redirect_uris,
+        first_party: new.first_party,
         created_at: svc.now(),
     };
     store::clients::insert(svc.db(), &client).await.map_err(|e| {
@@ -108,6 +118,49 @@ pub fn check_rules(name: &str, public: bool, grants: &[GrantType]) -> Result<(),
         return Err(RegisterError::Invalid("a public client cannot use client_credentials".into()));
     }
     Ok(())
+}
+
+/// A client with the authorization_code grant needs somewhere to send the code; every URI
+/// must be one a browser can be sent to safely (RFC 8252 §7, RFC 9700 §4.1).
+pub fn check_redirect_uris(
+    grants: &[GrantType],
+    redirect_uris: &[String],
+    post_logout_redirect_uris: &[String],
+) -> Result<(), RegisterError> {
+    if grants.contains(&GrantType::AuthorizationCode) && redirect_uris.is_empty() {
+        return Err(RegisterError::Invalid(
+            "the authorization_code grant needs at least one redirect URI".into(),
+        ));
+    }
+    let bad: Vec<String> = redirect_uris
+        .iter()
+        .chain(post_logout_redirect_uris)
+        .filter(|uri| !redirect_uri_allowed(uri))
+        .map(|uri| {
+            format!(
+                "{uri:?} is not a redirect URI: use https, http on a loopback address or localhost, \
+                 or an app's own reverse-domain scheme (com.example.app:/cb); no fragment"
+            )
+        })
+        .collect();
+    if bad.is_empty() { Ok(()) } else { Err(RegisterError::Invalid(bad.join("; "))) }
+}
+
+fn redirect_uri_allowed(uri: &str) -> bool {
+    let Ok(url) = url::Url::parse(uri) else { return false };
+    let loopback = match url.host() {
+        Some(url::Host::Domain(host)) => host == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
+    let scheme_ok = match url.scheme() {
+        "https" => url.host().is_some(),
+        "http" => loopback,
+        // RFC 8252 §7.1: a private-use scheme is a reverse domain name.
+        other => other.contains('.'),
+    };
+    scheme_ok && url.fragment().is_none() && uri.len() <= 2000 && !uri.chars().any(char::is_whitespace)
 }
 
 /// A fresh client secret and the hash to store; only the hash is ever kept.
@@ -129,6 +182,9 @@ impl RegisteredClient {
             scopes: client.scopes.iter().map(str::to_owned).collect(),
             audiences: client.audiences.clone(),
             require_mfa: client.require_mfa,
+            redirect_uris: client.redirect_uris.clone(),
+            post_logout_redirect_uris: client.post_logout_redirect_uris.clone(),
+            first_party: client.first_party,
         }
     }
 }

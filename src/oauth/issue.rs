@@ -36,6 +36,8 @@ pub struct IssuedTokens {
 pub struct UserAuth {
     pub amr: Vec<String>,
     pub auth_time: i64,
+    /// The authorization request's `nonce`, echoed in the first ID token (OIDC Core §2).
+    pub nonce: Option<String>,
 }
 
 /// A fresh login: records the session (and its first refresh token) before any token
@@ -48,6 +50,19 @@ pub async fn start_session(
     auth: UserAuth,
     meta: &RequestMeta,
 ) -> Result<IssuedTokens, OAuthError> {
+    Ok(open_session(svc, client, user, scope, auth, meta).await?.0)
+}
+
+/// `start_session`, also returning the new session's id (a redeemed authorization code
+/// remembers it, to end the session if the code comes back).
+pub async fn open_session(
+    svc: &Services,
+    client: &Client,
+    user: &User,
+    scope: Scope,
+    auth: UserAuth,
+    meta: &RequestMeta,
+) -> Result<(IssuedTokens, String), OAuthError> {
     let now = svc.now();
     let refresh_ttl = svc.settings().refresh_token_ttl.as_secs() as i64;
     let session = Session {
@@ -82,7 +97,8 @@ pub async fn start_session(
     if !store::sessions::create(svc.db(), &session, new_refresh, &event, user.security_stamp).await? {
         return Err(OAuthError::invalid_grant("the password changed during sign-in; sign in again"));
     }
-    for_session(svc, client, user, &scope, &session, refresh)
+    let response = mint(svc, client, user, &scope, &session, refresh, auth.nonce.as_deref()).await?;
+    Ok((response, session.id))
 }
 
 /// When a refresh token minted now for `session` stops working.
@@ -91,13 +107,25 @@ pub fn refresh_expiry(svc: &Services, session: &Session, now: i64) -> i64 {
 }
 
 /// Tokens for a user within an existing session (login or refresh).
-pub fn for_session(
+pub async fn for_session(
     svc: &Services,
     client: &Client,
     user: &User,
     scope: &Scope,
     session: &Session,
     refresh_token: Option<String>,
+) -> Result<IssuedTokens, OAuthError> {
+    mint(svc, client, user, scope, session, refresh_token, None).await
+}
+
+async fn mint(
+    svc: &Services,
+    client: &Client,
+    user: &User,
+    scope: &Scope,
+    session: &Session,
+    refresh_token: Option<String>,
+    nonce: Option<&str>,
 ) -> Result<IssuedTokens, OAuthError> {
     let amr = store::split_words(&session.amr);
     let claims = AccessClaims {
@@ -116,23 +144,24 @@ pub fn for_session(
             exp: claims.exp,
             iat: claims.iat,
             auth_time: session.auth_time,
+            nonce,
             amr: &amr,
             sid: &session.id,
             preferred_username: scope.contains("profile").then(|| user.username.as_str()),
             email: scope.contains("email").then(|| user.email.as_str()),
             email_verified: scope.contains("email").then_some(user.email_verified),
         };
-        Some(svc.keys().sign(ID_TOKEN_TYP, &id)?)
+        Some(svc.keys().sign(ID_TOKEN_TYP, &id).await?)
     } else {
         None
     };
-    token_response(svc, claims, refresh_token, id_token)
+    token_response(svc, claims, refresh_token, id_token).await
 }
 
 /// Tokens for a client acting on its own behalf: no user, no session, no refresh token.
-pub fn for_client(svc: &Services, client: &Client, scope: &Scope) -> Result<IssuedTokens, OAuthError> {
+pub async fn for_client(svc: &Services, client: &Client, scope: &Scope) -> Result<IssuedTokens, OAuthError> {
     let claims = access_claims(svc, client, client.id.as_str(), scope);
-    token_response(svc, claims, None, None)
+    token_response(svc, claims, None, None).await
 }
 
 /// The claims every access token carries (RFC 9068 §2.2); user tokens add theirs.
@@ -166,14 +195,14 @@ fn audiences(svc: &Services, client: &Client, scope: &Scope) -> Vec<String> {
     aud
 }
 
-fn token_response(
+async fn token_response(
     svc: &Services,
     claims: AccessClaims,
     refresh_token: Option<String>,
     id_token: Option<String>,
 ) -> Result<IssuedTokens, OAuthError> {
     Ok(IssuedTokens {
-        access_token: svc.keys().sign(ACCESS_TOKEN_TYP, &claims)?,
+        access_token: svc.keys().sign(ACCESS_TOKEN_TYP, &claims).await?,
         token_type: "Bearer",
         expires_in: (claims.exp - claims.iat) as u64,
         scope: claims.scope.to_string(),

@@ -33,6 +33,7 @@
 //! token only to its client or to a caller its `aud` names (never through the issuer
 //! audience), and answers everything else with the same `{"active": false}`.
 
+pub mod authorize;
 pub mod client;
 pub mod error;
 pub mod grants;

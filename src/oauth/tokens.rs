@@ -48,6 +48,8 @@ pub struct IdClaims<'a> {
     pub exp: i64,
     pub iat: i64,
     pub auth_time: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<&'a str>,
     pub amr: &'a [String],
     pub sid: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]

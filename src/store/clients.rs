@@ -8,14 +8,15 @@ use crate::model::{ClientId, GrantType, Scope};
 // A macro, not a const, so queries stay `&'static str` (sqlx refuses runtime-built SQL).
 macro_rules! columns {
     () => {
-        "id, name, secret_hash, grants, scopes, audiences, require_mfa, created_at"
+        "id, name, secret_hash, grants, scopes, audiences, require_mfa, redirect_uris, post_logout_redirect_uris, first_party, created_at"
     };
 }
 
 pub async fn insert(db: &Db, client: &Client) -> StoreResult<()> {
     sqlx::query(
-        "INSERT INTO clients (id, name, secret_hash, grants, scopes, audiences, require_mfa, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
+        "INSERT INTO clients (id, name, secret_hash, grants, scopes, audiences, require_mfa, redirect_uris,
+                              post_logout_redirect_uris, first_party, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11)",
     )
     .bind(client.id.as_str())
     .bind(&client.name)
@@ -24,6 +25,9 @@ pub async fn insert(db: &Db, client: &Client) -> StoreResult<()> {
     .bind(client.scopes.to_string())
     .bind(join_words(&client.audiences))
     .bind(i64::from(client.require_mfa))
+    .bind(join_words(&client.redirect_uris))
+    .bind(join_words(&client.post_logout_redirect_uris))
+    .bind(i64::from(client.first_party))
     .bind(client.created_at)
     .execute(db.pool())
     .await?;
@@ -52,6 +56,9 @@ fn from_row(row: &AnyRow) -> StoreResult<Client> {
         scopes: Scope::from_words(split_words(&row.try_get::<String, _>("scopes")?)),
         audiences: split_words(&row.try_get::<String, _>("audiences")?),
         require_mfa: row.try_get::<i64, _>("require_mfa")? != 0,
+        redirect_uris: split_words(&row.try_get::<String, _>("redirect_uris")?),
+        post_logout_redirect_uris: split_words(&row.try_get::<String, _>("post_logout_redirect_uris")?),
+        first_party: row.try_get::<i64, _>("first_party")? != 0,
         created_at: row.try_get("created_at")?,
     })
 }
@@ -66,7 +73,8 @@ pub async fn list(db: &Db) -> StoreResult<Vec<Client>> {
 /// `false`: no such client.
 pub async fn update(db: &Db, client: &Client, now: i64) -> StoreResult<bool> {
     let changed = sqlx::query(
-        "UPDATE clients SET name = $2, grants = $3, scopes = $4, audiences = $5, require_mfa = $6, updated_at = $7
+        "UPDATE clients SET name = $2, grants = $3, scopes = $4, audiences = $5, require_mfa = $6, updated_at = $7,
+                redirect_uris = $8, post_logout_redirect_uris = $9, first_party = $10
          WHERE id = $1",
     )
     .bind(client.id.as_str())
@@ -76,6 +84,9 @@ pub async fn update(db: &Db, client: &Client, now: i64) -> StoreResult<bool> {
     .bind(join_words(&client.audiences))
     .bind(i64::from(client.require_mfa))
     .bind(now)
+    .bind(join_words(&client.redirect_uris))
+    .bind(join_words(&client.post_logout_redirect_uris))
+    .bind(i64::from(client.first_party))
     .execute(db.pool())
     .await?
     .rows_affected();

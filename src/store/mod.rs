@@ -3,6 +3,7 @@
 
 pub mod account_tokens;
 pub mod audit;
+pub mod authorize;
 pub mod clients;
 pub mod keys;
 pub mod limits;

@@ -125,6 +125,9 @@ impl TestApp {
             scopes: Scope::parse(scopes).unwrap(),
             audiences: audiences.iter().map(|a| (*a).to_owned()).collect(),
             require_mfa: false,
+            redirect_uris: Vec::new(),
+            post_logout_redirect_uris: Vec::new(),
+            first_party: false,
         };
         client::register(&self.svc, new).await.unwrap().into()
     }

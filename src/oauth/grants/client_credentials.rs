@@ -18,7 +18,7 @@ pub async fn grant(
         return Err(OAuthError::UnauthorizedClient("public clients cannot use client_credentials".into()));
     }
     let scope = crate::oauth::client::granted_scope(client, requested)?;
-    let response = issue::for_client(svc, client, &scope)?;
+    let response = issue::for_client(svc, client, &scope).await?;
     svc.audit(
         AuditEvent {
             client_id: Some(client.id.to_string()),

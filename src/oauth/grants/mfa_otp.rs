@@ -56,7 +56,7 @@ fn wrong_code() -> OAuthError {
 /// Called by the password grant once the password is right: decides, through the
 /// deployment's policy, whether and how the second factor is due, and returns the
 /// authentication methods to record, or the error that asks for the second factor.
-pub(super) async fn after_password(
+pub(crate) async fn after_password(
     svc: &Services,
     client: &Client,
     user: &User,
@@ -111,15 +111,29 @@ pub async fn grant(
     factor: SecondFactor,
     meta: &RequestMeta,
 ) -> Result<IssuedTokens, OAuthError> {
-    let hash = secrets::sha256_hex(mfa_token);
+    let (user, scope, amr) = redeem(svc, client, &secrets::sha256_hex(mfa_token), factor, meta).await?;
+    let auth = UserAuth { amr, auth_time: svc.now(), nonce: None };
+    issue::start_session(svc, client, &user, scope, auth, meta).await
+}
+
+/// Redeems the challenge whose token hashes to `hash` with a code: the user, the scope
+/// settled at the password step, and the `amr` to record. The hosted second-factor page
+/// keeps only the hash, so it comes in here too.
+pub(crate) async fn redeem(
+    svc: &Services,
+    client: &Client,
+    hash: &str,
+    factor: SecondFactor,
+    meta: &RequestMeta,
+) -> Result<(User, Scope, Vec<String>), OAuthError> {
     let now = svc.now();
     let challenge =
-        store::mfa::find_live_challenge(svc.db(), &hash, now, MAX_ATTEMPTS).await?.ok_or_else(dead_token)?;
+        store::mfa::find_live_challenge(svc.db(), hash, now, MAX_ATTEMPTS).await?.ok_or_else(dead_token)?;
     // Bound to the client that started the login (like a refresh token, RFC 6749 §6).
     if challenge.client_id != client.id.as_str() {
         return Err(dead_token());
     }
-    if !store::mfa::take_attempt(svc.db(), &hash, now, MAX_ATTEMPTS).await? {
+    if !store::mfa::take_attempt(svc.db(), hash, now, MAX_ATTEMPTS).await? {
         return Err(dead_token());
     }
     let user = store::users::find_by_id(svc.db(), &challenge.user_id).await?;
@@ -127,7 +141,7 @@ pub async fn grant(
         return Err(dead_token());
     };
     check(svc, client, &user.id, &factor, meta).await?;
-    if !store::mfa::spend_challenge(svc.db(), &hash, svc.now()).await? {
+    if !store::mfa::spend_challenge(svc.db(), hash, svc.now()).await? {
         return Err(dead_token());
     }
     // The scope was settled at the password step; the client may since have lost some.
@@ -135,8 +149,13 @@ pub async fn grant(
     if !scope.is_subset(&client.scopes) {
         return Err(OAuthError::InvalidScope("the client may no longer have this scope".into()));
     }
-    let auth = UserAuth { amr: amr(&factor), auth_time: svc.now() };
-    issue::start_session(svc, client, &user, scope, auth, meta).await
+    Ok((user, scope, amr(&factor)))
+}
+
+/// Whether the challenge behind `hash` can still take a code (the hosted page sends the
+/// user back to the password when it cannot).
+pub(crate) async fn challenge_alive(svc: &Services, hash: &str) -> Result<bool, OAuthError> {
+    Ok(store::mfa::find_live_challenge(svc.db(), hash, svc.now(), MAX_ATTEMPTS).await?.is_some())
 }
 
 /// RFC 8176: a TOTP code is `otp`. A recovery code is a one-time look-up secret with no

@@ -2,9 +2,10 @@
 //! extension grant). They all end in `oauth::issue`, so lifetimes, audiences and claims
 //! are decided in one place.
 
+mod authorization_code;
 mod client_credentials;
 pub mod mfa_otp;
-mod password;
+pub(crate) mod password;
 mod refresh_token;
 
 use super::client::{self, PresentedClient};
@@ -21,6 +22,7 @@ pub use mfa_otp::SecondFactor;
 /// A token request whose parameters have been parsed; what each grant needs, no more.
 #[derive(Debug)]
 pub enum GrantRequest {
+    AuthorizationCode { code: String, redirect_uri: String, code_verifier: String },
     Password { username: String, password: Password, scope: Option<Scope>, otp: Option<String> },
     RefreshToken { refresh_token: String, scope: Option<Scope> },
     ClientCredentials { scope: Option<Scope> },
@@ -30,6 +32,7 @@ pub enum GrantRequest {
 impl GrantRequest {
     pub fn grant_type(&self) -> GrantType {
         match self {
+            GrantRequest::AuthorizationCode { .. } => GrantType::AuthorizationCode,
             GrantRequest::Password { .. } => GrantType::Password,
             GrantRequest::RefreshToken { .. } => GrantType::RefreshToken,
             GrantRequest::ClientCredentials { .. } => GrantType::ClientCredentials,
@@ -53,6 +56,9 @@ pub async fn exchange(
         )));
     }
     match request {
+        GrantRequest::AuthorizationCode { code, redirect_uri, code_verifier } => {
+            authorization_code::grant(svc, &client, &code, &redirect_uri, &code_verifier, meta).await
+        }
         GrantRequest::Password { username, password, scope, otp } => {
             password::grant(svc, &client, &username, &password, scope.as_ref(), otp.as_deref(), meta).await
         }
@@ -70,7 +76,7 @@ pub async fn exchange(
 
 /// Limits `scope` to what the user's roles permit. A scope the client asked for explicitly
 /// and the user may not have is `invalid_scope`; from a defaulted scope it is dropped.
-async fn scope_for_user(
+pub(crate) async fn scope_for_user(
     svc: &Services,
     user: &User,
     scope: Scope,

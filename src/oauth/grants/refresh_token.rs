@@ -80,7 +80,7 @@ pub async fn grant(
     match store::sessions::rotate_refresh(svc.db(), &hash, spend, &session.id, &new_refresh, now, &event)
         .await?
     {
-        Rotation::Rotated => issue::for_session(svc, client, &user, &scope, &session, Some(next)),
+        Rotation::Rotated => issue::for_session(svc, client, &user, &scope, &session, Some(next)).await,
         Rotation::AlreadyUsed => {
             reuse_detected(svc, &session, meta).await?;
             Err(invalid())
