@@ -7,7 +7,10 @@
 //! ```
 //!
 //! The client must be confidential with the password, refresh_token and client_credentials
-//! grants and scope `api`. Each scenario runs for `--duration` or until `--max-requests`,
+//! grants and scope `api`. `--flood 256` keeps 256 connections sending password grants
+//! while each scenario runs (run the server with `--rate-limit-login off`), to see how the
+//! other endpoints fare beside a login flood; they wait out a 503's `Retry-After` like a
+//! well-behaved client unless `--flood-ignores-retry-after`. Each scenario runs for `--duration` or until `--max-requests`,
 //! whichever comes first, and prints requests, errors, requests/s, p50 and p99 latency.
 //! Only loopback addresses are accepted: this is not a tool for someone else's server.
 
@@ -46,6 +49,14 @@ struct Args {
     /// Scenarios to run, in order (default: all).
     #[arg(long, value_enum, value_delimiter = ',')]
     scenario: Vec<Scenario>,
+    /// Also keep this many connections sending password grants while each scenario runs
+    /// (a login flood, not measured), and print how the flood was answered.
+    #[arg(long, default_value_t = 0)]
+    flood: usize,
+    /// Flood connections retry a 503 at once instead of waiting its `Retry-After`, as an
+    /// attacker would.
+    #[arg(long)]
+    flood_ignores_retry_after: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -226,6 +237,9 @@ async fn run(target: &Arc<Target>, scenario: Scenario) -> anyhow::Result<()> {
         });
     }
 
+    // The flood starts once the set-up logins are done: it would turn them away.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flood = if args.flood > 0 { Some(start_flood(target, args.flood, &stop)?) } else { None };
     let budget = Arc::new(AtomicU64::new(args.max_requests));
     let started = Instant::now();
     let deadline = started + args.duration;
@@ -241,6 +255,7 @@ async fn run(target: &Arc<Target>, scenario: Scenario) -> anyhow::Result<()> {
         errors += out.errors;
     }
     let elapsed = started.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
     latencies.sort_unstable();
     let pct = |p: f64| {
         let i = ((latencies.len() as f64 * p).ceil() as usize).saturating_sub(1);
@@ -255,7 +270,89 @@ async fn run(target: &Arc<Target>, scenario: Scenario) -> anyhow::Result<()> {
         pct(0.50),
         pct(0.99),
     );
+    if let Some((workers, counts)) = flood {
+        for w in workers {
+            w.await?;
+        }
+        let mut ok = counts.ok_latencies_us.lock().unwrap().clone();
+        ok.sort_unstable();
+        let pct = |p: f64| {
+            let i = ((ok.len() as f64 * p).ceil() as usize).saturating_sub(1);
+            ok.get(i).map_or(0.0, |&us| us as f64 / 1000.0)
+        };
+        println!(
+            "  during it, a flood of {} connections got: 200 {} (p50 {:.0} ms, p99 {:.0} ms), 503 {}, other {}, no answer {}",
+            args.flood,
+            counts.ok.load(Ordering::Relaxed),
+            pct(0.50),
+            pct(0.99),
+            counts.unavailable.load(Ordering::Relaxed),
+            counts.other.load(Ordering::Relaxed),
+            counts.failed.load(Ordering::Relaxed),
+        );
+    }
     Ok(())
+}
+
+/// How a login flood was answered.
+#[derive(Default)]
+struct FloodCounts {
+    ok: AtomicU64,
+    unavailable: AtomicU64,
+    other: AtomicU64,
+    failed: AtomicU64,
+    /// Latencies of the 200s, in µs.
+    ok_latencies_us: std::sync::Mutex<Vec<u32>>,
+}
+
+/// `connections` workers, each on its own connection, sending password grants until `stop`.
+fn start_flood(
+    target: &Arc<Target>,
+    connections: usize,
+    stop: &Arc<std::sync::atomic::AtomicBool>,
+) -> anyhow::Result<(Vec<tokio::task::JoinHandle<()>>, Arc<FloodCounts>)> {
+    let counts = Arc::new(FloodCounts::default());
+    let mut workers = Vec::with_capacity(connections);
+    for _ in 0..connections {
+        let http =
+            reqwest::Client::builder().pool_max_idle_per_host(1).timeout(Duration::from_secs(60)).build()?;
+        let (target, stop, counts) = (target.clone(), stop.clone(), counts.clone());
+        workers.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let form = [
+                    ("grant_type", "password"),
+                    ("username", target.args.username.as_str()),
+                    ("password", target.args.password.as_str()),
+                    ("scope", "api"),
+                ];
+                let start = Instant::now();
+                let sent = http
+                    .post(format!("{}/oauth/token", target.base))
+                    .basic_auth(&target.args.client_id, Some(&target.args.client_secret))
+                    .form(&form)
+                    .send()
+                    .await;
+                let status = sent.as_ref().map(|r| r.status().as_u16()).ok();
+                let counter = match status {
+                    Some(200) => &counts.ok,
+                    Some(503) => &counts.unavailable,
+                    Some(_) => &counts.other,
+                    None => &counts.failed,
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+                if let Ok(response) = sent {
+                    let _ = response.bytes().await;
+                }
+                if status == Some(200) {
+                    let us = start.elapsed().as_micros().min(u32::MAX as u128) as u32;
+                    counts.ok_latencies_us.lock().unwrap().push(us);
+                } else if status == Some(503) && !target.args.flood_ignores_retry_after {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }));
+    }
+    Ok((workers, counts))
 }
 
 fn is_loopback(url: &url::Url) -> bool {

@@ -24,6 +24,7 @@ const DEFAULT_LOG_FORMAT: &str = "text";
 const DEFAULT_REGISTRATION: &str = "open";
 const DEFAULT_SIGNING_ALG: &str = "RS256";
 const DEFAULT_PRODUCT_NAME: &str = "latchkey";
+const DEFAULT_HASH_QUEUE: &str = "64";
 
 /// Raw values as they came from flags or environment variables. In `--help` they stand
 /// under their own heading, apart from a command's own options.
@@ -38,7 +39,8 @@ pub struct RawSettings {
         long,
         env = "LATCHKEY_DATABASE_URL",
         default_value = DEFAULT_DATABASE_URL,
-        global = true
+        global = true,
+        hide_env_values = true
     )]
     pub database_url: String,
     /// Public issuer URL (default: http:// + bind address).
@@ -63,9 +65,10 @@ pub struct RawSettings {
     /// `log`, `dir:PATH`, `smtp://[user:pass@]host[:587]` (STARTTLS required; add
     /// `?tls=opportunistic` or `?tls=none` to relax, `&from=ADDRESS` for the sender) or
     /// `smtps://…` (TLS from the start, port 465).
-    #[arg(long, env = "LATCHKEY_MAIL", default_value = DEFAULT_MAIL, global = true)]
+    #[arg(long, env = "LATCHKEY_MAIL", default_value = DEFAULT_MAIL, global = true, hide_env_values = true)]
     pub mail: String,
-    /// Login attempts per client IP, `COUNT/DURATION` (e.g. 5/15m), or `off`.
+    /// Failed logins per client IP (an IPv6 client by its /64), `COUNT/DURATION` (e.g.
+    /// 5/15m), or `off`; `off` also lifts the fixed per-IP and per-user password caps.
     #[arg(long, env = "LATCHKEY_RATE_LIMIT_LOGIN", default_value = DEFAULT_RATE_LIMIT_LOGIN, global = true)]
     pub rate_limit_login: String,
     /// Refreshes per user, `COUNT/DURATION`, or `off`.
@@ -97,6 +100,10 @@ pub struct RawSettings {
     /// An https (or http) URL of a stylesheet the sign-in pages load after their own.
     #[arg(long, env = "LATCHKEY_STYLESHEET_URL", global = true)]
     pub stylesheet_url: Option<String>,
+    /// Password checks that may wait for a CPU core (one hash per core runs); past that,
+    /// logins answer 503 with Retry-After at once instead of queueing without bound.
+    #[arg(long, env = "LATCHKEY_HASH_QUEUE", default_value = DEFAULT_HASH_QUEUE, global = true)]
+    pub hash_queue: String,
 }
 
 /// The defaults, as if no flag or variable were set (tests and benches start from here).
@@ -122,6 +129,7 @@ impl Default for RawSettings {
             signing_alg: DEFAULT_SIGNING_ALG.into(),
             product_name: DEFAULT_PRODUCT_NAME.into(),
             stylesheet_url: None,
+            hash_queue: DEFAULT_HASH_QUEUE.into(),
         }
     }
 }
@@ -152,6 +160,8 @@ pub struct Settings {
     pub product_name: String,
     /// Loaded by the sign-in pages after their own stylesheet.
     pub stylesheet_url: Option<Url>,
+    /// Password checks that may wait for a core before the next one is turned away.
+    pub hash_queue: usize,
     /// A connection must get an answer this long after it opened or got its last one
     /// (slow-loris protection; not a flag: honest clients never come near it).
     pub slow_client_timeout: Duration,
@@ -320,6 +330,13 @@ impl RawSettings {
                         })
                 })
                 .transpose()?,
+            hash_queue: self.hash_queue.parse().map_err(|_| {
+                bad(
+                    "hash-queue",
+                    "LATCHKEY_HASH_QUEUE",
+                    format!("{:?} is not a count like 64", self.hash_queue),
+                )
+            })?,
             cors_origins: parse_origins(&self.cors_origins)
                 .map_err(|r| bad("cors-origins", "LATCHKEY_CORS_ORIGINS", r))?,
             trusted_proxies: parse_proxies(&self.trusted_proxies)

@@ -11,14 +11,21 @@ use crate::store::{self, StoreError};
 /// What is being limited; each has its own budget and key space.
 #[derive(Debug, Clone, Copy)]
 pub enum Limit {
-    /// Password-grant attempts per client IP.
+    /// Failed logins per client IP (`--rate-limit-login`): a guessing budget, so a
+    /// successful login gives its unit back (`refund`).
     Login,
+    /// Every login attempt per client IP, right or wrong: a generous cap on the argon2
+    /// work one address can ask for.
+    LoginAttempts,
     /// Refresh-token grants per user.
     Refresh,
     /// Registrations per client IP.
     Register,
     /// Second-factor attempts per user, across every `mfa_token`.
     MfaPerUser,
+    /// Password checks per user at the account endpoints (change password, TOTP enrol and
+    /// removal): a stolen access token must not become a password oracle.
+    PasswordPerUser,
     /// Forgot-password requests per client IP.
     ForgotPerIp,
     /// Forgot-password requests per email address.
@@ -29,9 +36,11 @@ impl Limit {
     fn name(self) -> &'static str {
         match self {
             Limit::Login => "login",
+            Limit::LoginAttempts => "login-attempts",
             Limit::Refresh => "refresh",
             Limit::Register => "register",
             Limit::MfaPerUser => "mfa",
+            Limit::PasswordPerUser => "password-user",
             Limit::ForgotPerIp => "forgot-ip",
             Limit::ForgotPerAddress => "forgot-address",
         }
@@ -47,13 +56,37 @@ impl Limit {
             Limit::Login => s.rate_limit_login,
             Limit::Refresh => s.rate_limit_refresh,
             Limit::Register => s.rate_limit_register,
-            // The three below have no setting of their own: they follow the login switch,
+            // The ones below have no setting of their own: they follow the login switch,
             // so `--rate-limit-login off` (tests, load tests) turns them off too.
             _ if s.rate_limit_login == RateLimit::Off => RateLimit::Off,
+            Limit::LoginAttempts => per(100, 10),
             Limit::MfaPerUser => per(10, 15),
+            Limit::PasswordPerUser => per(10, 15),
             Limit::ForgotPerIp => per(10, 60),
             Limit::ForgotPerAddress => per(3, 60),
         }
+    }
+}
+
+/// GCRA parameters of a budget, and the key its state is stored under.
+struct Gcra {
+    key: String,
+    count: u32,
+    period: Duration,
+    emission_ms: i64,
+    tolerance_ms: i64,
+}
+
+impl Gcra {
+    fn new(svc: &Services, limit: Limit, subject: &str) -> Option<Gcra> {
+        let RateLimit::PerPeriod { count, period } = limit.budget(svc) else { return None };
+        let period_ms = period.as_millis() as i64;
+        let emission_ms = (period_ms / i64::from(count)).max(1);
+        // The stored state (a theoretical arrival time) only means something under the
+        // budget that wrote it, so the budget is part of the key: a changed setting starts
+        // from a clean slate at the next request instead of answering with the old period.
+        let key = format!("{}:{}/{}:{}", limit.name(), count, period_ms, subject);
+        Some(Gcra { key, count, period, emission_ms, tolerance_ms: period_ms - emission_ms })
     }
 }
 
@@ -73,24 +106,29 @@ pub enum LimitError {
     Store(#[from] StoreError),
 }
 
-/// Counts one request against `limit` for `subject` (an IP, a user id, an address).
+/// Counts one request against `limit` for `subject` (an IP key, a user id, an address).
 pub async fn check(svc: &Services, limit: Limit, subject: &str) -> Result<(), LimitError> {
-    let RateLimit::PerPeriod { count, period } = limit.budget(svc) else { return Ok(()) };
-    let period_ms = period.as_millis() as i64;
-    let emission_ms = (period_ms / i64::from(count)).max(1);
-    let tolerance_ms = period_ms - emission_ms;
+    let Some(g) = Gcra::new(svc, limit, subject) else { return Ok(()) };
     let now_ms = svc.clock().now_ms();
-    let key = format!("{}:{}", limit.name(), subject);
-    let (allowed, tat_ms) = store::limits::hit(svc.db(), &key, now_ms, emission_ms, tolerance_ms).await?;
+    let (allowed, tat_ms) =
+        store::limits::hit(svc.db(), &g.key, now_ms, g.emission_ms, g.tolerance_ms).await?;
     if allowed {
         Ok(())
     } else {
         crate::telemetry::metrics::rate_limited(limit.name());
-        let wait_ms = (tat_ms - now_ms - tolerance_ms).max(1);
+        let wait_ms = (tat_ms - now_ms - g.tolerance_ms).max(1);
         Err(LimitError::Limited(Limited {
             retry_after_secs: (wait_ms as u64).div_ceil(1000),
-            limit: count,
-            window_secs: period.as_secs(),
+            limit: g.count,
+            window_secs: g.period.as_secs(),
         }))
     }
+}
+
+/// Gives back the unit a request just counted with `check` (a login that succeeded does
+/// not spend the guessing budget). Counting first and refunding after, rather than
+/// counting failures afterwards, keeps a parallel burst from overrunning the budget.
+pub async fn refund(svc: &Services, limit: Limit, subject: &str) -> Result<(), StoreError> {
+    let Some(g) = Gcra::new(svc, limit, subject) else { return Ok(()) };
+    store::limits::refund(svc.db(), &g.key, g.emission_ms).await
 }

@@ -38,16 +38,9 @@ impl Services {
         clock: Clock,
     ) -> Result<Services, MailError> {
         let mailer = Mailer::new(&settings)?;
+        let hasher = PasswordHasher::new(settings.hash_queue);
         Ok(Services {
-            inner: Arc::new(Inner {
-                settings,
-                db,
-                keys,
-                hasher: PasswordHasher::new(),
-                secret_box,
-                mailer,
-                clock,
-            }),
+            inner: Arc::new(Inner { settings, db, keys, hasher, secret_box, mailer, clock }),
             second_factor: Arc::new(DefaultPolicy),
         })
     }

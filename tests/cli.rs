@@ -233,6 +233,26 @@ fn start_up_failures_name_their_cause_in_one_line() {
 }
 
 #[test]
+fn help_never_prints_a_secret_from_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let secrets = [
+        ("LATCHKEY_DATABASE_URL", "postgres://latchkey:db-hunter2@db.internal/latchkey"),
+        ("LATCHKEY_MAIL", "smtp://mailer:smtp-hunter2@mail.internal:587"),
+        ("LATCHKEY_SECRET_KEY", "c2VjcmV0LWh1bnRlcjItc2VjcmV0LWh1bnRlcjItISE="),
+    ];
+    for args in [&["--help"][..], &["serve", "--help"], &["user", "create", "--help"]] {
+        let mut cmd = latchkey(dir.path(), secrets[0].1);
+        cmd.envs(secrets).args(args);
+        let out = cmd.output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("LATCHKEY_DATABASE_URL"), "{text}");
+        for (env, value) in secrets {
+            assert!(!text.contains(value), "{args:?} printed {env}: {text}");
+        }
+    }
+}
+
+#[test]
 fn openapi_needs_no_database() {
     let dir = tempfile::tempdir().unwrap();
     let out = latchkey(dir.path(), "sqlite://x.db?mode=rwc").arg("openapi").output().unwrap();

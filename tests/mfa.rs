@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use common::{PASSWORD, TestApp, TestClient, jwt_part, spawn_app, spawn_app_with_services};
@@ -670,4 +671,99 @@ async fn wrong_codes_are_counted_in_metrics() {
     }
     let metrics = app.http.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains(r#"latchkey_mfa_failures_total{client="mfa-metrics"} 2"#), "{metrics}");
+}
+
+/// Asks for a reset mail for alice and returns the mailed token.
+async fn reset_token(app: &TestApp) -> String {
+    let resp = app
+        .http
+        .post(app.url("/account/password/forgot"))
+        .json(&json!({"email": "alice@example.com"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+    for _ in 0..100 {
+        let found = std::fs::read_dir(app.dir.path().join("mail")).ok().and_then(|entries| {
+            entries
+                .map(|e| e.unwrap().path())
+                .filter(|p| p.extension().is_some_and(|x| x == "json"))
+                .map(|p| serde_json::from_slice::<Value>(&std::fs::read(p).unwrap()).unwrap())
+                .find(|m| m["kind"] == "password_reset")
+        });
+        if let Some(mail) = found {
+            return mail["token"].as_str().unwrap().to_owned();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("no reset mail");
+}
+
+const RESET_PASSWORD: &str = "a brand new long passphrase";
+
+#[tokio::test]
+async fn a_password_reset_voids_pending_mfa_tokens() {
+    let app = spawn_app().await;
+    let web = app.web_client().await;
+    app.create_user("alice", &[]).await;
+    let enrolled = enrol(&app, &web, "alice").await;
+    let mfa_token = challenge(&app, &web, "alice").await;
+    let token = reset_token(&app).await;
+    latchkey::account::self_service::reset_password(
+        &app.svc,
+        &token,
+        RESET_PASSWORD.into(),
+        &Default::default(),
+    )
+    .await
+    .unwrap();
+    // Whoever knew the old password (and stole a code) gets nothing from the old challenge.
+    assert_invalid_grant(mfa_grant(&app, &web, &mfa_token, "otp", &enrolled.authenticator.next()).await)
+        .await;
+}
+
+/// Resets alice's password in the middle of a login: after her old password was
+/// verified, before the session is created.
+struct ResetDuringLogin {
+    svc: latchkey::services::Services,
+    token: Arc<Mutex<Option<String>>>,
+}
+
+impl SecondFactorPolicy for ResetDuringLogin {
+    fn second_factor_required<'a>(&'a self, _login: LoginContext<'a>) -> PolicyFuture<'a> {
+        Box::pin(async move {
+            let token = self.token.lock().unwrap().take();
+            if let Some(token) = token {
+                let meta = Default::default();
+                latchkey::account::self_service::reset_password(
+                    &self.svc,
+                    &token,
+                    RESET_PASSWORD.into(),
+                    &meta,
+                )
+                .await
+                .unwrap();
+            }
+            false
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_login_that_raced_a_password_reset_opens_no_session() {
+    let token = Arc::new(Mutex::new(None));
+    let pending = token.clone();
+    let app = spawn_app_with_services(move |svc| {
+        let racing = ResetDuringLogin { svc: svc.clone(), token: pending };
+        svc.with_second_factor_policy(racing)
+    })
+    .await;
+    let web = app.web_client().await;
+    app.create_user("alice", &[]).await;
+    *token.lock().unwrap() = Some(reset_token(&app).await);
+    assert_invalid_grant(app.password_grant(&web, "alice", PASSWORD, None).await).await;
+    let sessions: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM sessions").fetch_one(app.svc.db().pool()).await.unwrap();
+    assert_eq!(sessions, 0, "the old password opened nothing");
+    tokens(app.password_grant(&web, "alice", RESET_PASSWORD, None).await).await;
 }

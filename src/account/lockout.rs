@@ -1,64 +1,51 @@
-//! Account lockout: after repeated wrong passwords an account is locked for a while, the
-//! lock doubling with each further failure up to a cap. A temporary lock (not a permanent
-//! one) keeps lockout from becoming a lever to shut a victim out for good; the login
-//! answer is the same as for a wrong password, so it also tells an attacker nothing.
+//! Account lockout: the fifth wrong password in a row locks the account for a while,
+//! each lock twice as long as the one before, up to a cap. While locked, attempts are
+//! refused without counting or extending the lock, and the counter starts again when the
+//! lock ends, so nobody can hold an account shut for longer than one lock at a time by
+//! guessing on. A temporary lock keeps lockout from becoming a lever to shut a victim out
+//! for good; the login answer is the same as for a wrong password, so it also tells an
+//! attacker nothing.
 
 use crate::model::RequestMeta;
 use crate::model::User;
 use crate::services::Services;
+use crate::store::users::{Counted, LockPolicy};
 use crate::store::{
     self, StoreError,
     audit::{AuditEvent, AuditKind},
 };
 
-/// Failures before the first lock.
+/// Wrong passwords in a row before the first lock.
 pub const THRESHOLD: i64 = 5;
 const FIRST_LOCK_SECS: i64 = 60;
 const MAX_LOCK_SECS: i64 = 15 * 60;
 
-/// How long the `failures`-th consecutive failure locks the account, if at all.
-pub fn lock_secs(failures: i64) -> Option<i64> {
-    (failures >= THRESHOLD).then(|| {
-        let doublings = (failures - THRESHOLD).min(10) as u32;
-        (FIRST_LOCK_SECS << doublings).min(MAX_LOCK_SECS)
-    })
-}
+const POLICY: LockPolicy =
+    LockPolicy { threshold: THRESHOLD, first_secs: FIRST_LOCK_SECS, max_secs: MAX_LOCK_SECS };
 
-pub fn is_locked(user: &User, now: i64) -> bool {
-    user.locked_until.is_some_and(|until| until > now)
-}
-
-/// Records a wrong password for `user`; audits the moment a lock starts.
-pub async fn record_failure(svc: &Services, user: &User, meta: &RequestMeta) -> Result<(), StoreError> {
+/// Counts a wrong password for `user` in one atomic step
+/// (`store::users::count_password_attempt`). `false`: the account is locked, and the
+/// attempt neither counted nor moved the lock. The moment a lock starts is audited after
+/// the answer (a write only that attempt makes would otherwise show in its timing).
+pub async fn count_failure(svc: &Services, user: &User, meta: &RequestMeta) -> Result<bool, StoreError> {
     let now = svc.now();
-    let failures =
-        store::users::record_failed_login(svc.db(), &user.id, |n| lock_secs(n).map(|s| now + s)).await?;
-    if let Some(secs) = lock_secs(failures) {
+    let Some(counted) = store::users::count_password_attempt(svc.db(), &user.id, now, POLICY).await? else {
+        return Ok(false);
+    };
+    if let Counted { failures, locked_until: Some(until) } = counted {
         crate::telemetry::metrics::lockout();
-        svc.audit(
-            AuditEvent {
-                user_id: Some(user.id.clone()),
-                detail: Some(format!("failures={failures} seconds={secs}")),
-                ..AuditEvent::new(AuditKind::Lockout, "locked")
-            },
-            meta,
-        )
-        .await?;
+        let event = AuditEvent {
+            user_id: Some(user.id.clone()),
+            detail: Some(format!("failures={failures} seconds={}", until - now)),
+            ..AuditEvent::new(AuditKind::Lockout, "locked")
+        };
+        let (svc, meta) = (svc.clone(), meta.clone());
+        tokio::spawn(async move {
+            // The answer (a failure) has gone; all that is left is to say so loudly.
+            if let Err(err) = svc.audit(event, &meta).await {
+                tracing::error!(error = %err, "could not write the audit record of a lockout");
+            }
+        });
     }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn locks_grow_and_cap() {
-        assert_eq!(lock_secs(4), None);
-        assert_eq!(lock_secs(5), Some(60));
-        assert_eq!(lock_secs(6), Some(120));
-        assert_eq!(lock_secs(8), Some(480));
-        assert_eq!(lock_secs(9), Some(900));
-        assert_eq!(lock_secs(500), Some(900));
-    }
+    Ok(true)
 }

@@ -2,7 +2,10 @@
 
 pub mod consents;
 pub mod lockout;
+mod login;
 pub mod self_service;
+
+pub use login::{LoginError, VerifiedUser, confirm_password, verify_login};
 
 use serde::Serialize;
 
@@ -105,6 +108,7 @@ pub async fn create_user(svc: &Services, new: NewUser) -> Result<User, AccountEr
         last_login_at: None,
         created_at: now,
         updated_at: now,
+        security_stamp: 0,
     };
     store::users::insert(svc.db(), &user, &hash).await.map_err(|e| {
         if !e.is_unique_violation() {

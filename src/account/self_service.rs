@@ -2,7 +2,7 @@
 //! their password, list and end their sessions. Callers have authenticated the user
 //! where needed (the `user_id`/`session_id` arguments come from a verified access token).
 
-use super::{AccountError, NewUser, create_user};
+use super::{AccountError, LoginError, NewUser, create_user};
 use crate::crypto::secrets;
 use crate::limits::{self, Limit};
 use crate::mail::{Mail, MailKind};
@@ -32,7 +32,7 @@ pub async fn register(svc: &Services, reg: Registration, meta: &RequestMeta) -> 
     if !svc.settings().registration_open {
         return Err(AccountError::RegistrationClosed);
     }
-    limits::check(svc, Limit::Register, meta.ip_key()).await?;
+    limits::check(svc, Limit::Register, &meta.ip_key()).await?;
     let mut reasons = Vec::new();
     let username = Username::parse(&reg.username).map_err(|r| reasons.push(r)).ok();
     let email = Email::parse(&reg.email).map_err(|r| reasons.push(r)).ok();
@@ -66,7 +66,7 @@ pub async fn verify_email(svc: &Services, token: &str, meta: &RequestMeta) -> Re
 /// timing tells them apart. Requests are limited per client IP and per address; both are
 /// decided before the address is looked up, so a refusal says nothing about it either.
 pub async fn forgot_password(svc: &Services, email: &str, meta: &RequestMeta) -> Result<(), AccountError> {
-    limits::check(svc, Limit::ForgotPerIp, meta.ip_key()).await?;
+    limits::check(svc, Limit::ForgotPerIp, &meta.ip_key()).await?;
     let email = Email::parse(email).map_err(|r| AccountError::Invalid(vec![r]))?;
     // Keyed by a hash: the limits table need not hold the addresses people typed.
     limits::check(svc, Limit::ForgotPerAddress, &secrets::sha256_hex(email.as_str())).await?;
@@ -114,12 +114,18 @@ pub async fn change_password(
     new_password: String,
     meta: &RequestMeta,
 ) -> Result<(), AccountError> {
-    let stored = store::users::password_hash(svc.db(), user_id).await?.ok_or(AccountError::NotFound)?;
-    let matches = match Password::candidate(current_password) {
-        Ok(current) => svc.hasher().verify(&current, Some(&stored)).await?,
+    let confirmed = match Password::candidate(current_password) {
+        Ok(current) => match super::confirm_password(svc, user_id, &current, meta).await {
+            Ok(()) => true,
+            Err(LoginError::InvalidCredentials | LoginError::Inactive | LoginError::Unverified) => false,
+            Err(LoginError::TooManyRequests(limited)) => return Err(AccountError::TooManyRequests(limited)),
+            Err(LoginError::Store(e)) => return Err(e.into()),
+            Err(LoginError::Hash(e)) => return Err(e.into()),
+        },
+        // Empty or oversized: wrong without hashing anything.
         Err(_) => false,
     };
-    if !matches {
+    if !confirmed {
         svc.audit(
             user_event(AuditKind::PasswordChange, "failure", user_id, Some("wrong current password".into())),
             meta,

@@ -12,6 +12,7 @@ use poem_openapi::{ApiResponse, Object};
 
 use crate::account::AccountError;
 use crate::admin::AdminError;
+use crate::crypto::password::{BUSY_RETRY_AFTER_SECS, HashError};
 use crate::limits::Limited;
 use crate::mfa::MfaError;
 use crate::oauth::OAuthError;
@@ -63,6 +64,8 @@ pub struct ApiError {
     challenge: Option<String>,
     /// On 429: the budget that ran out, for `Retry-After` and `RateLimit-*`.
     limited: Option<Limited>,
+    /// On 503, when not the default: seconds until a retry is worth it.
+    retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -72,7 +75,7 @@ impl ApiError {
 
     fn with_body(status: StatusCode, body: ErrorBody) -> ApiError {
         crate::telemetry::note_error(&body.error);
-        ApiError { status, body, challenge: None, limited: None }
+        ApiError { status, body, challenge: None, limited: None, retry_after: None }
     }
 
     fn challenge(mut self, challenge: String) -> ApiError {
@@ -86,6 +89,21 @@ impl ApiError {
             limited: Some(limited),
             ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_requests", description)
         }
+    }
+
+    /// Busy for a moment (the password hasher's queue is full): 503 with `Retry-After`.
+    fn busy(body: ErrorBody, retry_after: u64) -> ApiError {
+        ApiError {
+            retry_after: Some(retry_after),
+            ..ApiError::with_body(StatusCode::SERVICE_UNAVAILABLE, body)
+        }
+    }
+
+    fn hasher_busy() -> ApiError {
+        ApiError::busy(
+            ErrorBody::new("temporarily_unavailable", HashError::Busy.to_string()),
+            BUSY_RETRY_AFTER_SECS,
+        )
     }
 
     /// A failure on our side: the detail goes to the log (with the request id), never out.
@@ -132,6 +150,7 @@ impl From<OAuthError> for ApiError {
             }
             OAuthError::MfaEnrollmentRequired => ApiError::with_body(StatusCode::FORBIDDEN, body),
             OAuthError::TooManyRequests(limited) => ApiError::too_many_requests(limited),
+            OAuthError::TemporarilyUnavailable(retry_after) => ApiError::busy(body, retry_after),
             OAuthError::Server(source) => ApiError::server(&*source),
             _ => ApiError::with_body(StatusCode::BAD_REQUEST, body),
         }
@@ -173,6 +192,7 @@ impl From<AccountError> for ApiError {
                 ApiError::new(StatusCode::FORBIDDEN, "registration_closed", err.to_string())
             }
             AccountError::TooManyRequests(limited) => ApiError::too_many_requests(limited),
+            AccountError::Hash(HashError::Busy) => ApiError::hasher_busy(),
             AccountError::Store(_) | AccountError::Hash(_) => ApiError::server(&err),
         }
     }
@@ -187,6 +207,8 @@ impl From<MfaError> for ApiError {
             }
             MfaError::NotEnrolled => ApiError::new(StatusCode::NOT_FOUND, "not_found", err.to_string()),
             MfaError::AlreadyEnabled => ApiError::new(StatusCode::CONFLICT, "conflict", err.to_string()),
+            MfaError::TooManyRequests(limited) => ApiError::too_many_requests(limited),
+            MfaError::Hash(HashError::Busy) => ApiError::hasher_busy(),
             MfaError::Store(_) | MfaError::Hash(_) | MfaError::Unsealable(_) => ApiError::server(&err),
         }
     }
@@ -200,6 +222,7 @@ impl From<AdminError> for ApiError {
             }
             AdminError::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, "not_found", err.to_string()),
             AdminError::Duplicate(_) => ApiError::new(StatusCode::CONFLICT, "conflict", err.to_string()),
+            AdminError::Hash(HashError::Busy) => ApiError::hasher_busy(),
             AdminError::Store(_) | AdminError::Hash(_) | AdminError::Key(_) | AdminError::Mfa(_) => {
                 ApiError::server(&err)
             }
@@ -313,7 +336,7 @@ macro_rules! error_responses {
             #[doc = "Something failed on the server; the request id in the logs tells what."]
             #[oai(status = 500)]
             ServerError(Json<ErrorBody>),
-            #[doc = "The database is unavailable for now (`temporarily_unavailable`); retry after the given seconds."]
+            #[doc = "Unavailable for a moment (`temporarily_unavailable`): the database is unreachable, or too many password checks are waiting; retry after the given seconds."]
             #[oai(status = 503)]
             Unavailable(
                 Json<ErrorBody>,
@@ -328,7 +351,10 @@ macro_rules! error_responses {
                 match $e.status.as_u16() {
                     $($arm)*
                     500 => $name::ServerError($e.body()),
-                    503 => $name::Unavailable($e.body(), UNAVAILABLE_RETRY_AFTER),
+                    503 => {
+                        let retry_after = $e.retry_after.unwrap_or(UNAVAILABLE_RETRY_AFTER);
+                        $name::Unavailable($e.body(), retry_after)
+                    }
                     _ => $name::ServerError($e.undocumented()),
                 }
             }
@@ -356,7 +382,7 @@ error_responses! {
 
 error_responses! {
     /// Error responses of the account endpoints that take a Bearer token.
-    pub enum AccountErrorResponse { BadRequest, Unauthorized, Forbidden, NotFound } from AccountError, BearerError
+    pub enum AccountErrorResponse { BadRequest, Unauthorized, Forbidden, NotFound, TooManyRequests } from AccountError, BearerError
 }
 
 error_responses! {
@@ -372,7 +398,7 @@ error_responses! {
 
 error_responses! {
     /// Error responses of the MFA account endpoints.
-    pub enum MfaErrorResponse { BadRequest, Unauthorized, Forbidden, NotFound, Conflict } from MfaError, BearerError
+    pub enum MfaErrorResponse { BadRequest, Unauthorized, Forbidden, NotFound, Conflict, TooManyRequests } from MfaError, BearerError
 }
 
 error_responses! {

@@ -53,7 +53,13 @@ impl OpsApi {
     #[oai(path = "/metrics", method = "get")]
     async fn metrics(&self, Data(svc): Data<&Services>) -> PlainText<String> {
         let pool = svc.db().pool();
-        metrics::sample_resources(pool.size(), pool.num_idle(), svc.hasher().available_permits());
+        let hasher = svc.hasher();
+        metrics::sample_resources(
+            pool.size(),
+            pool.num_idle(),
+            hasher.available_permits(),
+            hasher.rejected(),
+        );
         PlainText(metrics::render())
     }
 

@@ -58,6 +58,12 @@ impl<T: AsyncRead + Unpin> AsyncRead for DeadlineIo<T> {
         // Polling the timer also registers the waker, so a stalled client is woken up
         // (and dropped) even when it sends nothing at all.
         if self.timer.as_mut().poll(cx).is_ready() {
+            // Not silent: an operator seeing these under load (rather than under attack)
+            // has requests waiting longer than the deadline, e.g. a too long --hash-queue.
+            tracing::info!(
+                deadline_secs = self.deadline.as_secs(),
+                "closed a connection that got no answer within the deadline"
+            );
             return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "client too slow")));
         }
         Pin::new(&mut self.inner).poll_read(cx, buf)

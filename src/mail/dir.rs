@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use tokio::io::AsyncWriteExt;
+
 use super::{Mail, MailError, Transport};
 
 pub struct DirTransport {
@@ -24,7 +26,17 @@ impl Transport for DirTransport {
         // `*.json` never sees half a file.
         let name = uuid::Uuid::now_v7().to_string();
         let partial = self.dir.join(format!(".{name}.partial"));
-        tokio::fs::write(&partial, json).await.map_err(|e| fail("cannot write", e))?;
+        // 0600: a mail file holds a live token (a password reset is an account takeover).
+        let mut file = tokio::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&partial)
+            .await
+            .map_err(|e| fail("cannot create a file", e))?;
+        file.write_all(&json).await.map_err(|e| fail("cannot write", e))?;
+        file.sync_all().await.map_err(|e| fail("cannot write", e))?;
+        drop(file);
         tokio::fs::rename(&partial, self.dir.join(format!("{name}.json")))
             .await
             .map_err(|e| fail("cannot rename", e))?;
@@ -53,6 +65,9 @@ mod tests {
         let files: Vec<_> =
             std::fs::read_dir(tmp.path().join("mail")).unwrap().map(|e| e.unwrap().path()).collect();
         assert_eq!(files.len(), 2);
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&files[0]).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "only the server's user may read a mailed token");
         let json: serde_json::Value = serde_json::from_slice(&std::fs::read(&files[0]).unwrap()).unwrap();
         assert_eq!(json["to"], "a@example.com");
         assert_eq!(json["kind"], "password_reset");

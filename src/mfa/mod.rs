@@ -11,6 +11,7 @@ mod qr;
 use rand::RngCore;
 use totp_rs::{Algorithm, Totp};
 
+use crate::account::LoginError;
 use crate::crypto::password::HashError;
 use crate::crypto::secrets;
 use crate::model::Password;
@@ -43,6 +44,8 @@ pub enum MfaError {
     NotEnrolled,
     #[error("an authenticator is already active; disable it first")]
     AlreadyEnabled,
+    #[error("too many password attempts")]
+    TooManyRequests(crate::limits::Limited),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -92,9 +95,21 @@ fn issuer_label(svc: &Services) -> String {
     }
 }
 
-async fn check_password(svc: &Services, user_id: &str, password: &Password) -> Result<(), MfaError> {
-    let hash = store::users::password_hash(svc.db(), user_id).await?;
-    if svc.hasher().verify(password, hash.as_deref()).await? { Ok(()) } else { Err(MfaError::WrongPassword) }
+/// The password under the same lockout and per-user limit as every other password check.
+async fn check_password(
+    svc: &Services,
+    user_id: &str,
+    password: &Password,
+    meta: &RequestMeta,
+) -> Result<(), MfaError> {
+    crate::account::confirm_password(svc, user_id, password, meta).await.map_err(|err| match err {
+        LoginError::TooManyRequests(limited) => MfaError::TooManyRequests(limited),
+        LoginError::Store(e) => MfaError::Store(e),
+        LoginError::Hash(e) => MfaError::Hash(e),
+        LoginError::InvalidCredentials | LoginError::Inactive | LoginError::Unverified => {
+            MfaError::WrongPassword
+        }
+    })
 }
 
 /// Starts (or restarts) enrolment: a new secret, pending until `confirm`.
@@ -104,7 +119,7 @@ pub async fn enrol(
     password: &Password,
     meta: &RequestMeta,
 ) -> Result<Enrolment, MfaError> {
-    check_password(svc, user_id, password).await?;
+    check_password(svc, user_id, password, meta).await?;
     let user = store::users::find_by_id(svc.db(), user_id).await?.ok_or(MfaError::WrongPassword)?;
     let mut secret = vec![0u8; SECRET_BYTES];
     rand::rngs::OsRng.fill_bytes(&mut secret);
@@ -159,7 +174,7 @@ pub async fn disable(
     code: &str,
     meta: &RequestMeta,
 ) -> Result<(), MfaError> {
-    check_password(svc, user_id, password).await?;
+    check_password(svc, user_id, password, meta).await?;
     if !is_enrolled(svc, user_id).await? {
         return Err(MfaError::NotEnrolled);
     }

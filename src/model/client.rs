@@ -78,6 +78,12 @@ impl ClientId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// Shaped like a user's id (a hyphenated UUID): a client-credentials token's `sub` is
+    /// the client id, so such a client could pass for that user at a resource server.
+    pub fn looks_like_user_id(&self) -> bool {
+        self.0.len() == 36 && uuid::Uuid::try_parse(&self.0).is_ok()
+    }
 }
 
 impl fmt::Display for ClientId {

@@ -17,6 +17,9 @@ pub struct User {
     pub last_login_at: Option<i64>,
     pub created_at: i64,
     pub updated_at: i64,
+    /// Moves on with every password reset or change; a session is only opened for the
+    /// stamp its login saw (a login that raced a reset gets nothing).
+    pub security_stamp: i64,
 }
 
 /// The 10,000 most common passwords (source and licence at the top of the file), lower
@@ -29,13 +32,18 @@ static COMMON_PASSWORDS: LazyLock<HashSet<String>> = LazyLock::new(|| {
         .collect()
 });
 
-/// A username, normalised to lower case so uniqueness is case-insensitive.
+/// A username, normalised per RFC 8265 UsernameCaseMapped (full-width forms mapped to
+/// their narrow ones, lower case, NFC), so "Ａｌｉｃｅ", "ALICE" and "alice" are one name and
+/// uniqueness holds across every way of typing it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Username(String);
 
 impl Username {
     pub fn parse(text: &str) -> Result<Username, String> {
-        let name = text.trim().to_lowercase();
+        use precis_core::profile::PrecisFastInvocation;
+        let name = precis_profiles::UsernameCaseMapped::enforce(text.trim())
+            .map_err(|_| "username may contain only letters, digits, '.', '_', '-' and '@'".to_string())?
+            .into_owned();
         if !(3..=64).contains(&name.chars().count()) {
             return Err("username must be 3 to 64 characters".into());
         }
@@ -201,6 +209,17 @@ mod tests {
         assert!(Username::parse("al").is_err());
         assert!(Username::parse("a b c").is_err());
         assert!(Username::parse("x'; DROP TABLE users;--").is_err());
+    }
+
+    #[test]
+    fn usernames_compare_as_rfc8265_case_mapped() {
+        // Full-width letters, upper case and a decomposed accent all name the same user.
+        assert_eq!(Username::parse("\u{FF21}\u{FF4C}\u{FF49}\u{FF43}\u{FF45}").unwrap().as_str(), "alice");
+        assert_eq!(Username::parse("Jose\u{301}").unwrap(), Username::parse("JOS\u{C9}").unwrap());
+        assert_eq!(Username::parse("Jose\u{301}").unwrap().as_str(), "jos\u{e9}");
+        // Not identifier characters under RFC 8264's IdentifierClass.
+        assert!(Username::parse("ali\u{200B}ce").is_err());
+        assert!(Username::parse("\u{2163}bob").is_err());
     }
 
     #[test]

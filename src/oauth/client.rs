@@ -83,6 +83,9 @@ pub enum RegisterError {
 pub async fn register(svc: &Services, new: NewClient) -> Result<RegisteredClient, RegisterError> {
     check_rules(&new.name, new.public, &new.grants)?;
     check_redirect_uris(&new.grants, &new.redirect_uris, &new.post_logout_redirect_uris)?;
+    if new.id.as_ref().is_some_and(ClientId::looks_like_user_id) {
+        return Err(RegisterError::Invalid("a client id must not be shaped like a user id (a UUID)".into()));
+    }
     let id = new.id.unwrap_or_else(|| {
         ClientId::parse(&uuid::Uuid::new_v4().simple().to_string()).expect("hex is URL-safe")
     });

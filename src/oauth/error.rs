@@ -23,6 +23,10 @@ pub enum OAuthError {
     MfaEnrollmentRequired,
     #[error("too many requests")]
     TooManyRequests(crate::limits::Limited),
+    /// Overloaded for a moment (RFC 6749 §4.1.2.1 `temporarily_unavailable`): 503 with
+    /// `Retry-After`.
+    #[error("the server is busy; retry in {0} s")]
+    TemporarilyUnavailable(u64),
     #[error("internal error")]
     Server(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
@@ -40,6 +44,7 @@ impl OAuthError {
             OAuthError::MfaRequired { .. } => "mfa_required",
             OAuthError::MfaEnrollmentRequired => "mfa_enrollment_required",
             OAuthError::TooManyRequests(_) => "too_many_requests",
+            OAuthError::TemporarilyUnavailable(_) => "temporarily_unavailable",
             OAuthError::Server(_) => "server_error",
         }
     }
@@ -65,7 +70,11 @@ impl From<StoreError> for OAuthError {
 
 impl From<crate::crypto::password::HashError> for OAuthError {
     fn from(err: crate::crypto::password::HashError) -> Self {
-        OAuthError::server(err)
+        use crate::crypto::password::{BUSY_RETRY_AFTER_SECS, HashError};
+        match err {
+            HashError::Busy => OAuthError::TemporarilyUnavailable(BUSY_RETRY_AFTER_SECS),
+            HashError::Failed => OAuthError::server(err),
+        }
     }
 }
 
@@ -87,5 +96,17 @@ impl From<crate::keys::KeyError> for OAuthError {
 impl From<crate::mfa::MfaError> for OAuthError {
     fn from(err: crate::mfa::MfaError) -> Self {
         OAuthError::server(err)
+    }
+}
+
+impl From<crate::account::LoginError> for OAuthError {
+    fn from(err: crate::account::LoginError) -> Self {
+        use crate::account::LoginError;
+        match err {
+            LoginError::TooManyRequests(limited) => OAuthError::TooManyRequests(limited),
+            LoginError::Store(e) => OAuthError::from(e),
+            LoginError::Hash(e) => OAuthError::from(e),
+            other => OAuthError::invalid_grant(other.to_string()),
+        }
     }
 }

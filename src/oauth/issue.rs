@@ -93,7 +93,10 @@ pub async fn open_session(
         detail: Some(format!("amr={} session={}", session.amr, session.id)),
         ..AuditEvent::new(AuditKind::Login, "success")
     };
-    store::sessions::create(svc.db(), &session, new_refresh, &with_meta(event, meta)).await?;
+    let event = with_meta(event, meta);
+    if !store::sessions::create(svc.db(), &session, new_refresh, &event, user.security_stamp).await? {
+        return Err(OAuthError::invalid_grant("the password changed during sign-in; sign in again"));
+    }
     let response = mint(svc, client, user, &scope, &session, refresh, auth.nonce.as_deref()).await?;
     Ok((response, session.id))
 }

@@ -62,8 +62,8 @@ pub async fn verify_email(db: &Db, hash: &str, now: i64) -> StoreResult<Option<S
 }
 
 /// Spends a password reset token: sets the new hash, marks the address verified (the
-/// mailed token proves it), spends the user's other reset tokens and ends every session
-/// of the user, atomically. `None` when the token was not live
+/// mailed token proves it), spends the user's other reset tokens, voids pending
+/// `mfa_token`s and ends every session of the user, atomically. `None` when the token was not live
 /// (or not `user_id`'s).
 pub async fn reset_password(
     db: &Db,
@@ -77,19 +77,20 @@ pub async fn reset_password(
         tx.rollback().await?;
         return Ok(None);
     }
-    sqlx::query("UPDATE users SET password_hash = $2, email_verified = 1, failed_attempts = 0, updated_at = $3 WHERE id = $1")
-        .bind(user_id)
-        .bind(password_hash)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
+    // The reset also ends any lock (the mailed token proves the owner) and moves the
+    // security stamp on, so a login that proved the old password cannot open a session.
     sqlx::query(
-        "UPDATE account_tokens SET used_at = $2 WHERE user_id = $1 AND kind = 'password_reset' AND used_at IS NULL",
+        "UPDATE users SET password_hash = $2, email_verified = 1, failed_attempts = 0, locked_until = NULL,
+                last_lock_secs = 0, security_stamp = security_stamp + 1, updated_at = $3
+         WHERE id = $1",
     )
     .bind(user_id)
+    .bind(password_hash)
     .bind(now)
     .execute(&mut *tx)
     .await?;
+    super::users::void_reset_tokens(&mut tx, user_id, now).await?;
+    sqlx::query("DELETE FROM mfa_challenges WHERE user_id = $1").bind(user_id).execute(&mut *tx).await?;
     sqlx::query("UPDATE sessions SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL")
         .bind(user_id)
         .bind(now)

@@ -32,6 +32,17 @@ pub async fn hit(
     Ok((row.try_get::<i64, _>("allowed")? == 1, row.try_get("tat_ms")?))
 }
 
+/// Takes one emission interval back off the arrival time (below "now" it simply means a
+/// full budget, as GCRA reads it).
+pub async fn refund(db: &Db, key: &str, emission_ms: i64) -> StoreResult<()> {
+    sqlx::query("UPDATE rate_limits SET tat_ms = tat_ms - $2 WHERE key = $1")
+        .bind(key)
+        .bind(emission_ms)
+        .execute(db.pool())
+        .await?;
+    Ok(())
+}
+
 /// Rows whose arrival time has passed carry no state any more.
 pub async fn prune(db: &Db, now_ms: i64) -> StoreResult<u64> {
     Ok(sqlx::query("DELETE FROM rate_limits WHERE tat_ms < $1")

@@ -38,14 +38,30 @@ macro_rules! session_columns {
 }
 
 /// Creates a session, when the client gets one its first refresh token, and the audit
-/// record of the login, atomically.
+/// record of the login, atomically; `false` (and nothing stored) when the user's security
+/// stamp is no longer `security_stamp`: a password reset or change came between the
+/// login's check and now.
 pub async fn create(
     db: &Db,
     session: &Session,
     refresh: Option<NewRefresh<'_>>,
     event: &AuditEvent,
-) -> StoreResult<()> {
+    security_stamp: i64,
+) -> StoreResult<bool> {
     let mut tx = db.pool().begin().await?;
+    // A write to the user row, not a read: it holds the row until commit, so a reset
+    // either comes first (and this matches no row) or waits and then ends this session.
+    let current =
+        sqlx::query("UPDATE users SET security_stamp = security_stamp WHERE id = $1 AND security_stamp = $2")
+            .bind(&session.user_id)
+            .bind(security_stamp)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+    if current != 1 {
+        tx.rollback().await?;
+        return Ok(false);
+    }
     sqlx::query(
         "INSERT INTO sessions (id, user_id, client_id, scope, amr, auth_time, ip, user_agent, created_at, last_used_at, expires_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10)",
@@ -67,7 +83,7 @@ pub async fn create(
     }
     audit::insert(&mut *tx, event, session.created_at).await?;
     tx.commit().await?;
-    Ok(())
+    Ok(true)
 }
 
 async fn insert_refresh(

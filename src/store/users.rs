@@ -8,7 +8,7 @@ use crate::model::{Email, Role, UserStatus, Username};
 // A macro, not a const, so queries stay `&'static str` (sqlx refuses runtime-built SQL).
 macro_rules! columns {
     () => {
-        "id, username, email, password_hash, email_verified, status, locked_until, last_login_at, created_at, updated_at"
+        "id, username, email, password_hash, email_verified, status, locked_until, last_login_at, created_at, updated_at, security_stamp"
     };
 }
 
@@ -85,19 +85,23 @@ pub async fn unknown_roles(db: &Db, roles: &[Role]) -> StoreResult<Vec<String>> 
     Ok(unknown)
 }
 
-/// A successful login: stamp it, and store a re-hashed password when parameters changed.
-pub async fn record_login(db: &Db, id: &str, now: i64, new_hash: Option<&str>) -> StoreResult<()> {
-    sqlx::query(
-        "UPDATE users SET last_login_at = $2, failed_attempts = 0, locked_until = NULL,
+/// A right password at login: unless the account is locked, stamp the login, end the
+/// lockout history and store a re-hashed password when parameters changed, in one
+/// statement. `false`: locked (nothing changed), and the login must fail like a wrong
+/// password.
+pub async fn record_login(db: &Db, id: &str, now: i64, new_hash: Option<&str>) -> StoreResult<bool> {
+    let changed = sqlx::query(
+        "UPDATE users SET last_login_at = $2, failed_attempts = 0, locked_until = NULL, last_lock_secs = 0,
                 password_hash = COALESCE($3, password_hash)
-         WHERE id = $1",
+         WHERE id = $1 AND (locked_until IS NULL OR locked_until <= $2)",
     )
     .bind(id)
     .bind(now)
     .bind(new_hash)
     .execute(db.pool())
-    .await?;
-    Ok(())
+    .await?
+    .rows_affected();
+    Ok(changed == 1)
 }
 
 async fn from_row(db: &Db, row: &AnyRow) -> StoreResult<User> {
@@ -120,34 +124,85 @@ async fn from_row(db: &Db, row: &AnyRow) -> StoreResult<User> {
         last_login_at: row.try_get("last_login_at")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
+        security_stamp: row.try_get("security_stamp")?,
         roles,
         id,
     })
 }
 
-/// Counts a failed password atomically (parallel failures all count) and returns the new
-/// count; `lock_until` applies when the caller's policy says this count locks.
-pub async fn record_failed_login(
+/// How a counted password attempt left the account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Counted {
+    /// Failures since the counter last started (a lock ending restarts it).
+    pub failures: i64,
+    /// Set when this attempt started a lock: it lasts until then.
+    pub locked_until: Option<i64>,
+}
+
+/// The lockout rule as parameters: the `threshold`-th failure in a row locks the account
+/// for twice as long as the lock before it, between `first_secs` and `max_secs`.
+#[derive(Debug, Clone, Copy)]
+pub struct LockPolicy {
+    pub threshold: i64,
+    pub first_secs: i64,
+    pub max_secs: i64,
+}
+
+/// Counts a wrong password against the user's lock in ONE statement, so any number of
+/// parallel attempts (from any number of IPs) are decided by the database one at a time,
+/// in the order their hashes finish: `None` when the account is locked, and then the
+/// attempt neither counts nor moves the lock. The first failure after a lock has ended
+/// starts the counter again. Every SET expression reads the old row, on PostgreSQL and
+/// SQLite alike.
+pub async fn count_password_attempt(
     db: &Db,
     id: &str,
-    lock_until: impl Fn(i64) -> Option<i64>,
-) -> StoreResult<i64> {
-    let failures: i64 = sqlx::query(
-        "UPDATE users SET failed_attempts = failed_attempts + 1 WHERE id = $1 RETURNING failed_attempts",
+    now: i64,
+    policy: LockPolicy,
+) -> StoreResult<Option<Counted>> {
+    let row = sqlx::query(
+        "UPDATE users SET
+           failed_attempts = CASE WHEN locked_until IS NULL THEN failed_attempts + 1 ELSE 1 END,
+           locked_until = CASE WHEN (CASE WHEN locked_until IS NULL THEN failed_attempts + 1 ELSE 1 END) >= $3
+                               THEN $2 + (CASE WHEN 2 * last_lock_secs < $4 THEN $4
+                                               WHEN 2 * last_lock_secs > $5 THEN $5
+                                               ELSE 2 * last_lock_secs END)
+                               ELSE NULL END,
+           last_lock_secs = CASE WHEN (CASE WHEN locked_until IS NULL THEN failed_attempts + 1 ELSE 1 END) >= $3
+                                 THEN (CASE WHEN 2 * last_lock_secs < $4 THEN $4
+                                            WHEN 2 * last_lock_secs > $5 THEN $5
+                                            ELSE 2 * last_lock_secs END)
+                                 ELSE last_lock_secs END
+         WHERE id = $1 AND (locked_until IS NULL OR locked_until <= $2)
+         RETURNING failed_attempts, locked_until",
     )
     .bind(id)
-    .fetch_one(db.pool())
+    .bind(now)
+    .bind(policy.threshold)
+    .bind(policy.first_secs)
+    .bind(policy.max_secs)
+    .fetch_optional(db.pool())
+    .await?;
+    row.map(|r| {
+        Ok(Counted { failures: r.try_get("failed_attempts")?, locked_until: r.try_get("locked_until")? })
+    })
+    .transpose()
+}
+
+/// A right password outside a login (the account endpoints, or an account that may not
+/// log in yet): ends the lockout history unless the account is locked. `false`: locked,
+/// and the check must fail like a wrong password.
+pub async fn clear_failures(db: &Db, id: &str, now: i64) -> StoreResult<bool> {
+    let changed = sqlx::query(
+        "UPDATE users SET failed_attempts = 0, locked_until = NULL, last_lock_secs = 0
+         WHERE id = $1 AND (locked_until IS NULL OR locked_until <= $2)",
+    )
+    .bind(id)
+    .bind(now)
+    .execute(db.pool())
     .await?
-    .try_get("failed_attempts")?;
-    if let Some(until) = lock_until(failures) {
-        // Never shorten a lock that a parallel failure already set further out.
-        sqlx::query("UPDATE users SET locked_until = $2 WHERE id = $1 AND (locked_until IS NULL OR locked_until < $2)")
-            .bind(id)
-            .bind(until)
-            .execute(db.pool())
-            .await?;
-    }
-    Ok(failures)
+    .rows_affected();
+    Ok(changed == 1)
 }
 
 /// Filters and keyset position for the admin user list, ordered by username.
@@ -188,17 +243,37 @@ pub async fn list(db: &Db, q: &UserQuery<'_>) -> StoreResult<Vec<User>> {
     Ok(users)
 }
 
-/// Changes the email (admin-set addresses count as verified). `false`: no such user.
+/// Changes the email (admin-set addresses count as verified) and voids the reset tokens
+/// mailed to the old address, atomically. `false`: no such user.
 pub async fn set_email(db: &Db, id: &str, email: &Email, now: i64) -> StoreResult<bool> {
+    let mut tx = db.pool().begin().await?;
     let changed =
         sqlx::query("UPDATE users SET email = $2, email_verified = 1, updated_at = $3 WHERE id = $1")
             .bind(id)
             .bind(email.as_str())
             .bind(now)
-            .execute(db.pool())
+            .execute(&mut *tx)
             .await?
             .rows_affected();
+    void_reset_tokens(&mut tx, id, now).await?;
+    tx.commit().await?;
     Ok(changed == 1)
+}
+
+/// Spends every outstanding password reset token of the user.
+pub(crate) async fn void_reset_tokens(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    user_id: &str,
+    now: i64,
+) -> StoreResult<()> {
+    sqlx::query(
+        "UPDATE account_tokens SET used_at = $2 WHERE user_id = $1 AND kind = 'password_reset' AND used_at IS NULL",
+    )
+    .bind(user_id)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 /// Replaces the user's roles in one transaction. `false`: no such user.
@@ -232,7 +307,8 @@ pub async fn set_status(db: &Db, id: &str, status: UserStatus, now: i64) -> Stor
     let changed = sqlx::query(
         "UPDATE users SET status = $2, updated_at = $3,
                 failed_attempts = CASE WHEN $2 = 'locked' THEN failed_attempts ELSE 0 END,
-                locked_until = CASE WHEN $2 = 'locked' THEN locked_until ELSE NULL END
+                locked_until = CASE WHEN $2 = 'locked' THEN locked_until ELSE NULL END,
+                last_lock_secs = CASE WHEN $2 = 'locked' THEN last_lock_secs ELSE 0 END
          WHERE id = $1",
     )
     .bind(id)
@@ -248,7 +324,7 @@ pub async fn set_status(db: &Db, id: &str, status: UserStatus, now: i64) -> Stor
 /// `disabled` one stays disabled). `false`: no such user.
 pub async fn unlock(db: &Db, id: &str, now: i64) -> StoreResult<bool> {
     let changed = sqlx::query(
-        "UPDATE users SET failed_attempts = 0, locked_until = NULL, updated_at = $2,
+        "UPDATE users SET failed_attempts = 0, locked_until = NULL, last_lock_secs = 0, updated_at = $2,
                 status = CASE WHEN status = 'locked' THEN 'active' ELSE status END
          WHERE id = $1",
     )
@@ -282,7 +358,8 @@ pub async fn password_hash(db: &Db, id: &str) -> StoreResult<Option<String>> {
     Ok(row.map(|r| r.try_get("password_hash")).transpose()?)
 }
 
-/// Sets a new password hash and ends every session of the user but `keep`, atomically.
+/// Sets a new password hash, moves the security stamp on, voids outstanding reset tokens
+/// and ends every session of the user but `keep`, atomically.
 pub async fn change_password(
     db: &Db,
     id: &str,
@@ -291,12 +368,15 @@ pub async fn change_password(
     now: i64,
 ) -> StoreResult<()> {
     let mut tx = db.pool().begin().await?;
-    sqlx::query("UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1")
-        .bind(id)
-        .bind(password_hash)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
+    sqlx::query(
+        "UPDATE users SET password_hash = $2, updated_at = $3, security_stamp = security_stamp + 1 WHERE id = $1",
+    )
+    .bind(id)
+    .bind(password_hash)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    void_reset_tokens(&mut tx, id, now).await?;
     sqlx::query("UPDATE sessions SET revoked_at = $3 WHERE user_id = $1 AND id <> $2 AND revoked_at IS NULL")
         .bind(id)
         .bind(keep)

@@ -19,6 +19,7 @@ pub const REFRESH_REUSE: &str = "latchkey_refresh_token_reuse_total";
 pub const RATE_LIMITED: &str = "latchkey_rate_limited_total";
 pub const DB_CONNECTIONS: &str = "latchkey_db_pool_connections";
 pub const ARGON2_PERMITS: &str = "latchkey_argon2_permits_available";
+pub const PASSWORD_CHECKS_REJECTED: &str = "latchkey_password_checks_rejected_total";
 
 /// Seconds: from a cached discovery document to a slow database.
 const LATENCY_BUCKETS: [f64; 13] =
@@ -49,7 +50,7 @@ fn describe() {
     );
     describe_counter!(TOKENS_ISSUED, "Token responses by grant type and client.");
     describe_counter!(LOGIN_FAILURES, "Password logins refused for a wrong username or password, by client.");
-    describe_counter!(LOCKOUTS, "Failed logins that locked (or kept locked) an account.");
+    describe_counter!(LOCKOUTS, "Wrong passwords that locked an account.");
     describe_counter!(MFA_FAILURES, "Wrong, replayed or spent second-factor codes, by client.");
     describe_counter!(
         REFRESH_REUSE,
@@ -58,6 +59,10 @@ fn describe() {
     describe_counter!(RATE_LIMITED, "Requests refused by a rate limit, by limit name.");
     describe_gauge!(DB_CONNECTIONS, "Database pool connections by state (in_use, idle), at scrape time.");
     describe_gauge!(ARGON2_PERMITS, "Password hashes that could start now; 0 means logins are queueing.");
+    describe_counter!(
+        PASSWORD_CHECKS_REJECTED,
+        "Password checks turned away (503) because the hasher's queue was full."
+    );
 }
 
 /// Makes sure the recorder is in place before anything is counted (the `metrics` macros
@@ -107,10 +112,17 @@ pub fn rate_limited(limit: &'static str) {
     counter!(RATE_LIMITED, "limit" => limit).increment(1);
 }
 
-/// Pool and hasher state, sampled when `/metrics` is scraped.
-pub fn sample_resources(pool_size: u32, pool_idle: usize, argon2_permits: usize) {
+/// Pool and hasher state, sampled when `/metrics` is scraped (the hasher keeps its own
+/// count of refusals).
+pub fn sample_resources(
+    pool_size: u32,
+    pool_idle: usize,
+    argon2_permits: usize,
+    password_checks_rejected: u64,
+) {
     let idle = pool_idle as f64;
     gauge!(DB_CONNECTIONS, "state" => "idle").set(idle);
     gauge!(DB_CONNECTIONS, "state" => "in_use").set((f64::from(pool_size) - idle).max(0.0));
     gauge!(ARGON2_PERMITS).set(argon2_permits as f64);
+    counter!(PASSWORD_CHECKS_REJECTED).absolute(password_checks_rejected);
 }
