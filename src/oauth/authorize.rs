@@ -14,7 +14,8 @@ use sha2::{Digest, Sha256};
 
 use super::error::OAuthError;
 use super::grants::mfa_otp::{self, SecondFactor};
-use super::grants::{password, scope_for_user};
+use super::grants::scope_for_user;
+use crate::account;
 use crate::crypto::secrets;
 use crate::limits::Limited;
 use crate::model::{Client, ClientId, GrantType, Password, RequestMeta, Scope, User, UserStatus};
@@ -655,8 +656,12 @@ async fn submit_login_inner(
         let step = again(&browser, "Enter your password.".into(), None);
         return Ok(browser.outcome(step));
     };
-    let user = match password::verify_login(svc, &client, username, &password, meta).await {
-        Ok(user) => user,
+    // The token endpoint's password step, limits, lockout and audit included.
+    let user = match account::verify_login(svc, &client.id, username, &password, meta)
+        .await
+        .map_err(OAuthError::from)
+    {
+        Ok(verified) => verified.user,
         Err(OAuthError::InvalidGrant(text)) => {
             let step = again(&browser, sentence(&text), None);
             return Ok(browser.outcome(step));

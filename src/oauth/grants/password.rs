@@ -6,7 +6,6 @@ use crate::model::Client;
 use crate::model::Password;
 use crate::model::RequestMeta;
 use crate::model::Scope;
-use crate::model::User;
 use crate::oauth::error::OAuthError;
 use crate::oauth::issue::{self, IssuedTokens, UserAuth};
 use crate::services::Services;
@@ -21,22 +20,9 @@ pub async fn grant(
     meta: &RequestMeta,
 ) -> Result<IssuedTokens, OAuthError> {
     let scope = crate::oauth::client::granted_scope(client, requested)?;
-    let user = verify_login(svc, client, username, password, meta).await?;
+    let user = account::verify_login(svc, &client.id, username, password, meta).await?.user;
     let scope = super::scope_for_user(svc, &user, scope, requested.is_some()).await?;
     let amr = mfa_otp::after_password(svc, client, &user, &scope, otp, meta).await?;
     let auth = UserAuth { amr, auth_time: svc.now(), nonce: None };
     issue::start_session(svc, client, &user, scope, auth, meta).await
-}
-
-/// The password step of every login, the token endpoint's and the hosted login page's
-/// alike: `account::verify_login` (limits, lockout, timing parity, failure audit,
-/// re-hash) for this client. Returns the active, verified user.
-pub(crate) async fn verify_login(
-    svc: &Services,
-    client: &Client,
-    username: &str,
-    password: &Password,
-    meta: &RequestMeta,
-) -> Result<User, OAuthError> {
-    Ok(account::verify_login(svc, &client.id, username, password, meta).await?.user)
 }
