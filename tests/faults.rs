@@ -124,7 +124,9 @@ async fn a_full_sqlite_disk_loses_no_acknowledged_write_and_recovers_without_res
     .await;
     acknowledged.push(format!("back{n}"));
     eprintln!("writes work again {took:?} after space returned");
-    assert_eq!(readyz(&app).await.0, 200);
+    // Readiness follows by itself (its probe has a 900 ms budget, which a loaded CI machine
+    // can overrun once): ready again within a few seconds, without a restart.
+    time_to_recover(Duration::from_secs(5), || async { readyz(&app).await.0 }).await;
     for i in 0..5 {
         let name = format!("after{i}");
         assert_eq!(register(&app, &name).await.status(), 201);

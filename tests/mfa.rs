@@ -456,6 +456,8 @@ async fn a_require_mfa_client_refuses_users_without_totp() {
     assert_eq!(resp.status(), 403);
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["error"], "mfa_enrollment_required");
+    // The answer says how to get out of it: enrolling needs a token from another client.
+    assert!(body["error_description"].as_str().unwrap().contains("/account/mfa/totp"), "{body}");
     assert!(body.get("mfa_token").is_none());
     // A wrong password is still just a wrong password.
     assert_invalid_grant(app.password_grant(&strict, "bob", "wrong password!", None).await).await;

@@ -19,7 +19,10 @@ pub enum OAuthError {
     InvalidScope(String),
     #[error("a second factor is required: send the mfa_token with an otp")]
     MfaRequired { mfa_token: String },
-    #[error("this login requires a second factor; enrol a TOTP authenticator first")]
+    #[error(
+        "this client admits only users with a second factor: sign in with a client that does not require one \
+         (scope account), enrol at POST /account/mfa/totp and /account/mfa/totp/confirm, then log in here again"
+    )]
     MfaEnrollmentRequired,
     #[error("too many requests")]
     TooManyRequests(crate::limits::Limited),

@@ -159,9 +159,22 @@ async fn mint(
 }
 
 /// Tokens for a client acting on its own behalf: no user, no session, no refresh token.
-pub async fn for_client(svc: &Services, client: &Client, scope: &Scope) -> Result<IssuedTokens, OAuthError> {
+/// Audited before the token leaves: an issue that cannot be recorded does not happen.
+pub async fn for_client(
+    svc: &Services,
+    client: &Client,
+    scope: &Scope,
+    meta: &RequestMeta,
+) -> Result<IssuedTokens, OAuthError> {
     let claims = access_claims(svc, client, client.id.as_str(), scope);
-    token_response(svc, claims, None, None).await
+    let tokens = token_response(svc, claims, None, None).await?;
+    let event = AuditEvent {
+        client_id: Some(client.id.to_string()),
+        detail: Some(format!("grant=client_credentials scope={scope}")),
+        ..AuditEvent::new(AuditKind::TokenIssued, "success")
+    };
+    svc.audit(event, meta).await?;
+    Ok(tokens)
 }
 
 /// The claims every access token carries (RFC 9068 §2.2); user tokens add theirs.

@@ -6,7 +6,6 @@ use crate::model::Scope;
 use crate::oauth::error::OAuthError;
 use crate::oauth::issue::{self, IssuedTokens};
 use crate::services::Services;
-use crate::store::audit::{AuditEvent, AuditKind};
 
 pub async fn grant(
     svc: &Services,
@@ -18,15 +17,5 @@ pub async fn grant(
         return Err(OAuthError::UnauthorizedClient("public clients cannot use client_credentials".into()));
     }
     let scope = crate::oauth::client::granted_scope(client, requested)?;
-    let response = issue::for_client(svc, client, &scope).await?;
-    svc.audit(
-        AuditEvent {
-            client_id: Some(client.id.to_string()),
-            detail: Some(format!("grant=client_credentials scope={scope}")),
-            ..AuditEvent::new(AuditKind::TokenIssued, "success")
-        },
-        meta,
-    )
-    .await?;
-    Ok(response)
+    issue::for_client(svc, client, &scope, meta).await
 }
