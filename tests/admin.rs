@@ -102,7 +102,7 @@ async fn every_admin_route_refuses_non_admins_and_anonymous_callers() {
     ];
 
     // The table must be the whole admin surface: compare with the published document.
-    let spec: Value = app.http.get(app.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
+    let spec: Value = app.get_json("/openapi.json").await;
     let mut documented: Vec<String> = spec["paths"]
         .as_object()
         .unwrap()

@@ -593,15 +593,7 @@ async fn consents_are_listed_and_withdrawing_one_ends_the_clients_sessions() {
 #[tokio::test]
 async fn discovery_advertises_the_code_flow() {
     let app = spawn_app().await;
-    let meta: Value = app
-        .http
-        .get(app.url("/.well-known/openid-configuration"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let meta: Value = app.get_json("/.well-known/openid-configuration").await;
     assert_eq!(meta["authorization_endpoint"], format!("{}/oauth/authorize", app.base));
     assert_eq!(meta["end_session_endpoint"], format!("{}/oauth/logout", app.base));
     assert_eq!(meta["response_types_supported"], json!(["code"]));

@@ -302,15 +302,7 @@ async fn es256_and_eddsa_tokens_verify_offline_and_by_introspection() {
         assert_eq!(app.introspect(&client, access).await["active"], true, "{alg}");
         assert_eq!(app.get_bearer("/oauth/userinfo", access).await.status(), 200);
 
-        let discovery: Value = app
-            .http
-            .get(app.url("/.well-known/openid-configuration"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let discovery: Value = app.get_json("/.well-known/openid-configuration").await;
         assert_eq!(discovery["id_token_signing_alg_values_supported"], json!([alg.as_str()]));
 
         // The private key: PKCS#8 PEM, owner-only.
@@ -324,15 +316,7 @@ async fn es256_and_eddsa_tokens_verify_offline_and_by_introspection() {
 
         // A rotation back to RS256 publishes both kinds; discovery names both algorithms.
         rotate(&app, Some(SigningAlg::RS256)).await;
-        let discovery: Value = app
-            .http
-            .get(app.url("/.well-known/openid-configuration"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let discovery: Value = app.get_json("/.well-known/openid-configuration").await;
         let mut expected = vec!["RS256", alg.as_str()];
         expected.sort_by_key(|a| SigningAlg::parse(a).unwrap());
         assert_eq!(discovery["id_token_signing_alg_values_supported"], json!(expected));

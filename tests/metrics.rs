@@ -165,8 +165,7 @@ async fn the_landing_page_is_html_with_links() {
     assert!(icon.text().await.unwrap().starts_with("<svg"));
 
     // Neither is part of the API document.
-    let spec: serde_json::Value =
-        app.http.get(app.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
+    let spec: serde_json::Value = app.get_json("/openapi.json").await;
     assert!(spec["paths"].get("/").is_none() && spec["paths"].get("/favicon.ico").is_none());
 }
 

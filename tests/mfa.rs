@@ -637,15 +637,7 @@ async fn a_deployment_policy_decides_when_mfa_is_needed() {
 #[tokio::test]
 async fn discovery_advertises_the_mfa_grant() {
     let app = spawn_app().await;
-    let doc: Value = app
-        .http
-        .get(app.url("/.well-known/openid-configuration"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let doc: Value = app.get_json("/.well-known/openid-configuration").await;
     assert!(doc["grant_types_supported"].as_array().unwrap().iter().any(|g| g == MFA_GRANT));
 }
 

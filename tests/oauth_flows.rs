@@ -77,8 +77,7 @@ async fn password_grant_issues_rfc9068_tokens() {
     let header = jwt_part(access, 0);
     assert_eq!(header["typ"], "at+jwt");
     assert_eq!(header["alg"], "RS256");
-    let jwks: Value =
-        app.http.get(app.url("/.well-known/jwks.json")).send().await.unwrap().json().await.unwrap();
+    let jwks: Value = app.get_json("/.well-known/jwks.json").await;
     assert_eq!(header["kid"], jwks["keys"][0]["kid"]);
 
     let claims = jwt_part(access, 1);

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 async fn discovery_documents_name_the_issuer_exactly() {
     let app = spawn_app().await;
     for path in ["/.well-known/openid-configuration", "/.well-known/oauth-authorization-server"] {
-        let doc: Value = app.http.get(app.url(path)).send().await.unwrap().json().await.unwrap();
+        let doc: Value = app.get_json(path).await;
         assert_eq!(doc["issuer"], app.base, "{path}");
         assert_eq!(doc["token_endpoint"], app.url("/oauth/token"));
         assert_eq!(doc["introspection_endpoint"], app.url("/oauth/introspect"));
@@ -98,7 +98,7 @@ async fn https_issuer_turns_on_hsts() {
 #[tokio::test]
 async fn operations_endpoints() {
     let app = spawn_app().await;
-    let health: Value = app.http.get(app.url("/healthz")).send().await.unwrap().json().await.unwrap();
+    let health: Value = app.get_json("/healthz").await;
     assert_eq!(health["status"], "ok");
     let resp = app.http.get(app.url("/readyz")).send().await.unwrap();
     assert_eq!(resp.status(), 200);
@@ -107,7 +107,7 @@ async fn operations_endpoints() {
         metrics.contains(r#"latchkey_http_requests_total{method="GET",route="/readyz",status="200"}"#),
         "{metrics}"
     );
-    let spec: Value = app.http.get(app.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
+    let spec: Value = app.get_json("/openapi.json").await;
     assert!(spec["paths"]["/oauth/token"]["post"].is_object());
     assert_eq!(spec["servers"][0]["url"], app.base);
     let yaml = app.http.get(app.url("/openapi.yaml")).send().await.unwrap().text().await.unwrap();

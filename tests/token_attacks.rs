@@ -95,8 +95,7 @@ async fn forged_tokens_are_inactive() {
     f.assert_rejected(&none, "alg none").await;
 
     // HS256 keyed with the public key as served in the JWKS (algorithm confusion).
-    let jwks: Value =
-        f.app.http.get(f.app.url("/.well-known/jwks.json")).send().await.unwrap().json().await.unwrap();
+    let jwks: Value = f.app.get_json("/.well-known/jwks.json").await;
     let n = jwks["keys"][0]["n"].as_str().unwrap();
     for secret in [n.as_bytes().to_vec(), URL_SAFE_NO_PAD.decode(n).unwrap(), f.pem.as_bytes().to_vec()] {
         let hs = sign(&f.claims, &f.kid, "at+jwt", Algorithm::HS256, &EncodingKey::from_secret(&secret));

@@ -188,6 +188,11 @@ impl TestApp {
         resp.json().await.unwrap()
     }
 
+    /// GETs `path` and parses the body as JSON (discovery, JWKS, …).
+    pub async fn get_json(&self, path: &str) -> Value {
+        self.http.get(self.url(path)).send().await.unwrap().json().await.unwrap()
+    }
+
     pub async fn get_bearer(&self, path: &str, token: &str) -> reqwest::Response {
         self.http.get(self.url(path)).bearer_auth(token).send().await.unwrap()
     }
