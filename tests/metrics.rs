@@ -102,6 +102,8 @@ async fn token_requests_show_up_by_route_grant_and_client() {
     // Resources, sampled at scrape time.
     assert!(sample(&m, "latchkey_db_pool_connections", &[("state", "idle")]).is_some(), "{m}");
     assert!(sample(&m, "latchkey_db_pool_connections", &[("state", "in_use")]).is_some());
+    let wait = sample(&m, "latchkey_db_pool_acquire_wait_seconds", &[]).expect("pool wait sampled");
+    assert!((0.0..1.0).contains(&wait), "{wait}");
     assert!(sample(&m, "latchkey_argon2_permits_available", &[]).unwrap() >= 1.0);
     assert!(!m.contains(PASSWORD) && !m.contains(refresh), "no secrets");
 }

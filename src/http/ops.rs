@@ -54,9 +54,14 @@ impl OpsApi {
     async fn metrics(&self, Data(svc): Data<&Services>) -> PlainText<String> {
         let pool = svc.db().pool();
         let hasher = svc.hasher();
+        // The wait a request would see for a connection right now; no answer within the
+        // acquire timeout (an outage) leaves the last sample.
+        let started = std::time::Instant::now();
+        let acquire_wait = pool.acquire().await.ok().map(|_conn| started.elapsed());
         metrics::sample_resources(
             pool.size(),
             pool.num_idle(),
+            acquire_wait,
             hasher.available_permits(),
             hasher.rejected(),
         );

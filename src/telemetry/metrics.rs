@@ -18,6 +18,7 @@ pub const MFA_FAILURES: &str = "latchkey_mfa_failures_total";
 pub const REFRESH_REUSE: &str = "latchkey_refresh_token_reuse_total";
 pub const RATE_LIMITED: &str = "latchkey_rate_limited_total";
 pub const DB_CONNECTIONS: &str = "latchkey_db_pool_connections";
+pub const DB_ACQUIRE_WAIT: &str = "latchkey_db_pool_acquire_wait_seconds";
 pub const ARGON2_PERMITS: &str = "latchkey_argon2_permits_available";
 pub const PASSWORD_CHECKS_REJECTED: &str = "latchkey_password_checks_rejected_total";
 
@@ -58,6 +59,11 @@ fn describe() {
     );
     describe_counter!(RATE_LIMITED, "Requests refused by a rate limit, by limit name.");
     describe_gauge!(DB_CONNECTIONS, "Database pool connections by state (in_use, idle), at scrape time.");
+    describe_gauge!(
+        DB_ACQUIRE_WAIT,
+        Unit::Seconds,
+        "How long getting a pooled database connection took at scrape time; near 1 s the pool is exhausted."
+    );
     describe_gauge!(ARGON2_PERMITS, "Password hashes that could start now; 0 means logins are queueing.");
     describe_counter!(
         PASSWORD_CHECKS_REJECTED,
@@ -117,10 +123,14 @@ pub fn rate_limited(limit: &'static str) {
 pub fn sample_resources(
     pool_size: u32,
     pool_idle: usize,
+    pool_acquire_wait: Option<Duration>,
     argon2_permits: usize,
     password_checks_rejected: u64,
 ) {
     let idle = pool_idle as f64;
+    if let Some(wait) = pool_acquire_wait {
+        gauge!(DB_ACQUIRE_WAIT).set(wait.as_secs_f64());
+    }
     gauge!(DB_CONNECTIONS, "state" => "idle").set(idle);
     gauge!(DB_CONNECTIONS, "state" => "in_use").set((f64::from(pool_size) - idle).max(0.0));
     gauge!(ARGON2_PERMITS).set(argon2_permits as f64);
