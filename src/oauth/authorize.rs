@@ -267,6 +267,25 @@ impl Back<'_> {
     }
 }
 
+/// The request's scope as the user's roles allow it. A scope the user may not have ends the
+/// request: `Err` is the `invalid_scope` redirect back to the client.
+async fn scope_for_request(
+    svc: &Services,
+    tx: &AuthorizeRequest,
+    user: &User,
+    back: &Back<'_>,
+) -> Result<Result<Scope, Step>, OAuthError> {
+    let scope = Scope::from_words(split_words(&tx.scope));
+    match scope_for_user(svc, user, scope, tx.scope_explicit).await {
+        Ok(scope) => Ok(Ok(scope)),
+        Err(OAuthError::InvalidScope(text)) => {
+            store::authorize::delete_request(svc.db(), &tx.id).await?;
+            Ok(Err(back.error("invalid_scope", &text)))
+        }
+        Err(e) => Err(e),
+    }
+}
+
 fn back_of(svc: &Services, tx: &AuthorizeRequest) -> (String, Option<String>, String) {
     (tx.redirect_uri.clone(), tx.state.clone(), svc.issuer().to_owned())
 }
@@ -675,14 +694,9 @@ async fn submit_login_inner(
     };
     let (redirect_uri, state, issuer) = back_of(svc, &tx);
     let back = Back { redirect_uri: &redirect_uri, state: state.as_deref(), issuer: &issuer };
-    let scope = Scope::from_words(split_words(&tx.scope));
-    let scope = match scope_for_user(svc, &user, scope, tx.scope_explicit).await {
+    let scope = match scope_for_request(svc, &tx, &user, &back).await? {
         Ok(scope) => scope,
-        Err(OAuthError::InvalidScope(text)) => {
-            store::authorize::delete_request(svc.db(), &tx.id).await?;
-            return Ok(browser.outcome(back.error("invalid_scope", &text)));
-        }
-        Err(e) => return Err(e),
+        Err(step) => return Ok(browser.outcome(step)),
     };
     match mfa_otp::after_password(svc, &client, &user, &scope, None, meta).await {
         Ok(amr) => {
@@ -821,14 +835,9 @@ async fn submit_consent_inner(
     };
     match decision {
         "allow" => {
-            let scope = Scope::from_words(split_words(&tx.scope));
-            let scope = match scope_for_user(svc, &user, scope, tx.scope_explicit).await {
+            let scope = match scope_for_request(svc, &tx, &user, &back).await? {
                 Ok(scope) => scope,
-                Err(OAuthError::InvalidScope(text)) => {
-                    store::authorize::delete_request(svc.db(), &tx.id).await?;
-                    return Ok(browser.outcome(back.error("invalid_scope", &text)));
-                }
-                Err(e) => return Err(e),
+                Err(step) => return Ok(browser.outcome(step)),
             };
             // Remember the union: allowing a new scope does not forget the old ones.
             let before = store::authorize::find_consent(svc.db(), &user.id, client.id.as_str()).await?;
