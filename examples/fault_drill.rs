@@ -5,7 +5,9 @@
 //!
 //! Faults: `kill -9` at random moments; a full disk (SQLite on a small tmpfs given with
 //! `--tmpfs`, filled with a ballast file that is then deleted); a database outage
-//! (PostgreSQL through a proxy in this process that is stopped and started).
+//! (PostgreSQL through a proxy in this process that is stopped and started); overload
+//! (`--overload` patient clients sending password grants at once, each on its own
+//! connection, beside the ordinary load).
 //! Traffic goes to 127.0.0.1 only, and every phase is bounded in time.
 
 use std::collections::HashSet;
@@ -43,6 +45,9 @@ struct Args {
     /// Refresh chains kept going at once.
     #[arg(long, default_value_t = 8)]
     chains: usize,
+    /// Password grants sent at once, again and again, in the overload phase (0 skips it).
+    #[arg(long, default_value_t = 2000)]
+    overload: usize,
 }
 
 /// What the load saw in one phase.
@@ -54,8 +59,10 @@ struct Phase {
     wrongly_revoked: AtomicU64,
     /// 5xx other than 503, and 503 without Retry-After.
     bad_errors: AtomicU64,
-    /// 503 with Retry-After, or no answer at all (server down, timeout).
+    /// 503 with Retry-After.
     unavailable: AtomicU64,
+    /// No answer at all: refused connection, reset, timeout.
+    no_answer: AtomicU64,
     recover: Mutex<Option<Duration>>,
 }
 
@@ -98,14 +105,19 @@ enum Outcome {
     Ok(serde_json::Value),
     /// `invalid_grant` and friends: the server said no for good.
     Refused,
-    /// 503, a connection error, a timeout: try again.
+    /// 503 with Retry-After: an honest "not now".
+    Busy,
+    /// Any other 5xx, a connection error, a timeout: try again.
     Retry,
 }
 
 impl Drill {
     async fn token(&self, form: &[(&str, &str)]) -> Outcome {
-        let sent = self
-            .http
+        self.token_with(&self.http, form).await
+    }
+
+    async fn token_with(&self, http: &reqwest::Client, form: &[(&str, &str)]) -> Outcome {
+        let sent = http
             .post(format!("{}/oauth/token", self.base))
             .basic_auth("drill", Some(&self.secret))
             .form(form)
@@ -116,7 +128,7 @@ impl Drill {
 
     async fn outcome(&self, sent: reqwest::Result<reqwest::Response>) -> Outcome {
         let Ok(resp) = sent else {
-            self.ledger.phase().1.unavailable.fetch_add(1, Ordering::Relaxed);
+            self.ledger.phase().1.no_answer.fetch_add(1, Ordering::Relaxed);
             return Outcome::Retry;
         };
         let status = resp.status().as_u16();
@@ -125,7 +137,7 @@ impl Drill {
             200 | 201 => resp.json().await.map(Outcome::Ok).unwrap_or(Outcome::Retry),
             503 if retry_after => {
                 self.ledger.phase().1.unavailable.fetch_add(1, Ordering::Relaxed);
-                Outcome::Retry
+                Outcome::Busy
             }
             s if s >= 500 => {
                 self.ledger.phase().1.bad_errors.fetch_add(1, Ordering::Relaxed);
@@ -136,18 +148,25 @@ impl Drill {
     }
 
     async fn login(&self) -> Option<String> {
-        let form =
-            [("grant_type", "password"), ("username", "drill"), ("password", PASSWORD), ("scope", "api")];
-        match self.token(&form).await {
-            Outcome::Ok(body) => {
-                let refresh = body["refresh_token"].as_str()?.to_owned();
-                let (index, phase) = self.ledger.phase();
-                phase.acknowledged.fetch_add(1, Ordering::Relaxed);
-                self.ledger.refresh.lock().unwrap().push((sha256_hex(&refresh), index));
-                Some(refresh)
-            }
+        match self.login_with(&self.http).await {
+            Outcome::Ok(body) => body["refresh_token"].as_str().map(str::to_owned),
             _ => None,
         }
+    }
+
+    /// A password grant; an acknowledged refresh token goes into the ledger.
+    async fn login_with(&self, http: &reqwest::Client) -> Outcome {
+        let form =
+            [("grant_type", "password"), ("username", "drill"), ("password", PASSWORD), ("scope", "api")];
+        let outcome = self.token_with(http, &form).await;
+        if let Outcome::Ok(body) = &outcome
+            && let Some(refresh) = body["refresh_token"].as_str()
+        {
+            let (index, phase) = self.ledger.phase();
+            phase.acknowledged.fetch_add(1, Ordering::Relaxed);
+            self.ledger.refresh.lock().unwrap().push((sha256_hex(refresh), index));
+        }
+        outcome
     }
 
     /// One refresh chain: rotate, rotate, … retrying the same token after any failure,
@@ -174,7 +193,7 @@ impl Drill {
                     self.ledger.phase().1.wrongly_revoked.fetch_add(1, Ordering::Relaxed);
                     token = None;
                 }
-                Outcome::Retry => pause().await,
+                Outcome::Busy | Outcome::Retry => pause().await,
             }
         }
     }
@@ -203,6 +222,28 @@ impl Drill {
                     self.ledger.client_credentials.fetch_add(1, Ordering::Relaxed);
                 }
                 _ => pause().await,
+            }
+        }
+    }
+
+    /// One patient client of the flood: a fresh connection per login, 35 s to answer (past
+    /// the server's 30 s cut-off), the time each refusal took recorded.
+    async fn flood(&self, stop: &AtomicBool, refusals: &Mutex<Vec<Duration>>) {
+        while !stop.load(Ordering::Relaxed) {
+            let Ok(http) =
+                reqwest::Client::builder().timeout(Duration::from_secs(35)).pool_max_idle_per_host(0).build()
+            else {
+                return;
+            };
+            let asked = Instant::now();
+            match self.login_with(&http).await {
+                Outcome::Ok(_) => {}
+                Outcome::Busy => {
+                    refusals.lock().unwrap().push(asked.elapsed());
+                    // Retry-After says 1 s; a polite client waits about that long.
+                    tokio::time::sleep(Duration::from_millis(500 + rand::random::<u64>() % 1000)).await;
+                }
+                Outcome::Refused | Outcome::Retry => pause().await,
             }
         }
     }
@@ -251,6 +292,13 @@ impl Server {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+
+    /// A `/proc/<pid>/status` line of the running server, in KiB.
+    fn memory(&self, field: &str) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.as_ref()?.id())).ok()?;
+        let line = status.lines().find(|l| l.starts_with(field))?;
+        line.split_whitespace().nth(1)?.parse().ok()
     }
 
     fn terminate(&mut self) {
@@ -495,6 +543,42 @@ async fn main() -> anyhow::Result<()> {
         tokio::time::sleep(load).await;
     }
 
+    if args.overload > 0 {
+        let phase = drill.ledger.begin(&format!("overload: {} logins at once", args.overload));
+        let stop = Arc::new(AtomicBool::new(false));
+        let refusals = Arc::new(Mutex::new(Vec::new()));
+        let rss_before = server.memory("VmRSS");
+        let mut flood = tokio::task::JoinSet::new();
+        for _ in 0..args.overload {
+            let (d, stop, refusals) = (drill.clone(), stop.clone(), refusals.clone());
+            flood.spawn(async move { d.flood(&stop, &refusals).await });
+        }
+        tokio::time::sleep(load * 2).await;
+        stop.store(true, Ordering::Relaxed);
+        let started = Instant::now();
+        while !matches!(drill.login_with(&drill.http).await, Outcome::Ok(_))
+            && started.elapsed() < Duration::from_secs(60)
+        {
+            pause().await;
+        }
+        *phase.recover.lock().unwrap() = Some(started.elapsed());
+        while flood.join_next().await.is_some() {}
+        let mut refusals = refusals.lock().unwrap().clone();
+        refusals.sort();
+        let at =
+            |q: f64| refusals.get(((refusals.len() as f64 - 1.0) * q) as usize).copied().unwrap_or_default();
+        eprintln!(
+            "overload: {} refusals (503 + Retry-After) took p50 {:?}, p99 {:?}, max {:?}; server RSS {} MiB before, peak {} MiB",
+            refusals.len(),
+            at(0.5),
+            at(0.99),
+            at(1.0),
+            rss_before.unwrap_or_default() / 1024,
+            server.memory("VmHWM").unwrap_or_default() / 1024,
+        );
+        tokio::time::sleep(load).await;
+    }
+
     drill.ledger.stop.store(true, Ordering::Relaxed);
     for w in workers {
         let _ = w.await;
@@ -536,21 +620,22 @@ async fn main() -> anyhow::Result<()> {
     let database = if args.postgres.is_some() { "PostgreSQL" } else { "SQLite" };
     println!("fault drill, {database}, refresh reuse grace {}, {} refresh chains", args.grace, args.chains);
     println!(
-        "| phase | acknowledged | lost | wrongly revoked | 503 or no answer | other 5xx | time to recover |"
+        "| phase | acknowledged | lost | wrongly revoked | 503 + Retry-After | no answer | other 5xx | time to recover |"
     );
-    println!("|---|---:|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
     for (i, p) in phases.iter().enumerate() {
         let recover = match *p.recover.lock().unwrap() {
             Some(d) => format!("{:.2} s", d.as_secs_f64()),
             None => "-".into(),
         };
         println!(
-            "| {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} |",
             p.name,
             p.acknowledged.load(Ordering::Relaxed),
             lost[i],
             p.wrongly_revoked.load(Ordering::Relaxed),
             p.unavailable.load(Ordering::Relaxed),
+            p.no_answer.load(Ordering::Relaxed),
             p.bad_errors.load(Ordering::Relaxed),
             recover
         );
@@ -560,7 +645,7 @@ async fn main() -> anyhow::Result<()> {
         if cc_audited < cc_acked { " (MISSING AUDIT RECORDS)" } else { "" }
     );
     println!(
-        "(time to recover: kill -9 from the kill to /readyz 200 after restart; disk full from freeing space to the next acknowledged write; outage from the database returning to the next acknowledged write)"
+        "(time to recover: kill -9 from the kill to /readyz 200 after restart; disk full from freeing space to the next acknowledged write; outage from the database returning to the next acknowledged write; overload from the flood's end to the next acknowledged login)"
     );
     Ok(())
 }
