@@ -356,6 +356,55 @@ async fn single_sign_on_across_two_clients_and_first_party_skips_consent() {
 }
 
 #[tokio::test]
+async fn a_password_change_or_disabled_account_ends_single_sign_on() {
+    let app = spawn_app().await;
+    let user_id = app.create_user("alice", &[]).await.id;
+    register(&app, "spa", "openid", true).await;
+    let spa = oauth_client(&app, "spa", REDIRECT);
+
+    // Signed in, then the password is changed (say, reset after a theft of the password):
+    // the old browser session no longer signs anyone in.
+    let b = browser();
+    full_flow(&app, &b, &spa, "openid", "alice").await;
+    let s = start(&b, &spa, "openid", &[]).await;
+    redirected(&s.response, REDIRECT);
+    latchkey::admin::users::set_password(
+        &app.svc,
+        &latchkey::admin::Actor::cli(),
+        &user_id,
+        format!("{PASSWORD} 2"),
+    )
+    .await
+    .unwrap();
+    let s = start(&b, &spa, "openid", &[]).await;
+    assert!(page(s.response).await.contains("name=\"password\""), "SSO survived a password change");
+
+    // Signed in again (with the new password), then the account is disabled.
+    let b = browser();
+    let s = start(&b, &spa, "openid", &[]).await;
+    let html = page(s.response).await;
+    let resp = post(
+        &b,
+        &app,
+        "/oauth/authorize/login",
+        &html,
+        &[("username", "alice"), ("password", &format!("{PASSWORD} 2"))],
+    )
+    .await;
+    redirected(&resp, REDIRECT);
+    latchkey::admin::users::set_status(
+        &app.svc,
+        &latchkey::admin::Actor::cli(),
+        &user_id,
+        latchkey::model::UserStatus::Disabled,
+    )
+    .await
+    .unwrap();
+    let s = start(&b, &spa, "openid", &[("prompt", "none")]).await;
+    assert_eq!(redirected(&s.response, REDIRECT)["error"], "login_required");
+}
+
+#[tokio::test]
 async fn prompt_none_without_a_session_is_login_required() {
     let app = spawn_with_alice("openid", false).await;
     let oc = oauth_client(&app, "spa", REDIRECT);

@@ -193,7 +193,7 @@ async fn open_browser(svc: &Services, cookie: Option<&str>) -> Result<Browser, O
 
 fn new_browser_session(
     svc: &Services,
-    user_id: Option<&str>,
+    user: Option<&User>,
     auth_time: Option<i64>,
     amr: &str,
     lifetime: i64,
@@ -203,7 +203,8 @@ fn new_browser_session(
     let session = BrowserSession {
         id: secrets::sha256_hex(&value),
         csrf_token: secrets::random_token(),
-        user_id: user_id.map(str::to_owned),
+        user_id: user.map(|u| u.id.clone()),
+        security_stamp: user.map(|u| u.security_stamp),
         auth_time,
         amr: amr.to_owned(),
         created_at: now,
@@ -223,7 +224,7 @@ async fn sign_in(
 ) -> Result<(), OAuthError> {
     let amr = join_words(amr);
     let (value, session) =
-        new_browser_session(svc, Some(&user.id), Some(svc.now()), &amr, SIGNED_IN_SESSION_SECS);
+        new_browser_session(svc, Some(user), Some(svc.now()), &amr, SIGNED_IN_SESSION_SECS);
     store::authorize::replace_browser_session(svc.db(), &browser.session.id, &session).await?;
     browser.session = session;
     browser.set_cookie = Some(value);
@@ -494,7 +495,8 @@ async fn authorize_inner(
 }
 
 /// The signed-in user of this browser, when the request lets the session stand: not
-/// `prompt=login`, within `max_age`, and the user `id_token_hint` names.
+/// `prompt=login`, within `max_age`, the user `id_token_hint` names, still active, and no
+/// password change or reset since the sign-in.
 async fn signed_in_user(
     svc: &Services,
     browser: &Browser,
@@ -511,7 +513,9 @@ async fn signed_in_user(
         return Ok(None);
     }
     let user = store::users::find_by_id(svc.db(), user_id).await?;
-    Ok(user.filter(|u| u.status == UserStatus::Active))
+    Ok(user.filter(|u| {
+        u.status == UserStatus::Active && browser.session.security_stamp == Some(u.security_stamp)
+    }))
 }
 
 /// Whether the user must be asked: never for a first-party client; otherwise unless a

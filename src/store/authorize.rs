@@ -13,6 +13,8 @@ pub struct BrowserSession {
     pub id: String,
     pub csrf_token: String,
     pub user_id: Option<String>,
+    /// The user's security stamp at sign-in; the session signs nobody in once it moved.
+    pub security_stamp: Option<i64>,
     pub auth_time: Option<i64>,
     pub amr: String,
     pub created_at: i64,
@@ -21,12 +23,13 @@ pub struct BrowserSession {
 
 pub async fn insert_browser_session(db: &Db, s: &BrowserSession) -> StoreResult<()> {
     sqlx::query(
-        "INSERT INTO browser_sessions (id, csrf_token, user_id, auth_time, amr, created_at, expires_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO browser_sessions (id, csrf_token, user_id, security_stamp, auth_time, amr, created_at, expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(&s.id)
     .bind(&s.csrf_token)
     .bind(s.user_id.as_deref())
+    .bind(s.security_stamp)
     .bind(s.auth_time)
     .bind(&s.amr)
     .bind(s.created_at)
@@ -38,7 +41,7 @@ pub async fn insert_browser_session(db: &Db, s: &BrowserSession) -> StoreResult<
 
 pub async fn find_browser_session(db: &Db, id: &str, now: i64) -> StoreResult<Option<BrowserSession>> {
     let row = sqlx::query(
-        "SELECT id, csrf_token, user_id, auth_time, amr, created_at, expires_at
+        "SELECT id, csrf_token, user_id, security_stamp, auth_time, amr, created_at, expires_at
          FROM browser_sessions WHERE id = $1 AND expires_at > $2",
     )
     .bind(id)
@@ -50,6 +53,7 @@ pub async fn find_browser_session(db: &Db, id: &str, now: i64) -> StoreResult<Op
             id: r.try_get("id")?,
             csrf_token: r.try_get("csrf_token")?,
             user_id: r.try_get("user_id")?,
+            security_stamp: r.try_get("security_stamp")?,
             auth_time: r.try_get("auth_time")?,
             amr: r.try_get("amr")?,
             created_at: r.try_get("created_at")?,
@@ -65,12 +69,13 @@ pub async fn replace_browser_session(db: &Db, old_id: &str, new: &BrowserSession
     let mut tx = db.pool().begin().await?;
     sqlx::query("DELETE FROM browser_sessions WHERE id = $1").bind(old_id).execute(&mut *tx).await?;
     sqlx::query(
-        "INSERT INTO browser_sessions (id, csrf_token, user_id, auth_time, amr, created_at, expires_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO browser_sessions (id, csrf_token, user_id, security_stamp, auth_time, amr, created_at, expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(&new.id)
     .bind(&new.csrf_token)
     .bind(new.user_id.as_deref())
+    .bind(new.security_stamp)
     .bind(new.auth_time)
     .bind(&new.amr)
     .bind(new.created_at)
