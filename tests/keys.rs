@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use common::{TestApp, TestClient, jwt_part, spawn_app, spawn_app_with};
+use common::{TestApp, TestClient, jwt_part, spawn_app, spawn_app_with, spawn_replica};
 use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use latchkey::admin::{self, Actor};
@@ -122,17 +122,6 @@ async fn access_tokens_expire_by_the_service_clock() {
     advance_to(&app, exp);
     assert_eq!(app.introspect(&client, &token).await, json!({"active": false}));
     assert_eq!(app.get_bearer("/oauth/userinfo", &token).await.status(), 401);
-}
-
-/// A second server on the same database and keys dir, with its own clock.
-async fn spawn_replica(first: &TestApp) -> TestApp {
-    let database_url = first.database_url.clone();
-    let keys_dir = first.dir.path().join("keys");
-    spawn_app_with(move |s| {
-        s.database_url = database_url;
-        s.keys_dir = keys_dir;
-    })
-    .await
 }
 
 /// What resource servers may hold: every JWKS either replica served, by service time.

@@ -84,6 +84,7 @@ pub struct Db {
     /// SQLite `max_page_count` for every connection; 0: SQLite's own. Only fault tests set it.
     page_limit: Arc<AtomicU64>,
     sqlite: bool,
+    clients: Arc<clients::ClientCache>,
 }
 
 /// How long a request waits for a connection before it is told to come back later. Longer
@@ -149,7 +150,7 @@ impl Db {
             })
             .connect_with(options)
             .await?;
-        Ok(Db { pool, page_limit, sqlite })
+        Ok(Db { pool, page_limit, sqlite, clients: Arc::default() })
     }
 
     pub async fn migrate(&self) -> StoreResult<()> {

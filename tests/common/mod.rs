@@ -79,6 +79,19 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
     }
 }
 
+/// A second server on the same database, keys dir and issuer, with its own clock.
+pub async fn spawn_replica(first: &TestApp) -> TestApp {
+    let database_url = first.database_url.clone();
+    let keys_dir = first.dir.path().join("keys");
+    let issuer = first.svc.settings().issuer.clone();
+    spawn_app_with(move |s| {
+        s.database_url = database_url;
+        s.keys_dir = keys_dir;
+        s.issuer = issuer;
+    })
+    .await
+}
+
 /// What a test client needs to call the token endpoint.
 #[derive(Debug, Clone)]
 pub struct TestClient {

@@ -1,0 +1,62 @@
+//! Two replicas on one database: what one changes, the other sees. Token state (revoked
+//! sessions) is read from the database on every check, so at once; clients are kept in
+//! memory for `CLIENT_CACHE_TTL`, so a client's change made elsewhere is seen within it,
+//! and one made through the same replica at once.
+
+mod common;
+
+use common::{TestApp, TestClient, spawn_app, spawn_replica};
+use latchkey::admin::{self, Actor};
+use latchkey::model::GrantType;
+use latchkey::store::clients::CLIENT_CACHE_TTL;
+use serde_json::Value;
+
+async fn client_credentials(app: &TestApp, client: &TestClient) -> reqwest::Response {
+    app.post_form("/oauth/token", client, &[("grant_type", "client_credentials")]).await
+}
+
+#[tokio::test]
+async fn a_revocation_on_one_replica_is_seen_by_introspection_on_the_other_at_once() {
+    let a = spawn_app().await;
+    let b = spawn_replica(&a).await;
+    a.create_user("alice", &[]).await;
+    let web = a.web_client().await;
+    let tokens = b.login(&web, "alice").await;
+    let access = tokens["access_token"].as_str().unwrap();
+    assert_eq!(a.introspect(&web, access).await["active"], true);
+
+    let resp =
+        a.post_form("/oauth/revoke", &web, &[("token", tokens["refresh_token"].as_str().unwrap())]).await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(b.introspect(&web, access).await["active"], false);
+}
+
+#[tokio::test]
+async fn a_client_rotated_or_deleted_on_one_replica_is_refused_on_the_other_within_the_cache_time() {
+    let a = spawn_app().await;
+    let b = spawn_replica(&a).await;
+    let old = a.create_client("m2m", false, &[GrantType::ClientCredentials], "api", &[]).await;
+    // Both replicas have the client in memory now.
+    assert_eq!(client_credentials(&a, &old).await.status(), 200);
+    let resp = client_credentials(&b, &old).await;
+    assert_eq!(resp.status(), 200);
+    let token: Value = resp.json().await.unwrap();
+    let token = token["access_token"].as_str().unwrap().to_owned();
+
+    // `tokens_valid_after` counts in seconds: a token from the rotation's own second stays.
+    a.svc.clock().advance(std::time::Duration::from_secs(1));
+    let rotated = admin::clients::rotate_secret(&a.svc, &Actor::cli(), "m2m").await.unwrap();
+    let new = TestClient { id: "m2m".into(), secret: rotated.client_secret };
+    // The replica that made the change knows at once.
+    assert_eq!(client_credentials(&a, &old).await.status(), 401);
+    // The other within the cache time.
+    tokio::time::sleep(CLIENT_CACHE_TTL + CLIENT_CACHE_TTL / 2).await;
+    assert_eq!(client_credentials(&b, &old).await.status(), 401, "the old secret on the other replica");
+    assert_eq!(client_credentials(&b, &new).await.status(), 200);
+    assert_eq!(b.introspect(&new, &token).await["active"], false, "tokens got with the old secret");
+
+    admin::clients::delete(&a.svc, &Actor::cli(), "m2m").await.unwrap();
+    assert_eq!(client_credentials(&a, &new).await.status(), 401);
+    tokio::time::sleep(CLIENT_CACHE_TTL + CLIENT_CACHE_TTL / 2).await;
+    assert_eq!(client_credentials(&b, &new).await.status(), 401, "a deleted client on the other replica");
+}
