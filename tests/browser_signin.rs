@@ -640,6 +640,49 @@ async fn consents_are_listed_and_withdrawing_one_ends_the_clients_sessions() {
 }
 
 #[tokio::test]
+async fn the_docs_sign_in_with_the_code_flow_and_pkce_as_the_documented_docs_client() {
+    let app = spawn_app().await;
+    app.create_user("alice", &[]).await;
+    // The README's `client create` line for the docs, as the CLI builds it.
+    let new = NewClient {
+        name: "API docs".into(),
+        id: Some(ClientId::parse("docs").unwrap()),
+        public: true,
+        grants: vec![GrantType::AuthorizationCode],
+        scopes: Scope::parse("openid profile email account admin").unwrap(),
+        audiences: vec![],
+        require_mfa: false,
+        redirect_uris: vec!["http://127.0.0.1/docs/oauth-receiver.html".into()],
+        post_logout_redirect_uris: vec![],
+        first_party: true,
+    };
+    client::register(&app.svc, new).await.unwrap();
+
+    // The page: Swagger UI with the dialog set to the docs client and PKCE.
+    let html = app.http.get(app.url("/docs")).send().await.unwrap().text().await.unwrap();
+    assert!(html.contains("const ui = SwaggerUIBundle("), "the UI is reachable for initOAuth");
+    assert!(html.contains(r#"ui.initOAuth({clientId: "docs", usePkceWithAuthorizationCodeGrant: true"#));
+    let receiver = app.http.get(app.url("/docs/oauth-receiver.html")).send().await.unwrap();
+    assert_eq!(receiver.status(), 200);
+    assert!(receiver.text().await.unwrap().contains("swaggerUIRedirectOauth2"));
+    let spec = app.get_json("/openapi.json").await;
+    let flow = &spec["components"]["securitySchemes"]["CodeFlow"]["flows"]["authorizationCode"];
+    assert_eq!(flow["authorizationUrl"], "/oauth/authorize");
+    assert_eq!(flow["tokenUrl"], "/oauth/token");
+
+    // What Swagger UI does: the code flow to the receiver page on this server's port,
+    // redeemed with the verifier and no secret; the token opens the account API.
+    let receiver = app.url("/docs/oauth-receiver.html");
+    let docs = oauth_client(&app, "docs", &receiver);
+    let b = browser();
+    let s = start(&b, &docs, "openid account", &[]).await;
+    let q = redirected(&sign_in(&b, &app, &page(s.response).await, "alice").await, &receiver);
+    let tokens = redeem(&docs, &q["code"], s.verifier).await.expect("the code redeems");
+    let me = app.get_bearer("/account/me", tokens.access_token().secret()).await;
+    assert_eq!(me.status(), 200);
+}
+
+#[tokio::test]
 async fn discovery_advertises_the_code_flow() {
     let app = spawn_app().await;
     let meta: Value = app.get_json("/.well-known/openid-configuration").await;

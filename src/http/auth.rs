@@ -54,15 +54,29 @@ pub enum DocsScopes {
     Admin,
 }
 
-/// The docs' Authorize button: logs in with the password grant and sends the token.
+/// The docs' Authorize button for scripts: logs in with the password grant.
 #[derive(SecurityScheme)]
 #[oai(ty = "oauth2", flows(password(token_url = "/oauth/token", scopes = "DocsScopes")))]
 pub struct PasswordFlow(Bearer);
 
-/// Either way of presenting a user's access token.
+/// The docs' Authorize button for people: signs in on latchkey's own pages with the
+/// authorization code flow and PKCE, as the public client `docs`.
+#[derive(SecurityScheme)]
+#[oai(
+    ty = "oauth2",
+    flows(authorization_code(
+        authorization_url = "/oauth/authorize",
+        token_url = "/oauth/token",
+        scopes = "DocsScopes"
+    ))
+)]
+pub struct CodeFlow(Bearer);
+
+/// Any way of presenting a user's access token.
 #[derive(SecurityScheme)]
 pub enum UserToken {
     BearerToken(BearerToken),
+    CodeFlow(CodeFlow),
     PasswordFlow(PasswordFlow),
 }
 
@@ -78,6 +92,7 @@ impl UserToken {
     pub fn token(&self) -> &str {
         match self {
             UserToken::BearerToken(b) => &b.0.token,
+            UserToken::CodeFlow(b) => &b.0.token,
             UserToken::PasswordFlow(b) => &b.0.token,
         }
     }

@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use poem::http::{HeaderName, Method, header};
 use poem::middleware::Cors;
-use poem::{Endpoint, EndpointExt, Route, get, post};
+use poem::{Endpoint, EndpointExt, IntoResponse, Route, get, post};
 use poem_openapi::{OpenApiService, Tags};
 
 use crate::services::Services;
@@ -87,10 +87,11 @@ pub fn routes(svc: &Services) -> impl Endpoint + use<> {
     let hsts = svc.settings().issuer.scheme() == "https";
     let trusted_proxies: Arc<[ipnet::IpNet]> = svc.settings().trusted_proxies.clone().into();
     let route_names = Arc::new(middleware::RouteNames::from_spec(&service.spec()));
+    let docs_page: Arc<str> = docs_page(&service.swagger_ui_html()).into();
     Route::new()
         .at("/openapi.json", service.spec_endpoint())
         .at("/openapi.yaml", service.spec_endpoint_yaml())
-        .nest("/docs", service.swagger_ui())
+        .nest("/docs", service.swagger_ui().around(move |next, req| docs(next, req, docs_page.clone())))
         .at("/oauth/authorize", get(pages::authorize).post(pages::authorize))
         .at("/oauth/authorize/login", post(pages::login))
         .at("/oauth/authorize/second-factor", post(pages::second_factor))
@@ -103,6 +104,35 @@ pub fn routes(svc: &Services) -> impl Endpoint + use<> {
         .around(move |next, req| {
             middleware::around(next, req, trusted_proxies.clone(), route_names.clone(), hsts)
         })
+}
+
+/// The client the docs page signs in as (public, code flow with PKCE); the README gives the
+/// `client create` line that registers it.
+pub const DOCS_CLIENT_ID: &str = "docs";
+
+/// poem-openapi's Swagger UI page, with its Authorize dialog set up for the code flow: PKCE
+/// on, the `docs` client filled in. The receiver page of the code flow stays poem-openapi's.
+async fn docs(next: Arc<impl Endpoint>, req: poem::Request, page: Arc<str>) -> poem::Result<poem::Response> {
+    if req.uri().path() == "/" {
+        Ok(poem::web::Html(page.to_string()).into_response())
+    } else {
+        next.call(req).await.map(IntoResponse::into_response)
+    }
+}
+
+/// The page's own script comes after the inlined Swagger UI bundle (whose code holds the
+/// same words), so the call to set up and the end of the body are the last ones. Should a
+/// new poem-openapi change its page, the docs keep working with the password flow (and a
+/// test fails).
+fn docs_page(swagger_html: &str) -> String {
+    let Some((head, call)) = swagger_html.rsplit_once("SwaggerUIBundle({") else {
+        return swagger_html.into();
+    };
+    let Some((call, tail)) = call.rsplit_once("</body>") else { return swagger_html.into() };
+    format!(
+        "{head}const ui = SwaggerUIBundle({{{call}<script>ui.initOAuth({{clientId: \"{DOCS_CLIENT_ID}\", \
+         usePkceWithAuthorizationCodeGrant: true, scopes: \"openid account\"}})</script></body>{tail}"
+    )
 }
 
 /// Cross-origin calls from the configured browser origins only. Tokens travel in the
