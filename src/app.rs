@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use poem::Server;
-use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
+use poem::listener::{Acceptor, TcpAcceptor};
 
 use crate::config::Settings;
 use crate::crypto::sealed::SecretBox;
@@ -47,9 +47,22 @@ pub async fn run(svc: Services, listener: std::net::TcpListener) -> anyhow::Resu
 pub async fn serve(settings: Settings) -> anyhow::Result<()> {
     let bind = settings.bind;
     let svc = open(settings).await?;
-    let acceptor =
-        TcpListener::bind(bind).into_acceptor().await.with_context(|| format!("cannot listen on {bind}"))?;
+    let acceptor = listen(bind).with_context(|| format!("cannot listen on {bind}"))?;
     serve_with(svc, acceptor).await
+}
+
+/// Connections the kernel may hold for the server to accept (it caps this at
+/// `net.core.somaxconn`). Past the backlog, a new connection's SYN is dropped and its
+/// client waits for the retransmit, 1 s and then 3 s later, before the server even sees it:
+/// a burst of 2,000 logins against tokio's default of 1,024 answered its 503s in p50 0.46 s.
+const LISTEN_BACKLOG: u32 = 4096;
+
+fn listen(addr: std::net::SocketAddr) -> std::io::Result<TcpAcceptor> {
+    let socket =
+        if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    TcpAcceptor::from_tokio(socket.listen(LISTEN_BACKLOG)?)
 }
 
 async fn serve_with(svc: Services, acceptor: impl Acceptor + 'static) -> anyhow::Result<()> {
