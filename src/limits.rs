@@ -30,6 +30,9 @@ pub enum Limit {
     ForgotPerIp,
     /// Forgot-password requests per email address.
     ForgotPerAddress,
+    /// Authorization requests per client IP: each one stores a request (and, for a browser
+    /// without a cookie, a session) until it expires, so one address must not pile them up.
+    Authorize,
 }
 
 impl Limit {
@@ -43,6 +46,7 @@ impl Limit {
             Limit::PasswordPerUser => "password-user",
             Limit::ForgotPerIp => "forgot-ip",
             Limit::ForgotPerAddress => "forgot-address",
+            Limit::Authorize => "authorize",
         }
     }
 
@@ -64,6 +68,7 @@ impl Limit {
             Limit::PasswordPerUser => per(10, 15),
             Limit::ForgotPerIp => per(10, 60),
             Limit::ForgotPerAddress => per(3, 60),
+            Limit::Authorize => per(300, 10),
         }
     }
 }

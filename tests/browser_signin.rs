@@ -683,6 +683,37 @@ async fn the_docs_sign_in_with_the_code_flow_and_pkce_as_the_documented_docs_cli
 }
 
 #[tokio::test]
+async fn authorization_requests_from_one_address_are_limited() {
+    // The limit follows the login switch, which the other tests turn off.
+    let app = spawn_app_with(|s| {
+        s.rate_limit_login =
+            latchkey::config::RateLimit::PerPeriod { count: 5, period: Duration::from_secs(900) }
+    })
+    .await;
+    register(&app, "spa", "openid", false).await;
+    let spa = oauth_client(&app, "spa", REDIRECT);
+    // Browsers without a cookie: each request would store a request and a session. A burst
+    // of 300, then one more every 2 s (300 per 10 minutes).
+    let mut shown = 0;
+    let refused = loop {
+        let s = start(&browser(), &spa, "openid", &[]).await;
+        if s.response.status() != 200 || shown == 350 {
+            break s;
+        }
+        shown += 1;
+    };
+    assert!((300..350).contains(&shown), "{shown} pages before the first refusal");
+    let q = redirected(&refused.response, REDIRECT);
+    assert_eq!(q["error"], "temporarily_unavailable");
+    assert_eq!(q["state"], refused.state);
+    let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM authorize_requests")
+        .fetch_one(app.svc.db().pool())
+        .await
+        .unwrap();
+    assert_eq!(stored, shown, "a refused request stores nothing");
+}
+
+#[tokio::test]
 async fn discovery_advertises_the_code_flow() {
     let app = spawn_app().await;
     let meta: Value = app.get_json("/.well-known/openid-configuration").await;

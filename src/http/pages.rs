@@ -163,7 +163,12 @@ fn request_pairs(req: &Request, body: &[u8]) -> Vec<(String, String)> {
 
 /// `GET`/`POST /oauth/authorize`.
 #[handler]
-pub async fn authorize(req: &Request, body: Vec<u8>, Data(svc): Data<&Services>) -> Response {
+pub async fn authorize(
+    req: &Request,
+    body: Vec<u8>,
+    Data(svc): Data<&Services>,
+    Meta(meta): Meta,
+) -> Response {
     let params = match AuthorizeParams::from_pairs(request_pairs(req, &body)) {
         Ok(params) => params,
         Err(reason) => {
@@ -171,7 +176,7 @@ pub async fn authorize(req: &Request, body: Vec<u8>, Data(svc): Data<&Services>)
             return respond(svc, outcome, req.method());
         }
     };
-    let outcome = flow::authorize(svc, read_cookie(svc, req).as_deref(), params).await;
+    let outcome = flow::authorize(svc, read_cookie(svc, req).as_deref(), params, &meta).await;
     respond(svc, outcome, req.method())
 }
 

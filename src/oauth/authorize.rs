@@ -17,7 +17,7 @@ use super::grants::mfa_otp::{self, SecondFactor};
 use super::grants::scope_for_user;
 use crate::account;
 use crate::crypto::secrets;
-use crate::limits::Limited;
+use crate::limits::{self, Limit, LimitError, Limited};
 use crate::model::{Client, ClientId, GrantType, Password, RequestMeta, Scope, User, UserStatus};
 use crate::services::Services;
 use crate::store::authorize::{AuthorizationCode, AuthorizeRequest, BrowserSession};
@@ -403,14 +403,20 @@ fn check_request(client: &Client, p: &AuthorizeParams) -> Result<Checked, (&'sta
 }
 
 /// `GET`/`POST /oauth/authorize`.
-pub async fn authorize(svc: &Services, cookie: Option<&str>, params: AuthorizeParams) -> Outcome {
-    authorize_inner(svc, cookie, params).await.unwrap_or_else(server_failure)
+pub async fn authorize(
+    svc: &Services,
+    cookie: Option<&str>,
+    params: AuthorizeParams,
+    meta: &RequestMeta,
+) -> Outcome {
+    authorize_inner(svc, cookie, params, meta).await.unwrap_or_else(server_failure)
 }
 
 async fn authorize_inner(
     svc: &Services,
     cookie: Option<&str>,
     params: AuthorizeParams,
+    meta: &RequestMeta,
 ) -> Result<Outcome, OAuthError> {
     let bare = |step| Ok(Outcome { step, set_cookie: None });
     // Without a known client and one of its redirect URIs there is nowhere safe to send
@@ -438,6 +444,16 @@ async fn authorize_inner(
         Ok(checked) => checked,
         Err((code, description)) => return bare(back.error(code, &description)),
     };
+    match limits::check(svc, Limit::Authorize, &meta.ip_key()).await {
+        Err(LimitError::Limited(limited)) => {
+            let description = format!(
+                "too many sign-in requests from this network; try again in {} s",
+                limited.retry_after_secs
+            );
+            return bare(back.error("temporarily_unavailable", &description));
+        }
+        other => other?,
+    }
     let mut browser = open_browser(svc, cookie).await?;
     let user = signed_in_user(svc, &browser, &checked, params.id_token_hint.as_deref()).await?;
     let now = svc.now();
