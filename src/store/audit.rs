@@ -1,6 +1,10 @@
-use sqlx::Row;
+use std::sync::{Arc, Mutex};
 
-use super::{Db, StoreResult};
+use sqlx::{AnyPool, Row};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use super::{Db, StoreError, StoreResult};
 
 /// What an audit record is about. The stored names are part of the admin API
 /// (`GET /admin/audit?event=`): never rename one.
@@ -128,6 +132,105 @@ pub async fn insert<'e>(db: impl sqlx::AnyExecutor<'e>, event: &AuditEvent, at: 
     .bind(event.detail.as_deref())
     .execute(db)
     .await?;
+    Ok(())
+}
+
+/// Writes `event` in a transaction of its own, shared with the other stand-alone records
+/// that are waiting meanwhile, and returns once that transaction has committed: one commit
+/// (one fsync on SQLite) for many requests, and every acknowledged record is durable.
+pub async fn record(db: &Db, event: AuditEvent, at: i64) -> StoreResult<()> {
+    let (reply, answer) = oneshot::channel();
+    let stopped = || StoreError::Unavailable(sqlx::Error::PoolClosed);
+    db.audit.queue.send(Pending { event, at, reply }).await.map_err(|_| stopped())?;
+    answer.await.map_err(|_| stopped())?
+}
+
+/// Records waiting for a commit: a full queue makes requests wait (back-pressure) rather
+/// than grow memory.
+const QUEUE_CAPACITY: usize = 1024;
+
+/// At most this many records per transaction, so one commit stays short.
+const MAX_BATCH: usize = 256;
+
+struct Pending {
+    event: AuditEvent,
+    at: i64,
+    reply: oneshot::Sender<StoreResult<()>>,
+}
+
+/// The handle to the task that writes stand-alone audit records in batches.
+#[derive(Clone, Debug)]
+pub(super) struct AuditWriter {
+    queue: mpsc::Sender<Pending>,
+    /// Taken by `stop`: the signal to finish and the task to wait for.
+    task: Arc<Mutex<Option<(oneshot::Sender<()>, JoinHandle<()>)>>>,
+}
+
+impl AuditWriter {
+    pub(super) fn start(pool: AnyPool) -> AuditWriter {
+        let (queue, rx) = mpsc::channel(QUEUE_CAPACITY);
+        let (stop, stopped) = oneshot::channel();
+        let task = tokio::spawn(write_batches(pool, rx, stopped));
+        AuditWriter { queue, task: Arc::new(Mutex::new(Some((stop, task)))) }
+    }
+
+    /// Refuses new records, writes those already queued, and returns when they are committed
+    /// (or have failed).
+    pub(super) async fn stop(&self) {
+        let taken = self.task.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some((stop, task)) = taken {
+            let _ = stop.send(());
+            let _ = task.await;
+        }
+    }
+}
+
+/// Takes whatever queued while the previous commit ran (no timer: a lone request is written
+/// at once) and commits it in one transaction. A failed batch fails every request in it;
+/// the task itself goes on. Records whose request has gone away are written all the same:
+/// the action they record may have happened.
+async fn write_batches(pool: AnyPool, mut rx: mpsc::Receiver<Pending>, mut stop: oneshot::Receiver<()>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut stopping = false;
+    loop {
+        let received = tokio::select! {
+            received = rx.recv_many(&mut batch, MAX_BATCH) => received,
+            _ = &mut stop, if !stopping => {
+                stopping = true;
+                rx.close();
+                continue;
+            }
+        };
+        if received == 0 {
+            return;
+        }
+        match write(&pool, &batch).await {
+            Ok(()) => {
+                for pending in batch.drain(..) {
+                    let _ = pending.reply.send(Ok(()));
+                }
+            }
+            Err(err) => {
+                let err = Arc::new(err);
+                let mut unheard = 0;
+                for pending in batch.drain(..) {
+                    unheard += usize::from(pending.reply.send(Err(StoreError::Batch(err.clone()))).is_err());
+                }
+                // Those waiting log the error with their request; nobody else will hear of these.
+                if unheard > 0 {
+                    tracing::error!(error = %err, records = unheard, "audit records of finished requests lost");
+                }
+            }
+        }
+    }
+}
+
+async fn write(pool: &AnyPool, batch: &[Pending]) -> StoreResult<()> {
+    let mut tx = pool.begin().await?;
+    for pending in batch {
+        insert(&mut *tx, &pending.event, pending.at).await?;
+    }
+    tx.commit().await?;
     Ok(())
 }
 

@@ -35,6 +35,9 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored data is not valid: {0}")]
     Corrupt(String),
+    /// A write batched with other requests' writes failed; each of them gets this.
+    #[error("a batched write failed")]
+    Batch(#[source] Arc<StoreError>),
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -67,7 +70,11 @@ pub fn is_unavailable(err: &sqlx::Error) -> bool {
 
 impl StoreError {
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, StoreError::Unavailable(_) | StoreError::Full(_))
+        match self {
+            StoreError::Unavailable(_) | StoreError::Full(_) => true,
+            StoreError::Batch(err) => err.is_unavailable(),
+            _ => false,
+        }
     }
 
     /// A UNIQUE constraint said no (duplicate username, email, client id …).
@@ -84,6 +91,7 @@ pub struct Db {
     /// SQLite `max_page_count` for every connection; 0: SQLite's own. Only fault tests set it.
     page_limit: Arc<AtomicU64>,
     sqlite: bool,
+    audit: audit::AuditWriter,
 }
 
 /// How long a request waits for a connection before it is told to come back later. Longer
@@ -149,7 +157,8 @@ impl Db {
             })
             .connect_with(options)
             .await?;
-        Ok(Db { pool, page_limit, sqlite })
+        let audit = audit::AuditWriter::start(pool.clone());
+        Ok(Db { pool, page_limit, sqlite, audit })
     }
 
     pub async fn migrate(&self) -> StoreResult<()> {
@@ -213,7 +222,9 @@ impl Db {
         Ok(())
     }
 
+    /// Queued audit records are written first.
     pub async fn close(&self) {
+        self.audit.stop().await;
         self.pool.close().await;
     }
 }
