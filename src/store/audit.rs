@@ -182,8 +182,15 @@ struct Pending {
 #[derive(Clone, Debug)]
 pub(super) struct AuditWriter {
     queue: mpsc::Sender<Pending>,
-    /// Taken by `stop`: the signal to finish and the task to wait for.
-    task: Arc<Mutex<Option<(oneshot::Sender<()>, JoinHandle<()>)>>>,
+    /// Taken by `stop`.
+    running: Arc<Mutex<Option<Running>>>,
+}
+
+/// The signal to finish and the task to wait for.
+#[derive(Debug)]
+struct Running {
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<()>,
 }
 
 impl AuditWriter {
@@ -191,14 +198,14 @@ impl AuditWriter {
         let (queue, rx) = mpsc::channel(QUEUE_CAPACITY);
         let (stop, stopped) = oneshot::channel();
         let task = tokio::spawn(write_batches(pool, rx, stopped));
-        AuditWriter { queue, task: Arc::new(Mutex::new(Some((stop, task)))) }
+        AuditWriter { queue, running: Arc::new(Mutex::new(Some(Running { stop, task }))) }
     }
 
     /// Refuses new records, writes those already queued, and returns when they are committed
     /// (or have failed).
     pub(super) async fn stop(&self) {
-        let taken = self.task.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some((stop, task)) = taken {
+        let taken = self.running.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(Running { stop, task }) = taken {
             let _ = stop.send(());
             let _ = task.await;
         }
