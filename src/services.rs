@@ -94,10 +94,10 @@ impl Services {
         &self.inner.mailer
     }
 
-    /// Writes an audit record. A request whose record cannot be written fails too: an
-    /// action is either audited or answered as failed.
+    /// Writes an audit record (committed with those of concurrent requests). A request whose
+    /// record cannot be written fails too: an action is either audited or answered as failed.
     pub async fn audit(&self, event: AuditEvent, meta: &RequestMeta) -> Result<(), StoreError> {
-        store::audit::insert(self.db().pool(), &with_meta(event, meta), self.now()).await
+        store::audit::record(self.db(), with_meta(event, meta), self.now()).await
     }
 }
 

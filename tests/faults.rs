@@ -332,6 +332,63 @@ async fn a_request_whose_audit_record_cannot_be_written_fails() {
     assert_eq!(audit_count(&app, "token_issued").await, 2);
 }
 
+/// `n` client_credentials requests at once, each with its own User-Agent (which the audit
+/// record keeps); the status of each.
+async fn concurrent_client_credentials(app: &TestApp, client: &TestClient, n: usize) -> Vec<u16> {
+    let requests = (0..n).map(|i| async move {
+        app.http
+            .post(app.url("/oauth/token"))
+            .basic_auth(&client.id, client.secret.as_deref())
+            .header("user-agent", format!("request-{i}"))
+            .form(&[("grant_type", "client_credentials")])
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    });
+    futures::future::join_all(requests).await
+}
+
+async fn token_issued_user_agents(app: &TestApp) -> Vec<String> {
+    sqlx::query_scalar("SELECT user_agent FROM audit_events WHERE event = 'token_issued' ORDER BY user_agent")
+        .fetch_all(app.svc.db().pool())
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_requests_that_share_audit_commits_each_have_their_record() {
+    let app = spawn_app().await;
+    let machine = machine_client(&app).await;
+    let statuses = concurrent_client_credentials(&app, &machine, 64).await;
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    let mut expected: Vec<String> = (0..64).map(|i| format!("request-{i}")).collect();
+    expected.sort();
+    assert_eq!(token_issued_user_agents(&app).await, expected);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_audit_batch_fails_every_request_in_it_and_the_next_batch_is_written() {
+    let app = spawn_app().await;
+    let machine = machine_client(&app).await;
+    sqlx::query("ALTER TABLE audit_events RENAME TO audit_events_away")
+        .execute(app.svc.db().pool())
+        .await
+        .unwrap();
+    let statuses = concurrent_client_credentials(&app, &machine, 64).await;
+    assert!(statuses.iter().all(|s| *s == 500), "answered without an audit record: {statuses:?}");
+
+    sqlx::query("ALTER TABLE audit_events_away RENAME TO audit_events")
+        .execute(app.svc.db().pool())
+        .await
+        .unwrap();
+    assert!(token_issued_user_agents(&app).await.is_empty());
+    let statuses = concurrent_client_credentials(&app, &machine, 8).await;
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    assert_eq!(token_issued_user_agents(&app).await.len(), 8);
+}
+
 #[tokio::test]
 async fn a_token_form_that_is_not_utf8_is_invalid_request() {
     let app = spawn_app().await;

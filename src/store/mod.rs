@@ -35,6 +35,9 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored data is not valid: {0}")]
     Corrupt(String),
+    /// A write batched with other requests' writes failed; each of them gets this.
+    #[error("a batched write failed")]
+    Batch(#[source] Arc<StoreError>),
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -67,7 +70,11 @@ pub fn is_unavailable(err: &sqlx::Error) -> bool {
 
 impl StoreError {
     pub fn is_unavailable(&self) -> bool {
-        matches!(self, StoreError::Unavailable(_) | StoreError::Full(_))
+        match self {
+            StoreError::Unavailable(_) | StoreError::Full(_) => true,
+            StoreError::Batch(err) => err.is_unavailable(),
+            _ => false,
+        }
     }
 
     /// A UNIQUE constraint said no (duplicate username, email, client id …).
@@ -85,6 +92,7 @@ pub struct Db {
     page_limit: Arc<AtomicU64>,
     sqlite: bool,
     clients: Arc<clients::ClientCache>,
+    audit: audit::AuditWriter,
 }
 
 /// How long a request waits for a connection before it is told to come back later. Longer
@@ -150,7 +158,8 @@ impl Db {
             })
             .connect_with(options)
             .await?;
-        Ok(Db { pool, page_limit, sqlite, clients: Arc::default() })
+        let audit = audit::AuditWriter::start(pool.clone());
+        Ok(Db { pool, page_limit, sqlite, clients: Arc::default(), audit })
     }
 
     pub async fn migrate(&self) -> StoreResult<()> {
@@ -214,7 +223,9 @@ impl Db {
         Ok(())
     }
 
+    /// Queued audit records are written first.
     pub async fn close(&self) {
+        self.audit.stop().await;
         self.pool.close().await;
     }
 }
