@@ -24,7 +24,9 @@ fi
 cp examples/interop/*.mjs "$node_dir/"
 
 if ! command -v chromium >/dev/null; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
+  as_root=$([ "$(id -u)" = 0 ] || echo sudo)
+  $as_root apt-get update -qq
+  $as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
 fi
 shots=${SHOTS:-$PWD/target/browser-shots}
 mkdir -p "$shots"
