@@ -22,6 +22,10 @@ pub struct BrowserSession {
 }
 
 pub async fn insert_browser_session(db: &Db, s: &BrowserSession) -> StoreResult<()> {
+    insert_session(db.pool(), s).await
+}
+
+async fn insert_session<'e>(db: impl sqlx::AnyExecutor<'e>, s: &BrowserSession) -> StoreResult<()> {
     sqlx::query(
         "INSERT INTO browser_sessions (id, csrf_token, user_id, security_stamp, auth_time, amr, created_at, expires_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
@@ -34,7 +38,7 @@ pub async fn insert_browser_session(db: &Db, s: &BrowserSession) -> StoreResult<
     .bind(&s.amr)
     .bind(s.created_at)
     .bind(s.expires_at)
-    .execute(db.pool())
+    .execute(db)
     .await?;
     Ok(())
 }
@@ -68,20 +72,7 @@ pub async fn find_browser_session(db: &Db, id: &str, now: i64) -> StoreResult<Op
 pub async fn replace_browser_session(db: &Db, old_id: &str, new: &BrowserSession) -> StoreResult<()> {
     let mut tx = db.pool().begin().await?;
     sqlx::query("DELETE FROM browser_sessions WHERE id = $1").bind(old_id).execute(&mut *tx).await?;
-    sqlx::query(
-        "INSERT INTO browser_sessions (id, csrf_token, user_id, security_stamp, auth_time, amr, created_at, expires_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-    )
-    .bind(&new.id)
-    .bind(&new.csrf_token)
-    .bind(new.user_id.as_deref())
-    .bind(new.security_stamp)
-    .bind(new.auth_time)
-    .bind(&new.amr)
-    .bind(new.created_at)
-    .bind(new.expires_at)
-    .execute(&mut *tx)
-    .await?;
+    insert_session(&mut *tx, new).await?;
     sqlx::query("UPDATE authorize_requests SET browser_session = $2 WHERE browser_session = $1")
         .bind(old_id)
         .bind(&new.id)
