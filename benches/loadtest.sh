@@ -4,14 +4,16 @@
 #
 #   benches/loadtest.sh [--database-url URL] [--duration 10s] [--concurrency 16]
 #                       [--scenario client-credentials,password,refresh,introspect,jwks] [--port 8080]
+#                       [--bin PATH]
 #
 # --database-url  default: a fresh SQLite file in a temp dir. A postgres://… database is
 #                 emptied first (DROP SCHEMA public CASCADE): give it a throwaway one.
+# --bin           another latchkey binary (an older build, to compare); default: build this tree.
 # Traffic goes to 127.0.0.1 only; the run is bounded by --duration per scenario. Client and
 # server share the machine's cores, so the figures are a floor, not a ceiling.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DB=""; DURATION=10s; CONCURRENCY=16; SCENARIOS=""; PORT=8080
+DB=""; DURATION=10s; CONCURRENCY=16; SCENARIOS=""; PORT=8080; BIN=""
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --database-url) DB="$2"; shift 2;;
@@ -19,14 +21,15 @@ while [[ $# -gt 0 ]]; do
     --concurrency) CONCURRENCY="$2"; shift 2;;
     --scenario) SCENARIOS="$2"; shift 2;;
     --port) PORT="$2"; shift 2;;
-    -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0;;
+    --bin) BIN="$(realpath "$2")"; shift 2;;
+    -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0;;
     *) echo "unknown argument $1" >&2; exit 2;;
   esac
 done
 for tool in curl jq; do command -v "$tool" >/dev/null || { echo "missing $tool" >&2; exit 2; }; done
 
 cargo build --release --quiet --bin latchkey --example loadtest
-BIN=$PWD/target/release/latchkey
+BIN=${BIN:-$PWD/target/release/latchkey}
 LOAD=$PWD/target/release/examples/loadtest
 WORK=$(mktemp -d)
 PID=""
