@@ -415,3 +415,78 @@ async fn a_token_form_that_is_not_utf8_is_invalid_request() {
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(audit_count(&app, "login").await, 0);
 }
+
+/// One refresh token per session, for `n` sessions of one user.
+async fn sessions(app: &TestApp, client: &TestClient, n: usize) -> Vec<String> {
+    app.create_user("alice", &[]).await;
+    let mut tokens = Vec::with_capacity(n);
+    for _ in 0..n {
+        tokens.push(app.login(client, "alice").await["refresh_token"].as_str().unwrap().to_owned());
+    }
+    tokens
+}
+
+async fn concurrent_refreshes(app: &TestApp, client: &TestClient, tokens: &[String]) -> Vec<(u16, Value)> {
+    futures::future::join_all(tokens.iter().map(|token| refresh(app, client, token))).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_rotations_that_share_commits_each_stand_alone() {
+    let app = spawn_app().await;
+    let web = app.web_client().await;
+    let tokens = sessions(&app, &web, 24).await;
+    // Every token twice at once: one of each pair rotates, the other is reuse and ends
+    // that session, whatever batches the two land in.
+    let doubled: Vec<String> = tokens.iter().chain(&tokens).cloned().collect();
+    let answers = concurrent_refreshes(&app, &web, &doubled).await;
+    for (i, token) in tokens.iter().enumerate() {
+        let pair = [answers[i].0, answers[i + tokens.len()].0];
+        assert!(pair.contains(&200) && pair.contains(&400), "{token}: {pair:?}");
+    }
+    assert_eq!(audit_count(&app, "refresh_token_reuse").await, 24);
+    let successors: Vec<String> = answers
+        .iter()
+        .filter(|(status, _)| *status == 200)
+        .map(|(_, body)| body["refresh_token"].as_str().unwrap().to_owned())
+        .collect();
+    let after = concurrent_refreshes(&app, &web, &successors).await;
+    assert!(after.iter().all(|(status, _)| *status == 400), "the reuse ended every session");
+
+    // Sessions refreshed once each at the same time all rotate, and each successor works.
+    let app = spawn_app().await;
+    let web = app.web_client().await;
+    let tokens = sessions(&app, &web, 24).await;
+    let answers = concurrent_refreshes(&app, &web, &tokens).await;
+    assert!(answers.iter().all(|(status, _)| *status == 200), "{answers:?}");
+    let successors: Vec<String> =
+        answers.iter().map(|(_, body)| body["refresh_token"].as_str().unwrap().to_owned()).collect();
+    let after = concurrent_refreshes(&app, &web, &successors).await;
+    assert!(after.iter().all(|(status, _)| *status == 200), "{after:?}");
+    let issued: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM audit_events WHERE event = 'token_issued' AND detail LIKE 'grant=refresh_token%'",
+    )
+    .fetch_one(app.svc.db().pool())
+    .await
+    .unwrap();
+    assert_eq!(issued, 48, "one record per rotation");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_rotation_batch_spends_no_token() {
+    let app = spawn_app().await;
+    let web = app.web_client().await;
+    let tokens = sessions(&app, &web, 16).await;
+    // The batch's last statement fails: everything before it in the batch must go too.
+    sqlx::query("ALTER TABLE audit_events RENAME TO audit_events_away")
+        .execute(app.svc.db().pool())
+        .await
+        .unwrap();
+    let answers = concurrent_refreshes(&app, &web, &tokens).await;
+    assert!(answers.iter().all(|(status, _)| *status == 500), "{answers:?}");
+    sqlx::query("ALTER TABLE audit_events_away RENAME TO audit_events")
+        .execute(app.svc.db().pool())
+        .await
+        .unwrap();
+    let answers = concurrent_refreshes(&app, &web, &tokens).await;
+    assert!(answers.iter().all(|(status, _)| *status == 200), "the same tokens, once more: {answers:?}");
+}

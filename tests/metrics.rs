@@ -96,6 +96,11 @@ async fn token_requests_show_up_by_route_grant_and_client() {
     assert!(
         sample(&m, "latchkey_http_requests_total", &[("route", "unmatched"), ("status", "404")]).is_some()
     );
+    // The client_credentials token's record went through the group commit.
+    let commits = sample(&m, "latchkey_group_commits_total", &[]).unwrap_or_default();
+    let writes = sample(&m, "latchkey_group_commit_writes_total", &[]).unwrap_or_default();
+    assert!(commits >= 1.0 && writes >= commits, "{m}");
+    assert!(sample(&m, "latchkey_group_commit_busy_seconds", &[]).is_some_and(|s| s > 0.0));
     assert!(!m.contains(&user.id), "no ids in labels");
     assert!(!m.contains("/no/such/path"), "no raw paths in labels");
 

@@ -64,6 +64,7 @@ impl OpsApi {
             acquire_wait,
             hasher.available_permits(),
             hasher.rejected(),
+            svc.db().group_commit_totals(),
         );
         PlainText(metrics::render())
     }

@@ -97,6 +97,7 @@ pub async fn reset_password(
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
+    db.tokens_changed();
     Ok(Some(()))
 }
 

@@ -1,10 +1,7 @@
-use std::sync::{Arc, Mutex};
+use sqlx::Row;
 
-use sqlx::{AnyPool, Row};
-use tokio::sync::{mpsc, oneshot};
-use tokio::task::JoinHandle;
-
-use super::{Db, StoreError, StoreResult};
+use super::group_commit::Job;
+use super::{Db, StoreResult};
 
 /// What an audit record is about. The stored names are part of the admin API
 /// (`GET /admin/audit?event=`): never rename one.
@@ -120,21 +117,17 @@ pub async fn insert<'e>(db: impl sqlx::AnyExecutor<'e>, event: &AuditEvent, at: 
 }
 
 /// One statement for all of `records`: atomic without a transaction of its own, and one
-/// round trip. Only the one-row statement is kept prepared: a batch's text changes with its
-/// size, and each size would take a place in the connection's statement cache.
-async fn insert_all<'e>(db: impl sqlx::AnyExecutor<'e>, records: &[(&AuditEvent, i64)]) -> StoreResult<()> {
+/// round trip.
+pub(super) async fn insert_all<'e>(
+    db: impl sqlx::AnyExecutor<'e>,
+    records: &[(&AuditEvent, i64)],
+) -> StoreResult<()> {
     const COLUMNS: usize = 10;
     let rows = records.len();
-    let values: Vec<String> = (0..rows)
-        .map(|row| {
-            let params: Vec<String> = (1..=COLUMNS).map(|col| format!("${}", row * COLUMNS + col)).collect();
-            format!("({})", params.join(", "))
-        })
-        .collect();
     let sql = format!(
         "INSERT INTO audit_events (id, at, event, outcome, actor_id, user_id, client_id, ip, user_agent, detail)
          VALUES {}",
-        values.join(", ")
+        super::placeholders(rows, COLUMNS, 0)
     );
     let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(rows == 1);
     for &(event, at) in records {
@@ -154,103 +147,10 @@ async fn insert_all<'e>(db: impl sqlx::AnyExecutor<'e>, records: &[(&AuditEvent,
     Ok(())
 }
 
-/// Writes `event` in one statement with the other stand-alone records waiting meanwhile, and
-/// returns once it has committed: one commit (one fsync on SQLite) for many requests, and
-/// every acknowledged record is durable.
+/// Writes `event` together with the other stand-alone records waiting meanwhile
+/// (`group_commit`), and returns once it has committed: every acknowledged record is durable.
 pub async fn record(db: &Db, event: AuditEvent, at: i64) -> StoreResult<()> {
-    let (reply, answer) = oneshot::channel();
-    let stopped = || StoreError::Unavailable(sqlx::Error::PoolClosed);
-    db.audit.queue.send(Pending { event, at, reply }).await.map_err(|_| stopped())?;
-    answer.await.map_err(|_| stopped())?
-}
-
-/// Records waiting for a commit: a full queue makes requests wait (back-pressure) rather
-/// than grow memory.
-const QUEUE_CAPACITY: usize = 1024;
-
-/// At most this many records per statement, so one commit stays short; 2,560 parameters,
-/// well under SQLite's 32,766 and PostgreSQL's 65,535.
-const MAX_BATCH: usize = 256;
-
-struct Pending {
-    event: AuditEvent,
-    at: i64,
-    reply: oneshot::Sender<StoreResult<()>>,
-}
-
-/// The handle to the task that writes stand-alone audit records in batches.
-#[derive(Clone, Debug)]
-pub(super) struct AuditWriter {
-    queue: mpsc::Sender<Pending>,
-    /// Taken by `stop`.
-    running: Arc<Mutex<Option<Running>>>,
-}
-
-/// The signal to finish and the task to wait for.
-#[derive(Debug)]
-struct Running {
-    stop: oneshot::Sender<()>,
-    task: JoinHandle<()>,
-}
-
-impl AuditWriter {
-    pub(super) fn start(pool: AnyPool) -> AuditWriter {
-        let (queue, rx) = mpsc::channel(QUEUE_CAPACITY);
-        let (stop, stopped) = oneshot::channel();
-        let task = tokio::spawn(write_batches(pool, rx, stopped));
-        AuditWriter { queue, running: Arc::new(Mutex::new(Some(Running { stop, task }))) }
-    }
-
-    /// Refuses new records, writes those already queued, and returns when they are committed
-    /// (or have failed).
-    pub(super) async fn stop(&self) {
-        let taken = self.running.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(Running { stop, task }) = taken {
-            let _ = stop.send(());
-            let _ = task.await;
-        }
-    }
-}
-
-/// Takes whatever queued while the previous commit ran (no timer: a lone request is written
-/// at once) and commits it in one statement. A failed batch fails every request in it;
-/// the task itself goes on. Records whose request has gone away are written all the same:
-/// the action they record may have happened.
-async fn write_batches(pool: AnyPool, mut rx: mpsc::Receiver<Pending>, mut stop: oneshot::Receiver<()>) {
-    let mut batch = Vec::with_capacity(MAX_BATCH);
-    let mut stopping = false;
-    loop {
-        let received = tokio::select! {
-            received = rx.recv_many(&mut batch, MAX_BATCH) => received,
-            _ = &mut stop, if !stopping => {
-                stopping = true;
-                rx.close();
-                continue;
-            }
-        };
-        if received == 0 {
-            return;
-        }
-        let records: Vec<(&AuditEvent, i64)> = batch.iter().map(|p| (&p.event, p.at)).collect();
-        match insert_all(&pool, &records).await {
-            Ok(()) => {
-                for pending in batch.drain(..) {
-                    let _ = pending.reply.send(Ok(()));
-                }
-            }
-            Err(err) => {
-                let err = Arc::new(err);
-                let mut unheard = 0;
-                for pending in batch.drain(..) {
-                    unheard += usize::from(pending.reply.send(Err(StoreError::Batch(err.clone()))).is_err());
-                }
-                // Those waiting log the error with their request; nobody else will hear of these.
-                if unheard > 0 {
-                    tracing::error!(error = %err, records = unheard, "audit records of finished requests lost");
-                }
-            }
-        }
-    }
+    db.group_commit.submit(Job::Audit { event, at }).await.map(|_| ())
 }
 
 /// A stored audit record.

@@ -1,8 +1,3 @@
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
-
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -39,61 +34,21 @@ pub async fn insert(db: &Db, client: &Client) -> StoreResult<()> {
     Ok(())
 }
 
-/// How long a client read from the database is answered from memory. Every token request
-/// authenticates its client, so under load this saves one query (and one wait for a pool
-/// connection) per request; a change made by another replica or by the CLI is seen within
-/// this time, one made through this process at once.
-pub const CLIENT_CACHE_TTL: Duration = Duration::from_millis(500);
-
-/// Entries beyond this many are dropped all at once (client ids are few; this only bounds
-/// memory).
-const CLIENT_CACHE_MAX: usize = 10_000;
-
-/// Recently read clients. Unknown ids are not kept, so made-up ids cannot fill it.
-#[derive(Debug, Default)]
-pub struct ClientCache {
-    entries: Mutex<HashMap<String, (Instant, Client)>>,
-    /// Moves on every local change, after its write: a read that started before the
-    /// change must not put the old row back after the change dropped it.
-    generation: AtomicU64,
-}
-
-impl ClientCache {
-    fn get(&self, id: &ClientId) -> Option<Client> {
-        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        entries.get(id.as_str()).filter(|(read, _)| read.elapsed() < CLIENT_CACHE_TTL).map(|(_, c)| c.clone())
-    }
-
-    fn put(&self, client: &Client, generation: u64) {
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        if self.generation.load(Ordering::SeqCst) != generation {
-            return;
-        }
-        if entries.len() >= CLIENT_CACHE_MAX {
-            entries.clear();
-        }
-        entries.insert(client.id.as_str().to_owned(), (Instant::now(), client.clone()));
-    }
-
-    fn forget(&self, id: &ClientId) {
-        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        self.generation.fetch_add(1, Ordering::SeqCst);
-        entries.remove(id.as_str());
-    }
-}
-
+/// Answered from memory for up to `CACHE_TTL` (`cache`): every token request authenticates
+/// its client. Unknown ids are not kept, so made-up ids cannot fill the cache.
 pub async fn find(db: &Db, id: &ClientId) -> StoreResult<Option<Client>> {
-    if let Some(client) = db.clients.get(id) {
+    let cache = &db.caches.clients;
+    if let Some(client) = cache.get(id.as_str()) {
         return Ok(Some(client));
     }
-    let generation = db.clients.generation.load(Ordering::SeqCst);
+    let generation = cache.generation();
     let row = sqlx::query(concat!("SELECT ", columns!(), " FROM clients WHERE id = $1"))
         .bind(id.as_str())
         .fetch_optional(db.pool())
         .await?;
     let client = row.map(|r| from_row(&r)).transpose()?;
     if let Some(client) = &client {
-        db.clients.put(client, generation);
+        cache.put(client.id.as_str().to_owned(), client.clone(), generation);
     }
     Ok(client)
 }
@@ -146,7 +101,7 @@ pub async fn update(db: &Db, client: &Client, now: i64) -> StoreResult<bool> {
     .execute(db.pool())
     .await?
     .rows_affected();
-    db.clients.forget(&client.id);
+    db.caches.clients.forget(client.id.as_str());
     Ok(changed == 1)
 }
 
@@ -163,7 +118,8 @@ pub async fn set_secret_hash(db: &Db, id: &ClientId, hash: &str, now: i64) -> St
     .execute(db.pool())
     .await?
     .rows_affected();
-    db.clients.forget(id);
+    db.caches.clients.forget(id.as_str());
+    db.tokens_changed();
     Ok(changed == 1)
 }
 
@@ -174,6 +130,7 @@ pub async fn delete(db: &Db, id: &ClientId) -> StoreResult<bool> {
         .execute(db.pool())
         .await?
         .rows_affected();
-    db.clients.forget(id);
+    db.caches.clients.forget(id.as_str());
+    db.tokens_changed();
     Ok(gone == 1)
 }

@@ -4,7 +4,9 @@
 pub mod account_tokens;
 pub mod audit;
 pub mod authorize;
+pub mod cache;
 pub mod clients;
+mod group_commit;
 pub mod keys;
 pub mod limits;
 pub mod mfa;
@@ -17,6 +19,10 @@ use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{AnyPool, Connection, Executor};
+
+use crate::model::Client;
+use cache::Cache;
+pub use group_commit::GroupCommitTotals;
 
 /// Anything that went wrong talking to the database. Callers map `Unavailable` to 503 and
 /// the rest to a generic 500; the detail is logged, never sent.
@@ -55,9 +61,14 @@ pub fn is_unavailable(err: &sqlx::Error) -> bool {
         | sqlx::Error::WorkerCrashed => true,
         sqlx::Error::Database(db) => match db.code() {
             // PostgreSQL SQLSTATE: connection exception (08), insufficient resources (53),
-            // operator intervention such as shutdown (57P), read-only transaction (25006).
+            // operator intervention such as shutdown (57P), read-only transaction (25006),
+            // and a transaction chosen to end a deadlock or a serialization conflict (40P01,
+            // 40001): nothing wrong with the request, which may simply be sent again.
             Some(code) if code.len() == 5 => {
-                code.starts_with("08") || code.starts_with("53") || code.starts_with("57P") || code == "25006"
+                code.starts_with("08")
+                    || code.starts_with("53")
+                    || code.starts_with("57P")
+                    || matches!(code.as_ref(), "25006" | "40001" | "40P01")
             }
             // SQLite result codes, extended codes carry the primary one in the low byte:
             // BUSY 5, LOCKED 6, READONLY 8, IOERR 10, FULL 13, CANTOPEN 14.
@@ -91,8 +102,24 @@ pub struct Db {
     /// SQLite `max_page_count` for every connection; 0: SQLite's own. Only fault tests set it.
     page_limit: Arc<AtomicU64>,
     sqlite: bool,
-    clients: Arc<clients::ClientCache>,
-    audit: audit::AuditWriter,
+    caches: Arc<Caches>,
+    group_commit: group_commit::GroupCommit,
+}
+
+/// The in-memory copies of hot rows (`cache`), shared by every clone of the handle.
+#[derive(Debug)]
+struct Caches {
+    clients: Cache<String, Client>,
+    role_scopes: Cache<(), Arc<Vec<(String, String)>>>,
+    /// By `jti`: whether a signed access token's session, user and client are still good.
+    token_states: Cache<String, sessions::AccessTokenState>,
+}
+
+impl Caches {
+    fn new() -> Caches {
+        // Client ids and role tables are few; tokens are many, and each entry is small.
+        Caches { clients: Cache::new(10_000), role_scopes: Cache::new(1), token_states: Cache::new(100_000) }
+    }
 }
 
 /// How long a request waits for a connection before it is told to come back later. Longer
@@ -108,6 +135,12 @@ const MIN_SPARE_PAGES: i64 = 16;
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 impl Db {
+    /// Call after any write that can make access tokens inactive (revocations, sessions
+    /// ended, users disabled or deleted, client secrets rotated, clients deleted).
+    fn tokens_changed(&self) {
+        self.caches.token_states.forget_all();
+    }
+
     pub async fn connect(url: &str) -> StoreResult<Db> {
         sqlx::any::install_default_drivers();
         let options: AnyConnectOptions = url.parse()?;
@@ -143,10 +176,11 @@ impl Db {
             // on that connection nests inside one that never commits, holding the write lock
             // (docs/upstream/sqlx-sqlite-failed-commit.md). A connection whose transaction
             // state is in doubt when it comes back is closed, not reused. On SQLite the ping
-            // waits for the queued rollback of a dropped transaction to finish.
+            // waits for the queued rollback of a dropped transaction to finish; a connection
+            // that says it is in no transaction has none queued, and skips that round trip.
             .after_release(move |conn, _meta| {
                 Box::pin(async move {
-                    if sqlite {
+                    if sqlite && conn.is_in_transaction() {
                         conn.ping().await?;
                     }
                     let clean = !conn.is_in_transaction();
@@ -158,13 +192,17 @@ impl Db {
             })
             .connect_with(options)
             .await?;
-        let audit = audit::AuditWriter::start(pool.clone());
-        Ok(Db { pool, page_limit, sqlite, clients: Arc::default(), audit })
+        let group_commit = group_commit::GroupCommit::start(pool.clone());
+        Ok(Db { pool, page_limit, sqlite, caches: Arc::new(Caches::new()), group_commit })
     }
 
     pub async fn migrate(&self) -> StoreResult<()> {
         MIGRATOR.run(&self.pool).await?;
         Ok(())
+    }
+
+    pub fn group_commit_totals(&self) -> GroupCommitTotals {
+        self.group_commit.totals()
     }
 
     pub fn pool(&self) -> &AnyPool {
@@ -223,9 +261,9 @@ impl Db {
         Ok(())
     }
 
-    /// Queued audit records are written first.
+    /// Queued group-commit writes (audit records, rotations) are committed first.
     pub async fn close(&self) {
-        self.audit.stop().await;
+        self.group_commit.stop().await;
         self.pool.close().await;
     }
 }
@@ -249,6 +287,19 @@ pub fn describe(url: &str) -> String {
 
 fn max_page_count(pages: u64) -> sqlx::AssertSqlSafe<String> {
     sqlx::AssertSqlSafe(format!("PRAGMA max_page_count = {pages}"))
+}
+
+/// Placeholders for a multi-row statement: `rows` groups of `columns` numbered parameters
+/// after the first `skip`, as `($1, $2), ($3, $4)` (one column: `($1), ($2)`, which also
+/// serves `IN (…)`). Such text changes with the row count: run it with `persistent(false)`
+/// unless it is one row, or each count would take a place in the statement cache.
+fn placeholders(rows: usize, columns: usize, skip: usize) -> String {
+    let group = |row: usize| {
+        let params: Vec<String> =
+            (1..=columns).map(|col| format!("${}", skip + row * columns + col)).collect();
+        format!("({})", params.join(", "))
+    };
+    (0..rows).map(group).collect::<Vec<_>>().join(", ")
 }
 
 /// Lists are stored as space-separated words (grants, scopes, audiences, amr).

@@ -4,6 +4,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use super::audit::{self, AuditEvent};
+use super::group_commit::{Done, Job};
 use super::{Db, StoreResult};
 use crate::model::Scope;
 
@@ -79,27 +80,31 @@ pub async fn create(
     .execute(&mut *tx)
     .await?;
     if let Some(refresh) = refresh {
-        insert_refresh(&mut tx, &session.id, &refresh, session.created_at).await?;
+        let row = (refresh.hash, session.id.as_str(), refresh.scope, session.created_at, refresh.expires_at);
+        insert_refresh_tokens(&mut tx, &[row]).await?;
     }
     audit::insert(&mut *tx, event, session.created_at).await?;
     tx.commit().await?;
     Ok(true)
 }
 
-async fn insert_refresh(
+/// A refresh token row: hash, session, scope, created_at, expires_at.
+type RefreshRow<'a> = (&'a str, &'a str, &'a Scope, i64, i64);
+
+/// Stores refresh tokens (only their hashes) in one statement.
+async fn insert_refresh_tokens(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    session_id: &str,
-    refresh: &NewRefresh<'_>,
-    now: i64,
+    rows: &[RefreshRow<'_>],
 ) -> StoreResult<()> {
-    sqlx::query("INSERT INTO refresh_tokens (hash, session_id, scope, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)")
-        .bind(refresh.hash)
-        .bind(session_id)
-        .bind(refresh.scope.to_string())
-        .bind(now)
-        .bind(refresh.expires_at)
-        .execute(&mut **tx)
-        .await?;
+    let sql = format!(
+        "INSERT INTO refresh_tokens (hash, session_id, scope, created_at, expires_at) VALUES {}",
+        super::placeholders(rows.len(), 5, 0)
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(rows.len() == 1);
+    for &(hash, session_id, scope, created_at, expires_at) in rows {
+        query = query.bind(hash).bind(session_id).bind(scope.to_string()).bind(created_at).bind(expires_at);
+    }
+    query.execute(&mut **tx).await?;
     Ok(())
 }
 
@@ -151,45 +156,104 @@ pub enum Spend {
     Successor,
 }
 
-/// Spends a token and stores the next one, with its audit record, atomically. The
-/// conditional UPDATE is the first statement, so on SQLite the transaction takes the write
-/// lock at once, and only one of any number of concurrent callers can see its row change.
-pub async fn rotate_refresh(
-    db: &Db,
-    old_hash: &str,
-    spend: Spend,
-    session_id: &str,
-    new: &NewRefresh<'_>,
-    now: i64,
-    event: &AuditEvent,
+/// A rotation to commit: spend the old token, store the next one (only its hash), touch
+/// the session, and record the audit event, all or nothing.
+pub struct RotationWrite {
+    pub old_hash: String,
+    pub spend: Spend,
+    pub session_id: String,
+    pub new_hash: String,
+    pub scope: Scope,
+    pub expires_at: i64,
+    pub now: i64,
+    pub event: AuditEvent,
+}
+
+/// Commits `rotation` together with the other writes waiting meanwhile (`group_commit`),
+/// and returns once it has committed.
+pub async fn rotate_refresh(db: &Db, rotation: RotationWrite) -> StoreResult<Rotation> {
+    match db.group_commit.submit(Job::Rotate(rotation)).await? {
+        Done::Rotated(rotation) => Ok(rotation),
+        Done::Recorded => Err(super::StoreError::Corrupt("a rotation came back as an audit record".into())),
+    }
+}
+
+/// Spends the token of one rotation inside the batch's transaction. The conditional UPDATE
+/// decides: only one of any number of concurrent spenders sees its row change, and a
+/// rotation that finds its token spent writes nothing.
+pub(super) async fn spend(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    rotation: &RotationWrite,
 ) -> StoreResult<Rotation> {
-    let mut tx = db.pool().begin().await?;
-    let spend_sql = match spend {
-        Spend::Presented => "UPDATE refresh_tokens SET used_at = $2 WHERE hash = $1 AND used_at IS NULL",
+    let spent = match rotation.spend {
+        Spend::Presented => sqlx::query(
+            "UPDATE refresh_tokens SET used_at = $2, replaced_by = $3 WHERE hash = $1 AND used_at IS NULL",
+        )
+        .bind(&rotation.old_hash)
+        .bind(rotation.now)
+        .bind(&rotation.new_hash)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected(),
         Spend::Successor => {
-            "UPDATE refresh_tokens SET used_at = $2
-             WHERE hash = (SELECT replaced_by FROM refresh_tokens WHERE hash = $1) AND used_at IS NULL"
+            let spent = sqlx::query(
+                "UPDATE refresh_tokens SET used_at = $2
+                 WHERE hash = (SELECT replaced_by FROM refresh_tokens WHERE hash = $1) AND used_at IS NULL",
+            )
+            .bind(&rotation.old_hash)
+            .bind(rotation.now)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected();
+            if spent == 1 {
+                sqlx::query("UPDATE refresh_tokens SET replaced_by = $2 WHERE hash = $1")
+                    .bind(&rotation.old_hash)
+                    .bind(&rotation.new_hash)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+            spent
         }
     };
-    let spent = sqlx::query(spend_sql).bind(old_hash).bind(now).execute(&mut *tx).await?.rows_affected();
-    if spent != 1 {
-        tx.rollback().await?;
-        return Ok(Rotation::AlreadyUsed);
+    Ok(if spent == 1 { Rotation::Rotated } else { Rotation::AlreadyUsed })
+}
+
+/// Stores the next tokens of the batch's spent rotations and touches their sessions: two
+/// statements for the whole batch. No rotation of the batch can spend a token stored here:
+/// its client has not seen it yet.
+pub(super) async fn store_successors(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    rotated: &[&RotationWrite],
+) -> StoreResult<()> {
+    if rotated.is_empty() {
+        return Ok(());
     }
-    sqlx::query("UPDATE refresh_tokens SET replaced_by = $2 WHERE hash = $1")
-        .bind(old_hash)
-        .bind(new.hash)
-        .execute(&mut *tx)
-        .await?;
-    insert_refresh(&mut tx, session_id, new, now).await?;
-    sqlx::query("UPDATE sessions SET last_used_at = $2 WHERE id = $1")
-        .bind(session_id)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-    audit::insert(&mut *tx, event, now).await?;
-    tx.commit().await?;
-    Ok(Rotation::Rotated)
+    let insert = format!(
+        "INSERT INTO refresh_tokens (hash, session_id, scope, created_at, expires_at) VALUES {}",
+        super::placeholders(rotated.len(), 5, 0)
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(insert)).persistent(rotated.len() == 1);
+    for r in rotated {
+        query = query
+            .bind(&r.new_hash)
+            .bind(&r.session_id)
+            .bind(r.scope.to_string())
+            .bind(r.now)
+            .bind(r.expires_at);
+    }
+    query.execute(&mut **tx).await?;
+    // One time for the batch: it spans a few milliseconds, and the column orders sessions.
+    let now = rotated.iter().map(|r| r.now).max().unwrap_or_default();
+    let touch = format!(
+        "UPDATE sessions SET last_used_at = $1 WHERE id IN ({})",
+        super::placeholders(rotated.len(), 1, 1)
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(touch)).persistent(rotated.len() == 1).bind(now);
+    for r in rotated {
+        query = query.bind(&r.session_id);
+    }
+    query.execute(&mut **tx).await?;
+    Ok(())
 }
 
 /// Ends a session: its refresh tokens stop working and its access tokens introspect
@@ -201,6 +265,7 @@ pub async fn revoke(db: &Db, session_id: &str, now: i64) -> StoreResult<bool> {
         .execute(db.pool())
         .await?
         .rows_affected();
+    db.tokens_changed();
     Ok(changed == 1)
 }
 
@@ -212,10 +277,12 @@ pub async fn revoke_access_token(db: &Db, jti: &str, expires_at: i64) -> StoreRe
     .bind(expires_at)
     .execute(db.pool())
     .await?;
+    db.tokens_changed();
     Ok(())
 }
 
 /// What the database says about a signed access token, in one round trip.
+#[derive(Debug, Clone)]
 pub struct AccessTokenState {
     pub jti_revoked: bool,
     /// `None` when the token has no session (client credentials).
@@ -227,6 +294,9 @@ pub struct AccessTokenState {
     pub client_valid: bool,
 }
 
+/// Answered from memory for up to `CACHE_TTL` (`cache`): resource servers introspect the
+/// same token on every call they serve. Every write that can end a token calls
+/// `Db::tokens_changed`, so this process sees its own revocations at once.
 pub async fn access_token_state(
     db: &Db,
     jti: &str,
@@ -236,6 +306,11 @@ pub async fn access_token_state(
     client_token_iat: Option<i64>,
     now: i64,
 ) -> StoreResult<AccessTokenState> {
+    let cache = &db.caches.token_states;
+    if let Some(state) = cache.get(jti) {
+        return Ok(state);
+    }
+    let generation = cache.generation();
     let row = sqlx::query(
         "SELECT
             (SELECT COUNT(*) FROM revoked_access_tokens WHERE jti = $1) AS jti_revoked,
@@ -252,12 +327,14 @@ pub async fn access_token_state(
     .bind(client_token_iat.unwrap_or(i64::MAX))
     .fetch_one(db.pool())
     .await?;
-    Ok(AccessTokenState {
+    let state = AccessTokenState {
         client_valid: row.try_get::<i64, _>("client_valid")? > 0,
         jti_revoked: row.try_get::<i64, _>("jti_revoked")? > 0,
         session_live: sid.map(|_| row.try_get::<i64, _>("session_live")).transpose()?.map(|n| n > 0),
         user_active: user_id.map(|_| row.try_get::<i64, _>("user_active")).transpose()?.map(|n| n > 0),
-    })
+    };
+    cache.put(jti.to_owned(), state.clone(), generation);
+    Ok(state)
 }
 
 /// Housekeeping: forget revocations of tokens that have expired anyway.
@@ -298,6 +375,7 @@ pub async fn revoke_all_for_user(db: &Db, user_id: &str, now: i64) -> StoreResul
             .execute(db.pool())
             .await?
             .rows_affected();
+    db.tokens_changed();
     Ok(changed)
 }
 
@@ -337,6 +415,7 @@ pub async fn revoke_for_user(db: &Db, session_id: &str, user_id: &str, now: i64)
     .execute(db.pool())
     .await?
     .rows_affected();
+    db.tokens_changed();
     Ok(changed == 1)
 }
 

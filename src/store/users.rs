@@ -1,3 +1,5 @@
+use std::sync::Arc;
+
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -44,30 +46,39 @@ pub async fn insert(db: &Db, user: &User, password_hash: &str) -> StoreResult<()
     Ok(())
 }
 
+// One user with its roles in one round trip: a row per role (one with a NULL role for a
+// user without any). user_roles has no column named like one of users'.
+macro_rules! with_roles {
+    ($filter:literal) => {
+        concat!(
+            "SELECT ",
+            columns!(),
+            ", r.role FROM users LEFT JOIN user_roles r ON r.user_id = users.id WHERE ",
+            $filter,
+            " ORDER BY r.role"
+        )
+    };
+}
+
 pub async fn find_by_username(db: &Db, username: &Username) -> StoreResult<Option<UserWithHash>> {
-    let row = sqlx::query(concat!("SELECT ", columns!(), " FROM users WHERE username = $1"))
-        .bind(username.as_str())
-        .fetch_optional(db.pool())
-        .await?;
-    match row {
-        Some(row) => {
-            let password_hash = row.try_get("password_hash")?;
-            let user = from_row(db, &row).await?;
-            Ok(Some(UserWithHash { user, password_hash }))
-        }
-        None => Ok(None),
-    }
+    let rows =
+        sqlx::query(with_roles!("users.username = $1")).bind(username.as_str()).fetch_all(db.pool()).await?;
+    let Some(first) = rows.first() else { return Ok(None) };
+    Ok(Some(UserWithHash { password_hash: first.try_get("password_hash")?, user: from_joined_rows(&rows)? }))
 }
 
 pub async fn find_by_id(db: &Db, id: &str) -> StoreResult<Option<User>> {
-    let row = sqlx::query(concat!("SELECT ", columns!(), " FROM users WHERE id = $1"))
-        .bind(id)
-        .fetch_optional(db.pool())
-        .await?;
-    match row {
-        Some(row) => Ok(Some(from_row(db, &row).await?)),
-        None => Ok(None),
+    let rows = sqlx::query(with_roles!("users.id = $1")).bind(id).fetch_all(db.pool()).await?;
+    if rows.is_empty() {
+        return Ok(None);
     }
+    Ok(Some(from_joined_rows(&rows)?))
+}
+
+/// A user from the rows of `with_roles!`; `rows` is not empty.
+fn from_joined_rows(rows: &[AnyRow]) -> StoreResult<User> {
+    let roles = rows.iter().filter_map(|r| r.try_get::<Option<String>, _>("role").transpose());
+    user_from_row(&rows[0], roles.collect::<Result<_, _>>()?)
 }
 
 /// Names of roles that do not exist, out of `roles`.
@@ -106,7 +117,6 @@ pub async fn record_login(db: &Db, id: &str, now: i64, new_hash: Option<&str>) -
 
 async fn from_row(db: &Db, row: &AnyRow) -> StoreResult<User> {
     let id: String = row.try_get("id")?;
-    let status: String = row.try_get("status")?;
     let roles = sqlx::query("SELECT role FROM user_roles WHERE user_id = $1 ORDER BY role")
         .bind(&id)
         .fetch_all(db.pool())
@@ -114,6 +124,12 @@ async fn from_row(db: &Db, row: &AnyRow) -> StoreResult<User> {
         .iter()
         .map(|r| r.try_get::<String, _>("role"))
         .collect::<Result<Vec<_>, _>>()?;
+    user_from_row(row, roles)
+}
+
+fn user_from_row(row: &AnyRow, roles: Vec<String>) -> StoreResult<User> {
+    let id: String = row.try_get("id")?;
+    let status: String = row.try_get("status")?;
     Ok(User {
         username: Username::trusted(row.try_get("username")?),
         email: Email::trusted(row.try_get("email")?),
@@ -317,6 +333,7 @@ pub async fn set_status(db: &Db, id: &str, status: UserStatus, now: i64) -> Stor
     .execute(db.pool())
     .await?
     .rows_affected();
+    db.tokens_changed();
     Ok(changed == 1)
 }
 
@@ -333,6 +350,7 @@ pub async fn unlock(db: &Db, id: &str, now: i64) -> StoreResult<bool> {
     .execute(db.pool())
     .await?
     .rows_affected();
+    db.tokens_changed();
     Ok(changed == 1)
 }
 
@@ -340,13 +358,27 @@ pub async fn unlock(db: &Db, id: &str, now: i64) -> StoreResult<bool> {
 pub async fn delete(db: &Db, id: &str) -> StoreResult<bool> {
     let gone =
         sqlx::query("DELETE FROM users WHERE id = $1").bind(id).execute(db.pool()).await?.rows_affected();
+    db.tokens_changed();
     Ok(gone == 1)
 }
 
-/// Restricted scopes (role_scopes) and the roles that may have each.
-pub async fn role_scopes(db: &Db) -> StoreResult<Vec<(String, String)>> {
+/// Restricted scopes (role_scopes) and the roles that may have each. Every login and
+/// refresh asks; only migrations and operators change the table, so it is answered from
+/// memory for up to `CACHE_TTL` (`cache`).
+pub async fn role_scopes(db: &Db) -> StoreResult<Arc<Vec<(String, String)>>> {
+    let cache = &db.caches.role_scopes;
+    if let Some(table) = cache.get(&()) {
+        return Ok(table);
+    }
+    let generation = cache.generation();
     let rows = sqlx::query("SELECT role, scope FROM role_scopes").fetch_all(db.pool()).await?;
-    rows.iter().map(|r| Ok((r.try_get("role")?, r.try_get("scope")?))).collect()
+    let table = Arc::new(
+        rows.iter()
+            .map(|r| Ok((r.try_get("role")?, r.try_get("scope")?)))
+            .collect::<StoreResult<Vec<_>>>()?,
+    );
+    cache.put((), table.clone(), generation);
+    Ok(table)
 }
 
 /// The password hash alone, to confirm a signed-in user's password. `None`: no such user.
@@ -384,5 +416,6 @@ pub async fn change_password(
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
+    db.tokens_changed();
     Ok(())
 }

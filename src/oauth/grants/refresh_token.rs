@@ -9,7 +9,7 @@ use crate::model::UserStatus;
 use crate::oauth::error::OAuthError;
 use crate::oauth::issue::{self, IssuedTokens};
 use crate::services::{Services, with_meta};
-use crate::store::sessions::{NewRefresh, Rotation, Session, Spend};
+use crate::store::sessions::{Rotation, RotationWrite, Session, Spend};
 use crate::store::{
     self,
     audit::{AuditEvent, AuditKind},
@@ -65,9 +65,6 @@ pub async fn grant(
     // Roles may have changed since the login: a permission lost is a scope lost.
     let scope = super::scope_for_user(svc, &user, scope, false).await?;
     let next = secrets::random_token();
-    let next_hash = secrets::sha256_hex(&next);
-    let new_refresh =
-        NewRefresh { hash: &next_hash, scope: &scope, expires_at: issue::refresh_expiry(svc, &session, now) };
     let retry = if spend == Spend::Successor { " retry=1" } else { "" };
     let event = AuditEvent {
         actor_id: Some(user.id.clone()),
@@ -77,9 +74,17 @@ pub async fn grant(
         ..AuditEvent::new(AuditKind::TokenIssued, "success")
     };
     let event = with_meta(event, meta);
-    match store::sessions::rotate_refresh(svc.db(), &hash, spend, &session.id, &new_refresh, now, &event)
-        .await?
-    {
+    let rotation = RotationWrite {
+        old_hash: hash,
+        spend,
+        session_id: session.id.clone(),
+        new_hash: secrets::sha256_hex(&next),
+        scope: scope.clone(),
+        expires_at: issue::refresh_expiry(svc, &session, now),
+        now,
+        event,
+    };
+    match store::sessions::rotate_refresh(svc.db(), rotation).await? {
         Rotation::Rotated => issue::for_session(svc, client, &user, &scope, &session, Some(next)).await,
         Rotation::AlreadyUsed => {
             reuse_detected(svc, &session, meta).await?;

@@ -1,0 +1,212 @@
+//! Group commit: the writes that must be durable before their request is answered, but are
+//! small and frequent (stand-alone audit records, refresh-token rotations), go through one
+//! task. Whatever queued while its previous commit ran becomes one transaction: one commit,
+//! so one fsync on SQLite, for many requests. Each request is answered only after the
+//! commit that holds its write, so every acknowledged write is durable (`synchronous=FULL`
+//! semantics kept), and a failed commit fails every request in it.
+//!
+//! There is no timer: a lone request is written at once, and batches form only when
+//! requests arrive faster than commits finish.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sqlx::AnyPool;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+
+use super::audit::{self, AuditEvent};
+use super::sessions::{self, Rotation, RotationWrite};
+use super::{StoreError, StoreResult};
+
+/// One write waiting for a commit.
+pub(super) enum Job {
+    Audit { event: AuditEvent, at: i64 },
+    Rotate(RotationWrite),
+}
+
+/// What a job did once committed.
+pub(super) enum Done {
+    Recorded,
+    Rotated(Rotation),
+}
+
+/// Jobs waiting for a commit: a full queue makes requests wait (back-pressure) rather
+/// than grow memory.
+const QUEUE_CAPACITY: usize = 1024;
+
+/// At most this many jobs per commit, so one transaction stays short. The audit records of
+/// a batch are one statement of at most 2,560 parameters, well under SQLite's 32,766 and
+/// PostgreSQL's 65,535.
+const MAX_BATCH: usize = 256;
+
+struct Pending {
+    job: Job,
+    reply: oneshot::Sender<StoreResult<Done>>,
+}
+
+/// Totals since start-up, for `/metrics`: writes per commit is `writes / commits`, the
+/// time a request waits for its commit about `busy / commits`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GroupCommitTotals {
+    pub commits: u64,
+    pub writes: u64,
+    pub busy: Duration,
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    commits: AtomicU64,
+    writes: AtomicU64,
+    busy_micros: AtomicU64,
+}
+
+/// The handle to the task that commits jobs in batches.
+#[derive(Clone, Debug)]
+pub(super) struct GroupCommit {
+    queue: mpsc::Sender<Pending>,
+    counters: Arc<Counters>,
+    /// Taken by `stop`.
+    running: Arc<Mutex<Option<Running>>>,
+}
+
+/// The signal to finish and the task to wait for.
+#[derive(Debug)]
+struct Running {
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<()>,
+}
+
+impl GroupCommit {
+    /// One task: on SQLite one transaction writes at a time anyway, and on PostgreSQL
+    /// several writers side by side made smaller batches and fewer commits per second
+    /// (measured in benches/README.md).
+    pub(super) fn start(pool: AnyPool) -> GroupCommit {
+        let (queue, rx) = mpsc::channel(QUEUE_CAPACITY);
+        let (stop, stopped) = oneshot::channel();
+        let counters = Arc::new(Counters::default());
+        let task = tokio::spawn(commit_batches(pool, rx, stopped, counters.clone()));
+        GroupCommit { queue, counters, running: Arc::new(Mutex::new(Some(Running { stop, task }))) }
+    }
+
+    pub(super) fn totals(&self) -> GroupCommitTotals {
+        GroupCommitTotals {
+            commits: self.counters.commits.load(Ordering::Relaxed),
+            writes: self.counters.writes.load(Ordering::Relaxed),
+            busy: Duration::from_micros(self.counters.busy_micros.load(Ordering::Relaxed)),
+        }
+    }
+
+    /// Queues `job` and returns once the transaction holding it has committed.
+    pub(super) async fn submit(&self, job: Job) -> StoreResult<Done> {
+        let (reply, answer) = oneshot::channel();
+        let stopped = || StoreError::Unavailable(sqlx::Error::PoolClosed);
+        self.queue.send(Pending { job, reply }).await.map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+
+    /// Refuses new jobs, commits those already queued, and returns when they are committed
+    /// (or have failed).
+    pub(super) async fn stop(&self) {
+        let taken = self.running.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(Running { stop, task }) = taken {
+            let _ = stop.send(());
+            let _ = task.await;
+        }
+    }
+}
+
+/// Takes whatever queued while the previous commit ran and commits it. The task itself
+/// goes on after a failed batch. Jobs whose request has gone away are written all the same:
+/// the action they record may have happened.
+async fn commit_batches(
+    pool: AnyPool,
+    mut rx: mpsc::Receiver<Pending>,
+    mut stop: oneshot::Receiver<()>,
+    counters: Arc<Counters>,
+) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    let mut stopping = false;
+    loop {
+        let received = tokio::select! {
+            received = rx.recv_many(&mut batch, MAX_BATCH) => received,
+            _ = &mut stop, if !stopping => {
+                stopping = true;
+                rx.close();
+                continue;
+            }
+        };
+        if received == 0 {
+            return;
+        }
+        let started = Instant::now();
+        let committed = commit(&pool, &batch).await;
+        counters.commits.fetch_add(1, Ordering::Relaxed);
+        counters.writes.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        counters.busy_micros.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+        match committed {
+            Ok(done) => {
+                for (pending, done) in batch.drain(..).zip(done) {
+                    let _ = pending.reply.send(Ok(done));
+                }
+            }
+            Err(err) => {
+                let err = Arc::new(err);
+                let mut unheard = 0;
+                for pending in batch.drain(..) {
+                    unheard += usize::from(pending.reply.send(Err(StoreError::Batch(err.clone()))).is_err());
+                }
+                // Those waiting log the error with their request; nobody else will hear of these.
+                if unheard > 0 {
+                    tracing::error!(error = %err, writes = unheard, "writes of finished requests lost");
+                }
+            }
+        }
+    }
+}
+
+/// One transaction for the batch: the rotations' spends in the order they queued (each
+/// sees the ones before it, as if they had run one after the other), then their new tokens,
+/// then every audit record of the batch, one statement each. Audit records alone need no transaction: one statement is atomic.
+async fn commit(pool: &AnyPool, batch: &[Pending]) -> StoreResult<Vec<Done>> {
+    if !batch.iter().any(|p| matches!(p.job, Job::Rotate(_))) {
+        let records: Vec<_> = batch.iter().filter_map(|p| audit_record(&p.job, &Done::Recorded)).collect();
+        audit::insert_all(pool, &records).await?;
+        return Ok(batch.iter().map(|_| Done::Recorded).collect());
+    }
+    let mut tx = pool.begin().await?;
+    let mut done = Vec::with_capacity(batch.len());
+    let mut records = Vec::with_capacity(batch.len());
+    let mut rotated = Vec::with_capacity(batch.len());
+    for pending in batch {
+        let outcome = match &pending.job {
+            Job::Audit { .. } => Done::Recorded,
+            Job::Rotate(rotation) => {
+                let outcome = sessions::spend(&mut tx, rotation).await?;
+                if matches!(outcome, Rotation::Rotated) {
+                    rotated.push(rotation);
+                }
+                Done::Rotated(outcome)
+            }
+        };
+        records.extend(audit_record(&pending.job, &outcome));
+        done.push(outcome);
+    }
+    sessions::store_successors(&mut tx, &rotated).await?;
+    if !records.is_empty() {
+        audit::insert_all(&mut *tx, &records).await?;
+    }
+    tx.commit().await?;
+    Ok(done)
+}
+
+/// The audit record a job leaves once done: a rotation that found its token spent leaves
+/// none here (the caller records the reuse).
+fn audit_record<'a>(job: &'a Job, done: &Done) -> Option<(&'a AuditEvent, i64)> {
+    match (job, done) {
+        (Job::Audit { event, at }, _) => Some((event, *at)),
+        (Job::Rotate(rotation), Done::Rotated(Rotation::Rotated)) => Some((&rotation.event, rotation.now)),
+        (Job::Rotate(_), _) => None,
+    }
+}
