@@ -13,6 +13,12 @@ pub fn random_token() -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
+/// Whether `text` has the shape of a `random_token`: anything else cannot be one of ours,
+/// and needs no lookup.
+pub fn is_random_token(text: &str) -> bool {
+    text.len() == 43 && text.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+}
+
 /// A fast hash is right for these: the inputs carry 256 bits of entropy, so there is
 /// nothing to brute-force and argon2 would only slow every request down.
 pub fn sha256_hex(secret: &str) -> String {
@@ -38,6 +44,10 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(a.len(), 43);
         assert!(a.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
+        assert!(is_random_token(&a));
+        assert!(!is_random_token(&a[1..]), "too short");
+        assert!(!is_random_token(&format!("{}+", &a[1..])), "not base64url");
+        assert!(!is_random_token(&format!("{}é", &a[2..])), "two bytes, one character");
     }
 
     #[test]

@@ -5,7 +5,6 @@ use serde::Serialize;
 use super::client::{self, PresentedClient};
 use super::error::OAuthError;
 use super::tokens::{self, AccessClaims};
-use crate::crypto::secrets;
 use crate::model::Client;
 use crate::services::Services;
 use crate::store::{self};
@@ -50,7 +49,7 @@ pub async fn introspect(
         let claims = tokens::active_access_token(svc, token).await?;
         return Ok(claims.filter(|c| may_see(&caller, c, svc.issuer())).map(active_access));
     }
-    let Some(record) = store::sessions::find_refresh(svc.db(), &secrets::sha256_hex(token)).await? else {
+    let Some(record) = tokens::find_refresh_token(svc, token).await? else {
         return Ok(None);
     };
     let now = svc.now();

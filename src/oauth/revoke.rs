@@ -2,8 +2,7 @@
 
 use super::client::{self, PresentedClient};
 use super::error::OAuthError;
-use super::tokens::{ACCESS_TOKEN_TYP, AccessClaims, looks_like_jwt};
-use crate::crypto::secrets;
+use super::tokens::{ACCESS_TOKEN_TYP, AccessClaims, find_refresh_token, looks_like_jwt};
 use crate::model::{Client, RequestMeta};
 use crate::services::Services;
 use crate::store::audit::{AuditEvent, AuditKind};
@@ -27,7 +26,7 @@ pub async fn revoke(
         }
         return Ok(());
     }
-    if let Some(record) = store::sessions::find_refresh(svc.db(), &secrets::sha256_hex(token)).await?
+    if let Some(record) = find_refresh_token(svc, token).await?
         && record.session.client_id == caller.id.as_str()
     {
         store::sessions::revoke(svc.db(), &record.session.id, svc.now()).await?;

@@ -3,8 +3,10 @@
 
 use serde::{Deserialize, Deserializer, Serialize};
 
+use crate::crypto::secrets;
 use crate::model::Scope;
 use crate::services::Services;
+use crate::store::sessions::RefreshRecord;
 use crate::store::{self, StoreError};
 
 pub const ACCESS_TOKEN_TYP: &str = "at+jwt";
@@ -94,6 +96,16 @@ pub async fn active_access_token(svc: &Services, token: &str) -> Result<Option<A
         && state.session_live.unwrap_or(true)
         && state.user_active.unwrap_or(true);
     Ok(live.then_some(claims))
+}
+
+/// The stored refresh token `token` names, if any. A string without the shape of ours
+/// (`secrets::random_token`) costs no database lookup, so a flood of junk at the token,
+/// introspection or revocation endpoint stays off the database.
+pub async fn find_refresh_token(svc: &Services, token: &str) -> Result<Option<RefreshRecord>, StoreError> {
+    if !secrets::is_random_token(token) {
+        return Ok(None);
+    }
+    store::sessions::find_refresh(svc.db(), &secrets::sha256_hex(token)).await
 }
 
 /// Scopes that name latchkey's own APIs. Only a token granted one of them carries the

@@ -8,6 +8,7 @@ use crate::model::Scope;
 use crate::model::UserStatus;
 use crate::oauth::error::OAuthError;
 use crate::oauth::issue::{self, IssuedTokens};
+use crate::oauth::tokens;
 use crate::services::{Services, with_meta};
 use crate::store::sessions::{Rotation, RotationWrite, Session, Spend};
 use crate::store::{
@@ -27,8 +28,8 @@ pub async fn grant(
     meta: &RequestMeta,
 ) -> Result<IssuedTokens, OAuthError> {
     let now = svc.now();
+    let record = tokens::find_refresh_token(svc, token).await?.ok_or_else(invalid)?;
     let hash = secrets::sha256_hex(token);
-    let record = store::sessions::find_refresh(svc.db(), &hash).await?.ok_or_else(invalid)?;
     let session = record.session;
     // A token is bound to the client it was issued to (RFC 6749 §6).
     if session.client_id != client.id.as_str() {
