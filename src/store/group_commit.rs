@@ -166,34 +166,43 @@ async fn commit_batches(
     }
 }
 
-/// One transaction for the batch: the rotations' spends in the order they queued (each
-/// sees the ones before it, as if they had run one after the other), then their new tokens,
-/// then every audit record of the batch, one statement each. Audit records alone need no transaction: one statement is atomic.
+/// One transaction for the batch: the rotations' spends (as if they had run one after
+/// the other in queue order), then their new tokens, then every audit record of the batch,
+/// a statement or two each. Audit records alone need no transaction: one statement is
+/// atomic.
 async fn commit(pool: &AnyPool, batch: &[Pending]) -> StoreResult<Vec<Done>> {
-    if !batch.iter().any(|p| matches!(p.job, Job::Rotate(_))) {
+    let rotations: Vec<&RotationWrite> = batch
+        .iter()
+        .filter_map(|p| match &p.job {
+            Job::Rotate(rotation) => Some(rotation),
+            Job::Audit { .. } => None,
+        })
+        .collect();
+    if rotations.is_empty() {
         let records: Vec<_> = batch.iter().filter_map(|p| audit_record(&p.job, &Done::Recorded)).collect();
         audit::insert_all(pool, &records).await?;
         return Ok(batch.iter().map(|_| Done::Recorded).collect());
     }
     let mut tx = pool.begin().await?;
-    let mut done = Vec::with_capacity(batch.len());
-    let mut records = Vec::with_capacity(batch.len());
-    let mut rotated = Vec::with_capacity(batch.len());
-    for pending in batch {
-        let outcome = match &pending.job {
-            Job::Audit { .. } => Done::Recorded,
-            Job::Rotate(rotation) => {
-                let outcome = sessions::spend(&mut tx, rotation).await?;
-                if matches!(outcome, Rotation::Rotated) {
-                    rotated.push(rotation);
-                }
-                Done::Rotated(outcome)
-            }
-        };
-        records.extend(audit_record(&pending.job, &outcome));
-        done.push(outcome);
-    }
+    let outcomes = sessions::spend(&mut tx, &rotations).await?;
+    let rotated: Vec<&RotationWrite> = rotations
+        .iter()
+        .zip(&outcomes)
+        .filter(|(_, outcome)| matches!(outcome, Rotation::Rotated))
+        .map(|(rotation, _)| *rotation)
+        .collect();
     sessions::store_successors(&mut tx, &rotated).await?;
+    let mut outcomes = outcomes.into_iter();
+    let done: Vec<Done> = batch
+        .iter()
+        .map(|p| match p.job {
+            Job::Audit { .. } => Done::Recorded,
+            // One outcome per rotation, in order.
+            Job::Rotate(_) => Done::Rotated(outcomes.next().unwrap_or(Rotation::AlreadyUsed)),
+        })
+        .collect();
+    let records: Vec<_> =
+        batch.iter().zip(&done).filter_map(|(p, done)| audit_record(&p.job, done)).collect();
     if !records.is_empty() {
         audit::insert_all(&mut *tx, &records).await?;
     }

@@ -178,44 +178,83 @@ pub async fn rotate_refresh(db: &Db, rotation: RotationWrite) -> StoreResult<Rot
     }
 }
 
-/// Spends the token of one rotation inside the batch's transaction. The conditional UPDATE
-/// decides: only one of any number of concurrent spenders sees its row change, and a
-/// rotation that finds its token spent writes nothing.
+/// Spends the tokens of a batch's rotations inside its transaction; one outcome per
+/// rotation, in order. The conditional UPDATE decides: of any number of spenders of one
+/// token, in this batch or another, only one sees its row change (here the first in queue
+/// order), and a rotation that finds its token spent writes nothing. The presented tokens
+/// are spent in one statement; retries after a lost response (`Spend::Successor`, rare)
+/// one by one after them.
 pub(super) async fn spend(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    rotations: &[&RotationWrite],
+) -> StoreResult<Vec<Rotation>> {
+    let presented: Vec<&RotationWrite> =
+        rotations.iter().copied().filter(|r| r.spend == Spend::Presented).collect();
+    let mut spent: Vec<String> =
+        if presented.is_empty() { Vec::new() } else { spend_presented(tx, &presented).await? };
+    let mut outcomes = Vec::with_capacity(rotations.len());
+    for rotation in rotations {
+        let won = match rotation.spend {
+            Spend::Presented => match spent.iter().position(|hash| *hash == rotation.old_hash) {
+                Some(at) => {
+                    spent.swap_remove(at);
+                    true
+                }
+                None => false,
+            },
+            Spend::Successor => spend_successor(tx, rotation).await?,
+        };
+        outcomes.push(if won { Rotation::Rotated } else { Rotation::AlreadyUsed });
+    }
+    Ok(outcomes)
+}
+
+/// The hashes, among `presented`, this statement spent; each points at its rotation's
+/// successor (for a token presented twice, the first rotation's).
+async fn spend_presented(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    presented: &[&RotationWrite],
+) -> StoreResult<Vec<String>> {
+    let pairs: Vec<String> =
+        (0..presented.len()).map(|i| format!("WHEN ${} THEN ${}", 2 * i + 2, 2 * i + 3)).collect();
+    let hashes: Vec<String> = (0..presented.len()).map(|i| format!("${}", 2 * i + 2)).collect();
+    let sql = format!(
+        "UPDATE refresh_tokens SET used_at = $1, replaced_by = CASE hash {} END
+         WHERE hash IN ({}) AND used_at IS NULL RETURNING hash",
+        pairs.join(" "),
+        hashes.join(", ")
+    );
+    // One time for the batch, which spans milliseconds.
+    let now = presented.iter().map(|r| r.now).max().unwrap_or_default();
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(presented.len() == 1).bind(now);
+    for rotation in presented {
+        query = query.bind(&rotation.old_hash).bind(&rotation.new_hash);
+    }
+    let rows = query.fetch_all(&mut **tx).await?;
+    Ok(rows.iter().map(|row| row.try_get("hash")).collect::<Result<_, _>>()?)
+}
+
+async fn spend_successor(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     rotation: &RotationWrite,
-) -> StoreResult<Rotation> {
-    let spent = match rotation.spend {
-        Spend::Presented => sqlx::query(
-            "UPDATE refresh_tokens SET used_at = $2, replaced_by = $3 WHERE hash = $1 AND used_at IS NULL",
-        )
-        .bind(&rotation.old_hash)
-        .bind(rotation.now)
-        .bind(&rotation.new_hash)
-        .execute(&mut **tx)
-        .await?
-        .rows_affected(),
-        Spend::Successor => {
-            let spent = sqlx::query(
-                "UPDATE refresh_tokens SET used_at = $2
-                 WHERE hash = (SELECT replaced_by FROM refresh_tokens WHERE hash = $1) AND used_at IS NULL",
-            )
+) -> StoreResult<bool> {
+    let spent = sqlx::query(
+        "UPDATE refresh_tokens SET used_at = $2
+         WHERE hash = (SELECT replaced_by FROM refresh_tokens WHERE hash = $1) AND used_at IS NULL",
+    )
+    .bind(&rotation.old_hash)
+    .bind(rotation.now)
+    .execute(&mut **tx)
+    .await?
+    .rows_affected();
+    if spent == 1 {
+        sqlx::query("UPDATE refresh_tokens SET replaced_by = $2 WHERE hash = $1")
             .bind(&rotation.old_hash)
-            .bind(rotation.now)
+            .bind(&rotation.new_hash)
             .execute(&mut **tx)
-            .await?
-            .rows_affected();
-            if spent == 1 {
-                sqlx::query("UPDATE refresh_tokens SET replaced_by = $2 WHERE hash = $1")
-                    .bind(&rotation.old_hash)
-                    .bind(&rotation.new_hash)
-                    .execute(&mut **tx)
-                    .await?;
-            }
-            spent
-        }
-    };
-    Ok(if spent == 1 { Rotation::Rotated } else { Rotation::AlreadyUsed })
+            .await?;
+    }
+    Ok(spent == 1)
 }
 
 /// Stores the next tokens of the batch's spent rotations and touches their sessions: two
