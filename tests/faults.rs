@@ -248,6 +248,16 @@ async fn refresh(app: &TestApp, client: &TestClient, token: &str) -> (u16, Value
     (resp.status().as_u16(), resp.json().await.unwrap())
 }
 
+/// Takes the audit table away (every audit write fails) or puts it back.
+async fn set_audit_table_away(app: &TestApp, away: bool) {
+    let sql = if away {
+        "ALTER TABLE audit_events RENAME TO audit_events_away"
+    } else {
+        "ALTER TABLE audit_events_away RENAME TO audit_events"
+    };
+    sqlx::query(sql).execute(app.svc.db().pool()).await.unwrap();
+}
+
 async fn audit_count(app: &TestApp, event: &str) -> i64 {
     sqlx::query_scalar("SELECT COUNT(*) FROM audit_events WHERE event = $1")
         .bind(event)
@@ -312,10 +322,7 @@ async fn a_request_whose_audit_record_cannot_be_written_fails() {
     let machine = machine_client(&app).await;
     assert_eq!(client_credentials(&app, &machine).await.status(), 200);
 
-    sqlx::query("ALTER TABLE audit_events RENAME TO audit_events_away")
-        .execute(app.svc.db().pool())
-        .await
-        .unwrap();
+    set_audit_table_away(&app, true).await;
     let status = client_credentials(&app, &machine).await.status();
     assert!(status.is_server_error(), "client_credentials answered {status} without its audit record");
     let status = app.password_grant(&web, "alice", PASSWORD, None).await.status();
@@ -324,10 +331,7 @@ async fn a_request_whose_audit_record_cannot_be_written_fails() {
         sqlx::query_scalar("SELECT COUNT(*) FROM sessions").fetch_one(app.svc.db().pool()).await.unwrap();
     assert_eq!(sessions, 0, "the login's session went with its audit record");
 
-    sqlx::query("ALTER TABLE audit_events_away RENAME TO audit_events")
-        .execute(app.svc.db().pool())
-        .await
-        .unwrap();
+    set_audit_table_away(&app, false).await;
     assert_eq!(client_credentials(&app, &machine).await.status(), 200);
     assert_eq!(audit_count(&app, "token_issued").await, 2);
 }
@@ -372,17 +376,11 @@ async fn concurrent_requests_that_share_audit_commits_each_have_their_record() {
 async fn a_failed_audit_batch_fails_every_request_in_it_and_the_next_batch_is_written() {
     let app = spawn_app().await;
     let machine = machine_client(&app).await;
-    sqlx::query("ALTER TABLE audit_events RENAME TO audit_events_away")
-        .execute(app.svc.db().pool())
-        .await
-        .unwrap();
+    set_audit_table_away(&app, true).await;
     let statuses = concurrent_client_credentials(&app, &machine, 64).await;
     assert!(statuses.iter().all(|s| *s == 500), "answered without an audit record: {statuses:?}");
 
-    sqlx::query("ALTER TABLE audit_events_away RENAME TO audit_events")
-        .execute(app.svc.db().pool())
-        .await
-        .unwrap();
+    set_audit_table_away(&app, false).await;
     assert!(token_issued_user_agents(&app).await.is_empty());
     let statuses = concurrent_client_credentials(&app, &machine, 8).await;
     assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
@@ -477,16 +475,10 @@ async fn a_failed_rotation_batch_spends_no_token() {
     let web = app.web_client().await;
     let tokens = sessions(&app, &web, 16).await;
     // The batch's last statement fails: everything before it in the batch must go too.
-    sqlx::query("ALTER TABLE audit_events RENAME TO audit_events_away")
-        .execute(app.svc.db().pool())
-        .await
-        .unwrap();
+    set_audit_table_away(&app, true).await;
     let answers = concurrent_refreshes(&app, &web, &tokens).await;
     assert!(answers.iter().all(|(status, _)| *status == 500), "{answers:?}");
-    sqlx::query("ALTER TABLE audit_events_away RENAME TO audit_events")
-        .execute(app.svc.db().pool())
-        .await
-        .unwrap();
+    set_audit_table_away(&app, false).await;
     let answers = concurrent_refreshes(&app, &web, &tokens).await;
     assert!(answers.iter().all(|(status, _)| *status == 200), "the same tokens, once more: {answers:?}");
 }
