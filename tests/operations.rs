@@ -110,8 +110,13 @@ async fn operations_endpoints() {
     let spec: Value = app.get_json("/openapi.json").await;
     assert!(spec["paths"]["/oauth/token"]["post"].is_object());
     assert_eq!(spec["servers"][0]["url"], app.base);
-    let yaml = app.http.get(app.url("/openapi.yaml")).send().await.unwrap().text().await.unwrap();
+    let resp = app.http.get(app.url("/openapi.json")).send().await.unwrap();
+    assert_eq!(resp.headers()["content-type"], "application/json");
+    let resp = app.http.get(app.url("/openapi.yaml")).send().await.unwrap();
+    assert_eq!(resp.headers()["content-type"], "application/x-yaml");
+    let yaml = resp.text().await.unwrap();
     assert!(yaml.contains("/oauth/introspect"));
+    assert_eq!(yaml, latchkey::http::openapi_document(&app.base, true));
     let docs = app.http.get(app.url("/docs")).send().await.unwrap();
     assert_eq!(docs.status(), 200);
     assert!(docs.text().await.unwrap().contains("swagger"));

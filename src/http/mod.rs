@@ -15,8 +15,9 @@ mod slow_clients;
 
 pub use slow_clients::SlowClientGuard;
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
+use poem::endpoint::{BoxEndpoint, make_sync};
 use poem::http::{HeaderName, Method, header};
 use poem::middleware::Cors;
 use poem::{Endpoint, EndpointExt, IntoResponse, Route, get, post};
@@ -87,11 +88,12 @@ pub fn routes(svc: &Services) -> impl Endpoint + use<> {
     let hsts = svc.settings().issuer.scheme() == "https";
     let trusted_proxies: Arc<[ipnet::IpNet]> = svc.settings().trusted_proxies.clone().into();
     let route_names = Arc::new(middleware::RouteNames::from_spec(&service.spec()));
-    let docs_page: Arc<str> = docs_page(&service.swagger_ui_html()).into();
+    let docs = Arc::new(Docs::new(svc.issuer()));
+    let (json, yaml, page) = (docs.clone(), docs.clone(), docs);
     Route::new()
-        .at("/openapi.json", service.spec_endpoint())
-        .at("/openapi.yaml", service.spec_endpoint_yaml())
-        .nest("/docs", service.swagger_ui().around(move |next, req| docs(next, req, docs_page.clone())))
+        .at("/openapi.json", make_sync(move |_| json.json()))
+        .at("/openapi.yaml", make_sync(move |_| yaml.yaml()))
+        .nest("/docs", page)
         .at("/oauth/authorize", get(pages::authorize).post(pages::authorize))
         .at("/oauth/authorize/login", post(pages::login))
         .at("/oauth/authorize/second-factor", post(pages::second_factor))
@@ -110,13 +112,56 @@ pub fn routes(svc: &Services) -> impl Endpoint + use<> {
 /// `client create` line that registers it.
 pub const DOCS_CLIENT_ID: &str = "docs";
 
+/// The OpenAPI document in both forms and the Swagger UI page: about 4 MB of text (the
+/// page inlines Swagger UI's bundle), built on first request rather than at start-up, as
+/// most servers seldom serve them and every replica pays for what it holds while idle.
+struct Docs {
+    issuer: String,
+    json: OnceLock<String>,
+    yaml: OnceLock<String>,
+    page: OnceLock<String>,
+    /// poem-openapi's Swagger UI endpoint, for the receiver page of the code flow.
+    swagger: OnceLock<BoxEndpoint<'static>>,
+}
+
+impl Docs {
+    fn new(issuer: &str) -> Self {
+        Docs {
+            issuer: issuer.to_owned(),
+            json: OnceLock::new(),
+            yaml: OnceLock::new(),
+            page: OnceLock::new(),
+            swagger: OnceLock::new(),
+        }
+    }
+
+    fn json(&self) -> poem::Response {
+        let spec = self.json.get_or_init(|| openapi_document(&self.issuer, false));
+        poem::Response::builder().content_type("application/json").body(spec.clone())
+    }
+
+    fn yaml(&self) -> poem::Response {
+        let spec = self.yaml.get_or_init(|| openapi_document(&self.issuer, true));
+        poem::Response::builder()
+            .content_type("application/x-yaml")
+            .header(header::CONTENT_DISPOSITION, "inline; filename=\"spec.yaml\"")
+            .body(spec.clone())
+    }
+}
+
 /// poem-openapi's Swagger UI page, with its Authorize dialog set up for the code flow: PKCE
 /// on, the `docs` client filled in. The receiver page of the code flow stays poem-openapi's.
-async fn docs(next: Arc<impl Endpoint>, req: poem::Request, page: Arc<str>) -> poem::Result<poem::Response> {
-    if req.uri().path() == "/" {
-        Ok(poem::web::Html(page.to_string()).into_response())
-    } else {
-        next.call(req).await.map(IntoResponse::into_response)
+impl Endpoint for Docs {
+    type Output = poem::Response;
+
+    async fn call(&self, req: poem::Request) -> poem::Result<poem::Response> {
+        if req.uri().path() == "/" {
+            let page = self.page.get_or_init(|| docs_page(&api_service(&self.issuer).swagger_ui_html()));
+            return Ok(poem::web::Html(page.clone()).into_response());
+        }
+        let swagger =
+            self.swagger.get_or_init(|| api_service(&self.issuer).swagger_ui().map_to_response().boxed());
+        swagger.call(req).await
     }
 }
 
