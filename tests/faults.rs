@@ -241,6 +241,32 @@ async fn a_database_outage_answers_503_at_once_and_recovers_without_restart() {
     assert_eq!(register(&app, "after").await.status(), 201);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pooled_connections_the_database_closed_while_idle_are_replaced_unseen() {
+    if postgres_url().is_none() {
+        eprintln!("skipped: needs LATCHKEY_TEST_DATABASE_URL (PostgreSQL ends the connections)");
+        return;
+    }
+    let app = spawn_app().await;
+    let machine = machine_client(&app).await;
+    assert_eq!(client_credentials(&app, &machine).await.status(), 200);
+    // As a database restart or a proxy's idle timeout would: every connection of the pool ends.
+    sqlx::any::install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect(&app.database_url).await.unwrap();
+    sqlx::query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    // Idle longer than the server trusts an unused connection without a ping.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    for _ in 0..5 {
+        assert_eq!(client_credentials(&app, &machine).await.status(), 200);
+    }
+}
+
 async fn refresh(app: &TestApp, client: &TestClient, token: &str) -> (u16, Value) {
     let resp = app
         .post_form("/oauth/token", client, &[("grant_type", "refresh_token"), ("refresh_token", token)])

@@ -126,6 +126,9 @@ impl Caches {
 /// only makes clients and probes time out instead of hearing 503.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// A pooled connection idle at least this long is pinged before use.
+const IDLE_PING_AFTER: Duration = Duration::from_secs(1);
+
 /// Readiness must answer within a probe's usual 1 s timeout.
 const READY_TIMEOUT: Duration = Duration::from_millis(900);
 
@@ -150,6 +153,19 @@ impl Db {
         let pool = AnyPoolOptions::new()
             .max_connections(if sqlite { 8 } else { 16 })
             .acquire_timeout(ACQUIRE_TIMEOUT)
+            // sqlx pings every connection it hands out (a round trip on PostgreSQL, a hop to
+            // the worker thread on SQLite) and again every one given back. The ping on the way
+            // back finds a connection that broke in use; one that sat idle a while may have
+            // been dropped by the server or a proxy meanwhile, so only that one is tried first.
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= IDLE_PING_AFTER {
+                        conn.ping().await?;
+                    }
+                    Ok(true)
+                })
+            })
             .after_connect(move |conn, _meta| {
                 let pages = limit.load(Ordering::Relaxed);
                 Box::pin(async move {
