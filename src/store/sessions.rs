@@ -6,7 +6,7 @@ use sqlx::any::AnyRow;
 use super::audit::{self, AuditEvent};
 use super::group_commit::{Done, Job};
 use super::{Db, StoreResult};
-use crate::model::Scope;
+use crate::model::{Scope, User};
 
 #[derive(Debug, Clone)]
 pub struct Session {
@@ -108,7 +108,7 @@ async fn insert_refresh_tokens(
     Ok(())
 }
 
-/// A refresh token as stored, with its session.
+/// A refresh token as stored, with its session and the session's user.
 #[derive(Debug, Clone)]
 pub struct RefreshRecord {
     pub scope: Scope,
@@ -116,27 +116,32 @@ pub struct RefreshRecord {
     pub expires_at: i64,
     pub used_at: Option<i64>,
     pub session: Session,
+    pub user: User,
 }
 
+/// The refresh token with hash `hash`, its session and its user with their roles: all a
+/// refresh reads, in one round trip (a row per role).
 pub async fn find_refresh(db: &Db, hash: &str) -> StoreResult<Option<RefreshRecord>> {
-    let row = sqlx::query(concat!(
+    let rows = sqlx::query(concat!(
         "SELECT r.scope AS token_scope, r.created_at AS token_created_at, r.expires_at AS token_expires_at, r.used_at, ",
         session_columns!(),
-        " FROM refresh_tokens r JOIN sessions s ON s.id = r.session_id WHERE r.hash = $1"
+        ", ",
+        super::users::prefixed_columns!(),
+        ", ur.role FROM refresh_tokens r JOIN sessions s ON s.id = r.session_id JOIN users u ON u.id = s.user_id",
+        " LEFT JOIN user_roles ur ON ur.user_id = u.id WHERE r.hash = $1 ORDER BY ur.role"
     ))
     .bind(hash)
-    .fetch_optional(db.pool())
+    .fetch_all(db.pool())
     .await?;
-    row.map(|r| {
-        Ok(RefreshRecord {
-            scope: scope_column(&r, "token_scope")?,
-            created_at: r.try_get("token_created_at")?,
-            expires_at: r.try_get("token_expires_at")?,
-            used_at: r.try_get("used_at")?,
-            session: session_from_row(&r)?,
-        })
-    })
-    .transpose()
+    let Some(r) = rows.first() else { return Ok(None) };
+    Ok(Some(RefreshRecord {
+        scope: scope_column(r, "token_scope")?,
+        created_at: r.try_get("token_created_at")?,
+        expires_at: r.try_get("token_expires_at")?,
+        used_at: r.try_get("used_at")?,
+        session: session_from_row(r)?,
+        user: super::users::from_joined_rows(&rows, "u_")?,
+    }))
 }
 
 pub enum Rotation {

@@ -14,6 +14,17 @@ macro_rules! columns {
     };
 }
 
+// The same columns of `users u` as `u_id`, `u_username` …, for a query that joins users to
+// a table with columns of the same names; `from_joined_rows(rows, "u_")` reads them.
+macro_rules! prefixed_columns {
+    () => {
+        "u.id AS u_id, u.username AS u_username, u.email AS u_email, u.email_verified AS u_email_verified, \
+         u.status AS u_status, u.locked_until AS u_locked_until, u.last_login_at AS u_last_login_at, \
+         u.created_at AS u_created_at, u.updated_at AS u_updated_at, u.security_stamp AS u_security_stamp"
+    };
+}
+pub(super) use prefixed_columns;
+
 /// A user row with its password hash, which never leaves the account module.
 pub struct UserWithHash {
     pub user: User,
@@ -64,7 +75,10 @@ pub async fn find_by_username(db: &Db, username: &Username) -> StoreResult<Optio
     let rows =
         sqlx::query(with_roles!("users.username = $1")).bind(username.as_str()).fetch_all(db.pool()).await?;
     let Some(first) = rows.first() else { return Ok(None) };
-    Ok(Some(UserWithHash { password_hash: first.try_get("password_hash")?, user: from_joined_rows(&rows)? }))
+    Ok(Some(UserWithHash {
+        password_hash: first.try_get("password_hash")?,
+        user: from_joined_rows(&rows, "")?,
+    }))
 }
 
 pub async fn find_by_id(db: &Db, id: &str) -> StoreResult<Option<User>> {
@@ -72,13 +86,14 @@ pub async fn find_by_id(db: &Db, id: &str) -> StoreResult<Option<User>> {
     if rows.is_empty() {
         return Ok(None);
     }
-    Ok(Some(from_joined_rows(&rows)?))
+    Ok(Some(from_joined_rows(&rows, "")?))
 }
 
-/// A user from the rows of `with_roles!`; `rows` is not empty.
-fn from_joined_rows(rows: &[AnyRow]) -> StoreResult<User> {
+/// A user from the rows of `with_roles!` (or of a query selecting `prefixed_columns!` and
+/// the role likewise); `rows` is not empty.
+pub(super) fn from_joined_rows(rows: &[AnyRow], prefix: &str) -> StoreResult<User> {
     let roles = rows.iter().filter_map(|r| r.try_get::<Option<String>, _>("role").transpose());
-    user_from_row(&rows[0], roles.collect::<Result<_, _>>()?)
+    user_from_row(&rows[0], prefix, roles.collect::<Result<_, _>>()?)
 }
 
 /// Names of roles that do not exist, out of `roles`.
@@ -124,25 +139,25 @@ async fn from_row(db: &Db, row: &AnyRow) -> StoreResult<User> {
         .iter()
         .map(|r| r.try_get::<String, _>("role"))
         .collect::<Result<Vec<_>, _>>()?;
-    user_from_row(row, roles)
+    user_from_row(row, "", roles)
 }
 
-fn user_from_row(row: &AnyRow, roles: Vec<String>) -> StoreResult<User> {
-    let id: String = row.try_get("id")?;
-    let status: String = row.try_get("status")?;
+fn user_from_row(row: &AnyRow, prefix: &str, roles: Vec<String>) -> StoreResult<User> {
+    let column = |name: &str| format!("{prefix}{name}");
+    let status: String = row.try_get(column("status").as_str())?;
     Ok(User {
-        username: Username::trusted(row.try_get("username")?),
-        email: Email::trusted(row.try_get("email")?),
-        email_verified: row.try_get::<i64, _>("email_verified")? != 0,
+        id: row.try_get(column("id").as_str())?,
+        username: Username::trusted(row.try_get(column("username").as_str())?),
+        email: Email::trusted(row.try_get(column("email").as_str())?),
+        email_verified: row.try_get::<i64, _>(column("email_verified").as_str())? != 0,
         status: UserStatus::parse(&status)
             .ok_or_else(|| StoreError::Corrupt(format!("user status {status:?}")))?,
-        locked_until: row.try_get("locked_until")?,
-        last_login_at: row.try_get("last_login_at")?,
-        created_at: row.try_get("created_at")?,
-        updated_at: row.try_get("updated_at")?,
-        security_stamp: row.try_get("security_stamp")?,
+        locked_until: row.try_get(column("locked_until").as_str())?,
+        last_login_at: row.try_get(column("last_login_at").as_str())?,
+        created_at: row.try_get(column("created_at").as_str())?,
+        updated_at: row.try_get(column("updated_at").as_str())?,
+        security_stamp: row.try_get(column("security_stamp").as_str())?,
         roles,
-        id,
     })
 }
 

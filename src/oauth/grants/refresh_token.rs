@@ -59,10 +59,10 @@ pub async fn grant(
         return Err(OAuthError::InvalidScope("a refresh may only narrow the scope".into()));
     }
     limits::check(svc, Limit::Refresh, &session.user_id).await?;
-    let user = store::users::find_by_id(svc.db(), &session.user_id).await?;
-    let Some(user) = user.filter(|u| u.status == UserStatus::Active) else {
+    let user = record.user;
+    if user.status != UserStatus::Active {
         return Err(invalid());
-    };
+    }
     // Roles may have changed since the login: a permission lost is a scope lost.
     let scope = super::scope_for_user(svc, &user, scope, false).await?;
     let next = secrets::random_token();
