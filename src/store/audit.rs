@@ -147,6 +147,42 @@ pub(super) async fn insert_all<'e>(
     Ok(())
 }
 
+/// `records` as a JSON array of objects named like the table's columns, each with the
+/// `successor` it depends on (`sessions::rotate_in_one_statement`).
+pub(super) fn records_json(records: &[(&AuditEvent, i64, Option<&str>)]) -> StoreResult<String> {
+    #[derive(serde::Serialize)]
+    struct Record<'a> {
+        id: String,
+        at: i64,
+        event: &'a str,
+        outcome: &'a str,
+        actor_id: Option<&'a str>,
+        user_id: Option<&'a str>,
+        client_id: Option<&'a str>,
+        ip: Option<&'a str>,
+        user_agent: Option<&'a str>,
+        detail: Option<&'a str>,
+        successor: Option<&'a str>,
+    }
+    let rows: Vec<Record> = records
+        .iter()
+        .map(|&(event, at, successor)| Record {
+            id: uuid::Uuid::now_v7().to_string(),
+            at,
+            event: event.event.as_str(),
+            outcome: event.outcome,
+            actor_id: event.actor_id.as_deref(),
+            user_id: event.user_id.as_deref(),
+            client_id: event.client_id.as_deref(),
+            ip: event.ip.as_deref(),
+            user_agent: event.user_agent.as_deref(),
+            detail: event.detail.as_deref(),
+            successor,
+        })
+        .collect();
+    super::json_param(&rows)
+}
+
 /// Writes `event` together with the other stand-alone records waiting meanwhile
 /// (`group_commit`), and returns once it has committed: every acknowledged record is durable.
 pub async fn record(db: &Db, event: AuditEvent, at: i64) -> StoreResult<()> {

@@ -17,7 +17,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::audit::{self, AuditEvent};
-use super::sessions::{self, Rotation, RotationWrite};
+use super::sessions::{self, Rotation, RotationWrite, Spend};
 use super::{StoreError, StoreResult};
 
 /// One write waiting for a commit.
@@ -82,11 +82,11 @@ impl GroupCommit {
     /// One task: on SQLite one transaction writes at a time anyway, and on PostgreSQL
     /// several writers side by side made smaller batches and fewer commits per second
     /// (measured in benches/README.md).
-    pub(super) fn start(pool: AnyPool) -> GroupCommit {
+    pub(super) fn start(pool: AnyPool, sqlite: bool) -> GroupCommit {
         let (queue, rx) = mpsc::channel(QUEUE_CAPACITY);
         let (stop, stopped) = oneshot::channel();
         let counters = Arc::new(Counters::default());
-        let task = tokio::spawn(commit_batches(pool, rx, stopped, counters.clone()));
+        let task = tokio::spawn(commit_batches(pool, sqlite, rx, stopped, counters.clone()));
         GroupCommit { queue, counters, running: Arc::new(Mutex::new(Some(Running { stop, task }))) }
     }
 
@@ -122,6 +122,7 @@ impl GroupCommit {
 /// the action they record may have happened.
 async fn commit_batches(
     pool: AnyPool,
+    sqlite: bool,
     mut rx: mpsc::Receiver<Pending>,
     mut stop: oneshot::Receiver<()>,
     counters: Arc<Counters>,
@@ -141,7 +142,7 @@ async fn commit_batches(
             return;
         }
         let started = Instant::now();
-        let committed = commit(&pool, &batch).await;
+        let committed = commit(&pool, sqlite, &batch).await;
         counters.commits.fetch_add(1, Ordering::Relaxed);
         counters.writes.fetch_add(batch.len() as u64, Ordering::Relaxed);
         counters.busy_micros.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
@@ -169,8 +170,8 @@ async fn commit_batches(
 /// One transaction for the batch: the rotations' spends (as if they had run one after
 /// the other in queue order), then their new tokens, then every audit record of the batch,
 /// a statement or two each. Audit records alone need no transaction: one statement is
-/// atomic.
-async fn commit(pool: &AnyPool, batch: &[Pending]) -> StoreResult<Vec<Done>> {
+/// atomic. On PostgreSQL the usual batch (no retry after a lost response) is one statement.
+async fn commit(pool: &AnyPool, sqlite: bool, batch: &[Pending]) -> StoreResult<Vec<Done>> {
     let rotations: Vec<&RotationWrite> = batch
         .iter()
         .filter_map(|p| match &p.job {
@@ -182,6 +183,9 @@ async fn commit(pool: &AnyPool, batch: &[Pending]) -> StoreResult<Vec<Done>> {
         let records: Vec<_> = batch.iter().filter_map(|p| audit_record(&p.job, &Done::Recorded)).collect();
         audit::insert_all(pool, &records).await?;
         return Ok(batch.iter().map(|_| Done::Recorded).collect());
+    }
+    if !sqlite && rotations.iter().all(|r| r.spend == Spend::Presented) {
+        return commit_in_one_statement(pool, batch, &rotations).await;
     }
     let mut tx = pool.begin().await?;
     let outcomes = sessions::spend(&mut tx, &rotations).await?;
@@ -208,6 +212,30 @@ async fn commit(pool: &AnyPool, batch: &[Pending]) -> StoreResult<Vec<Done>> {
     }
     tx.commit().await?;
     Ok(done)
+}
+
+async fn commit_in_one_statement(
+    pool: &AnyPool,
+    batch: &[Pending],
+    rotations: &[&RotationWrite],
+) -> StoreResult<Vec<Done>> {
+    // Every record, each rotation's with the successor it is written with.
+    let records: Vec<_> = batch
+        .iter()
+        .map(|p| match &p.job {
+            Job::Audit { event, at } => (event, *at, None),
+            Job::Rotate(r) => (&r.event, r.now, Some(r.new_hash.as_str())),
+        })
+        .collect();
+    let won = sessions::rotate_in_one_statement(&mut *pool.acquire().await?, rotations, &records).await?;
+    Ok(batch
+        .iter()
+        .map(|p| match &p.job {
+            Job::Audit { .. } => Done::Recorded,
+            Job::Rotate(r) if won.contains(&r.new_hash) => Done::Rotated(Rotation::Rotated),
+            Job::Rotate(_) => Done::Rotated(Rotation::AlreadyUsed),
+        })
+        .collect())
 }
 
 /// The audit record a job leaves once done: a rotation that found its token spent leaves

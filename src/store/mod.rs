@@ -208,7 +208,7 @@ impl Db {
             })
             .connect_with(options)
             .await?;
-        let group_commit = group_commit::GroupCommit::start(pool.clone());
+        let group_commit = group_commit::GroupCommit::start(pool.clone(), sqlite);
         Ok(Db { pool, page_limit, sqlite, caches: Arc::new(Caches::new()), group_commit })
     }
 
@@ -303,6 +303,12 @@ pub fn describe(url: &str) -> String {
 
 fn max_page_count(pages: u64) -> sqlx::AssertSqlSafe<String> {
     sqlx::AssertSqlSafe(format!("PRAGMA max_page_count = {pages}"))
+}
+
+/// Rows as one JSON parameter, for PostgreSQL's `json_to_recordset`: the statement text
+/// stays the same whatever the row count.
+fn json_param<T: serde::Serialize>(rows: &T) -> StoreResult<String> {
+    serde_json::to_string(rows).map_err(|e| StoreError::Corrupt(format!("rows as JSON: {e}")))
 }
 
 /// Placeholders for a multi-row statement: `rows` groups of `columns` numbered parameters

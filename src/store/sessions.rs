@@ -262,6 +262,77 @@ async fn spend_successor(
     Ok(spent == 1)
 }
 
+/// PostgreSQL: what `spend`, `store_successors` and the audit INSERT do for a batch whose
+/// rotations all spend the presented token, as ONE statement. A statement is atomic
+/// without BEGIN and COMMIT, so the batch costs one round trip instead of six, with the
+/// same outcome: of two spenders of one token the first in queue order wins, and only
+/// winners store a successor, touch their session and leave their audit record (a record
+/// with no successor is always written). The rows travel as two JSON parameters, so the
+/// text never changes and PostgreSQL plans it once per connection; the tokens are found
+/// through `= ANY (ARRAY …)`, which keeps that plan on the primary key (a join with the
+/// function's rows made it scan the table). Returns the successors of the winners.
+pub(super) async fn rotate_in_one_statement(
+    conn: &mut sqlx::AnyConnection,
+    rotations: &[&RotationWrite],
+    records: &[(&AuditEvent, i64, Option<&str>)],
+) -> StoreResult<Vec<String>> {
+    #[derive(serde::Serialize)]
+    struct Row<'a> {
+        old: &'a str,
+        new: &'a str,
+        session_id: &'a str,
+        scope: String,
+        created_at: i64,
+        expires_at: i64,
+    }
+    let rows: Vec<Row> = rotations
+        .iter()
+        .map(|r| Row {
+            old: &r.old_hash,
+            new: &r.new_hash,
+            session_id: &r.session_id,
+            scope: r.scope.to_string(),
+            created_at: r.now,
+            expires_at: r.expires_at,
+        })
+        .collect();
+    // One time for the batch, which spans milliseconds.
+    let now = rotations.iter().map(|r| r.now).max().unwrap_or_default();
+    let found = sqlx::query(
+        "WITH batch AS (
+             SELECT * FROM ROWS FROM (json_to_recordset($2::json) AS (old text, new text, session_id text,
+                 scope text, created_at bigint, expires_at bigint))
+                 WITH ORDINALITY AS b (old, new, session_id, scope, created_at, expires_at, ord)
+         ), firsts AS (
+             SELECT DISTINCT ON (old) old, new FROM batch ORDER BY old, ord
+         ), spent AS (
+             UPDATE refresh_tokens r SET used_at = $1, replaced_by = f.new FROM firsts f
+             WHERE r.hash = ANY (ARRAY (SELECT old FROM firsts)) AND r.hash = f.old AND r.used_at IS NULL
+             RETURNING r.replaced_by
+         ), stored AS (
+             INSERT INTO refresh_tokens (hash, session_id, scope, created_at, expires_at)
+             SELECT new, session_id, scope, created_at, expires_at FROM batch
+             WHERE new IN (SELECT replaced_by FROM spent)
+             RETURNING session_id
+         ), touched AS (
+             UPDATE sessions SET last_used_at = $1 WHERE id IN (SELECT session_id FROM stored)
+         ), audited AS (
+             INSERT INTO audit_events (id, at, event, outcome, actor_id, user_id, client_id, ip, user_agent, detail)
+             SELECT id, at, event, outcome, actor_id, user_id, client_id, ip, user_agent, detail
+             FROM json_to_recordset($3::json) AS a (id text, at bigint, event text, outcome text, actor_id text,
+                 user_id text, client_id text, ip text, user_agent text, detail text, successor text)
+             WHERE successor IS NULL OR successor IN (SELECT replaced_by FROM spent)
+         )
+         SELECT replaced_by FROM spent",
+    )
+    .bind(now)
+    .bind(super::json_param(&rows)?)
+    .bind(audit::records_json(records)?)
+    .fetch_all(conn)
+    .await?;
+    Ok(found.iter().map(|row| row.try_get("replaced_by")).collect::<Result<_, _>>()?)
+}
+
 /// Stores the next tokens of the batch's spent rotations and touches their sessions: two
 /// statements for the whole batch. No rotation of the batch can spend a token stored here:
 /// its client has not seen it yet.
