@@ -486,12 +486,7 @@ async fn concurrent_rotations_that_share_commits_each_stand_alone() {
         answers.iter().map(|(_, body)| body["refresh_token"].as_str().unwrap().to_owned()).collect();
     let after = concurrent_refreshes(&app, &web, &successors).await;
     assert!(after.iter().all(|(status, _)| *status == 200), "{after:?}");
-    let issued: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM audit_events WHERE event = 'token_issued' AND detail LIKE 'grant=refresh_token%'",
-    )
-    .fetch_one(app.svc.db().pool())
-    .await
-    .unwrap();
+    let issued = app.refreshes_audited().await;
     assert_eq!(issued, 48, "one record per rotation");
 }
 

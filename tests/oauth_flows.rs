@@ -157,12 +157,7 @@ async fn refresh_rotates_and_reuse_revokes_the_family() {
             .await
             .unwrap();
     assert_eq!(events.len(), 1, "reuse is audited");
-    let refreshes: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM audit_events WHERE event = 'token_issued' AND detail LIKE 'grant=refresh_token%'",
-    )
-    .fetch_one(app.svc.db().pool())
-    .await
-    .unwrap();
+    let refreshes = app.refreshes_audited().await;
     assert_eq!(refreshes, 1, "the one successful refresh is audited");
 }
 

@@ -106,6 +106,16 @@ impl From<RegisteredClient> for TestClient {
 }
 
 impl TestApp {
+    /// How many refresh-token grants the audit log records as issued.
+    pub async fn refreshes_audited(&self) -> i64 {
+        sqlx::query_scalar(
+            "SELECT COUNT(*) FROM audit_events WHERE event = 'token_issued' AND detail LIKE 'grant=refresh_token%'",
+        )
+        .fetch_one(self.svc.db().pool())
+        .await
+        .unwrap()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }
