@@ -136,6 +136,8 @@ async fn tokens_signed_by_our_key_with_bad_claims_are_inactive() {
             "wrong audience",
         ),
         (without("exp"), "no exp"),
+        (with("exp", json!("4102444800")), "exp not a number"),
+        (without("iss"), "no iss"),
         (without("sub"), "no sub"),
         (with("sid", json!("no-such-session")), "unknown session"),
         (with("sub", json!("no-such-user")), "unknown user"),
