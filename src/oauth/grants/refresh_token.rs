@@ -85,8 +85,14 @@ pub async fn grant(
         now,
         event,
     };
-    match store::sessions::rotate_refresh(svc.db(), rotation).await? {
-        Rotation::Rotated => issue::for_session(svc, client, &user, &scope, &session, Some(next)).await,
+    // The tokens are signed while the rotation waits for its commit, and leave only if it
+    // spent the old token.
+    let (rotated, tokens) = tokio::join!(
+        store::sessions::rotate_refresh(svc.db(), rotation),
+        issue::for_session(svc, client, &user, &scope, &session, Some(next)),
+    );
+    match rotated? {
+        Rotation::Rotated => tokens,
         Rotation::AlreadyUsed => {
             reuse_detected(svc, &session, meta).await?;
             Err(invalid())
