@@ -148,7 +148,7 @@ pub(super) async fn insert_all<'e>(
 }
 
 /// `records` as a JSON array of objects named like the table's columns, each with the
-/// `successor` it depends on (`sessions::rotate_in_one_statement`).
+/// `successor` it depends on (`sessions::rotate_batch`).
 pub(super) fn records_json(records: &[(&AuditEvent, i64, Option<&str>)]) -> StoreResult<String> {
     #[derive(serde::Serialize)]
     struct Record<'a> {

@@ -170,7 +170,8 @@ async fn commit_batches(
 /// One transaction for the batch: the rotations' spends (as if they had run one after
 /// the other in queue order), then their new tokens, then every audit record of the batch,
 /// a statement or two each. Audit records alone need no transaction: one statement is
-/// atomic. On PostgreSQL the usual batch (no retry after a lost response) is one statement.
+/// atomic. The usual batch (no retry after a lost response) is one call to the database
+/// (`sessions::rotate_batch`), in a transaction on SQLite.
 async fn commit(pool: &AnyPool, sqlite: bool, batch: &[Pending]) -> StoreResult<Vec<Done>> {
     let rotations: Vec<&RotationWrite> = batch
         .iter()
@@ -184,8 +185,8 @@ async fn commit(pool: &AnyPool, sqlite: bool, batch: &[Pending]) -> StoreResult<
         audit::insert_all(pool, &records).await?;
         return Ok(batch.iter().map(|_| Done::Recorded).collect());
     }
-    if !sqlite && rotations.iter().all(|r| r.spend == Spend::Presented) {
-        return commit_in_one_statement(pool, batch, &rotations).await;
+    if rotations.iter().all(|r| r.spend == Spend::Presented) {
+        return commit_in_one_call(pool, sqlite, batch, &rotations).await;
     }
     let mut tx = pool.begin().await?;
     let outcomes = sessions::spend(&mut tx, &rotations).await?;
@@ -214,8 +215,9 @@ async fn commit(pool: &AnyPool, sqlite: bool, batch: &[Pending]) -> StoreResult<
     Ok(done)
 }
 
-async fn commit_in_one_statement(
+async fn commit_in_one_call(
     pool: &AnyPool,
+    sqlite: bool,
     batch: &[Pending],
     rotations: &[&RotationWrite],
 ) -> StoreResult<Vec<Done>> {
@@ -227,7 +229,14 @@ async fn commit_in_one_statement(
             Job::Rotate(r) => (&r.event, r.now, Some(r.new_hash.as_str())),
         })
         .collect();
-    let won = sessions::rotate_in_one_statement(&mut *pool.acquire().await?, rotations, &records).await?;
+    let won = if sqlite {
+        let mut tx = pool.begin().await?;
+        let won = sessions::rotate_batch(&mut tx, true, rotations, &records).await?;
+        tx.commit().await?;
+        won
+    } else {
+        sessions::rotate_batch(&mut *pool.acquire().await?, false, rotations, &records).await?
+    };
     Ok(batch
         .iter()
         .map(|p| match &p.job {

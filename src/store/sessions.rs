@@ -262,17 +262,21 @@ async fn spend_successor(
     Ok(spent == 1)
 }
 
-/// PostgreSQL: what `spend`, `store_successors` and the audit INSERT do for a batch whose
-/// rotations all spend the presented token, as ONE statement. A statement is atomic
-/// without BEGIN and COMMIT, so the batch costs one round trip instead of six, with the
-/// same outcome: of two spenders of one token the first in queue order wins, and only
-/// winners store a successor, touch their session and leave their audit record (a record
-/// with no successor is always written). The rows travel as two JSON parameters, so the
-/// text never changes and PostgreSQL plans it once per connection; the tokens are found
-/// through `= ANY (ARRAY …)`, which keeps that plan on the primary key (a join with the
-/// function's rows made it scan the table). Returns the successors of the winners.
-pub(super) async fn rotate_in_one_statement(
+/// What `spend`, `store_successors` and the audit INSERT do for a batch whose rotations all
+/// spend the presented token, in one call to the database instead of six, with the same
+/// outcome: of two spenders of one token the first in queue order wins, and only winners
+/// store a successor, touch their session and leave their audit record (a record with no
+/// successor is always written). The rows travel as two JSON parameters, so the text never
+/// changes and is prepared once per connection. Returns the successors of the winners.
+///
+/// PostgreSQL: one statement of data-modifying CTEs, atomic without BEGIN and COMMIT. The
+/// tokens are found through `= ANY (ARRAY …)`, which keeps the plan on the primary key (a
+/// join with the function's rows made it scan the table). SQLite, which has no
+/// data-modifying CTEs: the same steps as five statements sent together, in the caller's
+/// transaction.
+pub(super) async fn rotate_batch(
     conn: &mut sqlx::AnyConnection,
+    sqlite: bool,
     rotations: &[&RotationWrite],
     records: &[(&AuditEvent, i64, Option<&str>)],
 ) -> StoreResult<Vec<String>> {
@@ -298,40 +302,64 @@ pub(super) async fn rotate_in_one_statement(
         .collect();
     // One time for the batch, which spans milliseconds.
     let now = rotations.iter().map(|r| r.now).max().unwrap_or_default();
-    let found = sqlx::query(
-        "WITH batch AS (
-             SELECT * FROM ROWS FROM (json_to_recordset($2::json) AS (old text, new text, session_id text,
-                 scope text, created_at bigint, expires_at bigint))
-                 WITH ORDINALITY AS b (old, new, session_id, scope, created_at, expires_at, ord)
-         ), firsts AS (
-             SELECT DISTINCT ON (old) old, new FROM batch ORDER BY old, ord
-         ), spent AS (
-             UPDATE refresh_tokens r SET used_at = $1, replaced_by = f.new FROM firsts f
-             WHERE r.hash = ANY (ARRAY (SELECT old FROM firsts)) AND r.hash = f.old AND r.used_at IS NULL
-             RETURNING r.replaced_by
-         ), stored AS (
-             INSERT INTO refresh_tokens (hash, session_id, scope, created_at, expires_at)
-             SELECT new, session_id, scope, created_at, expires_at FROM batch
-             WHERE new IN (SELECT replaced_by FROM spent)
-             RETURNING session_id
-         ), touched AS (
-             UPDATE sessions SET last_used_at = $1 WHERE id IN (SELECT session_id FROM stored)
-         ), audited AS (
-             INSERT INTO audit_events (id, at, event, outcome, actor_id, user_id, client_id, ip, user_agent, detail)
-             SELECT id, at, event, outcome, actor_id, user_id, client_id, ip, user_agent, detail
-             FROM json_to_recordset($3::json) AS a (id text, at bigint, event text, outcome text, actor_id text,
-                 user_id text, client_id text, ip text, user_agent text, detail text, successor text)
-             WHERE successor IS NULL OR successor IN (SELECT replaced_by FROM spent)
-         )
-         SELECT replaced_by FROM spent",
-    )
-    .bind(now)
-    .bind(super::json_param(&rows)?)
-    .bind(audit::records_json(records)?)
-    .fetch_all(conn)
-    .await?;
+    let found = sqlx::query(if sqlite { ROTATE_BATCH_SQLITE } else { ROTATE_BATCH_POSTGRES })
+        .bind(now)
+        .bind(super::json_param(&rows)?)
+        .bind(audit::records_json(records)?)
+        .fetch_all(conn)
+        .await?;
     Ok(found.iter().map(|row| row.try_get("replaced_by")).collect::<Result<_, _>>()?)
 }
+
+const ROTATE_BATCH_POSTGRES: &str = "WITH batch AS (
+        SELECT * FROM ROWS FROM (json_to_recordset($2::json) AS (old text, new text, session_id text,
+            scope text, created_at bigint, expires_at bigint))
+            WITH ORDINALITY AS b (old, new, session_id, scope, created_at, expires_at, ord)
+    ), firsts AS (
+        SELECT DISTINCT ON (old) old, new FROM batch ORDER BY old, ord
+    ), spent AS (
+        UPDATE refresh_tokens r SET used_at = $1, replaced_by = f.new FROM firsts f
+        WHERE r.hash = ANY (ARRAY (SELECT old FROM firsts)) AND r.hash = f.old AND r.used_at IS NULL
+        RETURNING r.replaced_by
+    ), stored AS (
+        INSERT INTO refresh_tokens (hash, session_id, scope, created_at, expires_at)
+        SELECT new, session_id, scope, created_at, expires_at FROM batch
+        WHERE new IN (SELECT replaced_by FROM spent)
+        RETURNING session_id
+    ), touched AS (
+        UPDATE sessions SET last_used_at = $1 WHERE id IN (SELECT session_id FROM stored)
+    ), audited AS (
+        INSERT INTO audit_events (id, at, event, outcome, actor_id, user_id, client_id, ip, user_agent, detail)
+        SELECT id, at, event, outcome, actor_id, user_id, client_id, ip, user_agent, detail
+        FROM json_to_recordset($3::json) AS a (id text, at bigint, event text, outcome text, actor_id text,
+            user_id text, client_id text, ip text, user_agent text, detail text, successor text)
+        WHERE successor IS NULL OR successor IN (SELECT replaced_by FROM spent)
+    )
+    SELECT replaced_by FROM spent";
+
+/// The first spender of a token in queue order is the row with the least `key` of its
+/// group (SQLite takes a bare column from the row that `MIN` picked); a winner is a
+/// rotation whose old token now names its successor.
+const ROTATE_BATCH_SQLITE: &str = "UPDATE refresh_tokens SET used_at = $1, replaced_by = f.new
+    FROM (SELECT b.value ->> '$.old' AS old, b.value ->> '$.new' AS new, MIN(b.key)
+          FROM json_each($2) b GROUP BY b.value ->> '$.old') AS f
+    WHERE refresh_tokens.hash = f.old AND refresh_tokens.used_at IS NULL;
+    INSERT INTO refresh_tokens (hash, session_id, scope, created_at, expires_at)
+    SELECT b.value ->> '$.new', b.value ->> '$.session_id', b.value ->> '$.scope',
+           b.value ->> '$.created_at', b.value ->> '$.expires_at'
+    FROM json_each($2) b
+    WHERE EXISTS (SELECT 1 FROM refresh_tokens r
+                  WHERE r.hash = b.value ->> '$.old' AND r.replaced_by = b.value ->> '$.new');
+    UPDATE sessions SET last_used_at = $1
+    WHERE id IN (SELECT r.session_id FROM json_each($2) b JOIN refresh_tokens r ON r.hash = b.value ->> '$.new');
+    INSERT INTO audit_events (id, at, event, outcome, actor_id, user_id, client_id, ip, user_agent, detail)
+    SELECT a.value ->> '$.id', a.value ->> '$.at', a.value ->> '$.event', a.value ->> '$.outcome',
+           a.value ->> '$.actor_id', a.value ->> '$.user_id', a.value ->> '$.client_id', a.value ->> '$.ip',
+           a.value ->> '$.user_agent', a.value ->> '$.detail'
+    FROM json_each($3) a
+    WHERE a.value ->> '$.successor' IS NULL
+       OR EXISTS (SELECT 1 FROM refresh_tokens r WHERE r.hash = a.value ->> '$.successor');
+    SELECT r.hash AS replaced_by FROM json_each($2) b JOIN refresh_tokens r ON r.hash = b.value ->> '$.new'";
 
 /// Stores the next tokens of the batch's spent rotations and touches their sessions: two
 /// statements for the whole batch. No rotation of the batch can spend a token stored here:
