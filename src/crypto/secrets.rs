@@ -22,12 +22,7 @@ pub fn is_random_token(text: &str) -> bool {
 /// A fast hash is right for these: the inputs carry 256 bits of entropy, so there is
 /// nothing to brute-force and argon2 would only slow every request down.
 pub fn sha256_hex(secret: &str) -> String {
-    let digest = Sha256::digest(secret.as_bytes());
-    let mut out = String::with_capacity(64);
-    for byte in digest {
-        out.push_str(&format!("{byte:02x}"));
-    }
-    out
+    hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
 pub fn constant_time_eq(a: &str, b: &str) -> bool {
