@@ -171,7 +171,7 @@ async fn commit_batches(
 /// the other in queue order), then their new tokens, then every audit record of the batch,
 /// a statement or two each. Audit records alone need no transaction: one statement is
 /// atomic. The usual batch (no retry after a lost response) is one call to the database
-/// (`sessions::rotate_batch`), in a transaction on SQLite.
+/// (`sessions::rotate_batch`).
 async fn commit(pool: &AnyPool, sqlite: bool, batch: &[Pending]) -> StoreResult<Vec<Done>> {
     let rotations: Vec<&RotationWrite> = batch
         .iter()
@@ -229,14 +229,14 @@ async fn commit_in_one_call(
             Job::Rotate(r) => (&r.event, r.now, Some(r.new_hash.as_str())),
         })
         .collect();
-    let won = if sqlite {
-        let mut tx = pool.begin().await?;
-        let won = sessions::rotate_batch(&mut tx, true, rotations, &records).await?;
-        tx.commit().await?;
-        won
-    } else {
-        sessions::rotate_batch(&mut *pool.acquire().await?, false, rotations, &records).await?
-    };
+    let mut conn = pool.acquire().await?;
+    let won = sessions::rotate_batch(&mut conn, sqlite, rotations, &records).await;
+    if won.is_err() && sqlite {
+        // SQLite's batch runs its own BEGIN … COMMIT, which may have stopped half-way: a
+        // connection given back now would hold the write lock; closed, it rolls back.
+        let _ = conn.close().await;
+    }
+    let won = won?;
     Ok(batch
         .iter()
         .map(|p| match &p.job {

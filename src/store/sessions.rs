@@ -272,8 +272,9 @@ async fn spend_successor(
 /// PostgreSQL: one statement of data-modifying CTEs, atomic without BEGIN and COMMIT. The
 /// tokens are found through `= ANY (ARRAY …)`, which keeps the plan on the primary key (a
 /// join with the function's rows made it scan the table). SQLite, which has no
-/// data-modifying CTEs: the same steps as five statements sent together, in the caller's
-/// transaction.
+/// data-modifying CTEs: the same steps as five statements between its own BEGIN and COMMIT,
+/// sent together. On an error that transaction may still be open: the caller must then
+/// close the connection (which rolls it back), not give it back to the pool.
 pub(super) async fn rotate_batch(
     conn: &mut sqlx::AnyConnection,
     sqlite: bool,
@@ -340,7 +341,8 @@ const ROTATE_BATCH_POSTGRES: &str = "WITH batch AS (
 /// The first spender of a token in queue order is the row with the least `key` of its
 /// group (SQLite takes a bare column from the row that `MIN` picked); a winner is a
 /// rotation whose old token now names its successor.
-const ROTATE_BATCH_SQLITE: &str = "UPDATE refresh_tokens SET used_at = $1, replaced_by = f.new
+const ROTATE_BATCH_SQLITE: &str = "BEGIN IMMEDIATE;
+    UPDATE refresh_tokens SET used_at = $1, replaced_by = f.new
     FROM (SELECT b.value ->> '$.old' AS old, b.value ->> '$.new' AS new, MIN(b.key)
           FROM json_each($2) b GROUP BY b.value ->> '$.old') AS f
     WHERE refresh_tokens.hash = f.old AND refresh_tokens.used_at IS NULL;
@@ -359,7 +361,8 @@ const ROTATE_BATCH_SQLITE: &str = "UPDATE refresh_tokens SET used_at = $1, repla
     FROM json_each($3) a
     WHERE a.value ->> '$.successor' IS NULL
        OR EXISTS (SELECT 1 FROM refresh_tokens r WHERE r.hash = a.value ->> '$.successor');
-    SELECT r.hash AS replaced_by FROM json_each($2) b JOIN refresh_tokens r ON r.hash = b.value ->> '$.new'";
+    SELECT r.hash AS replaced_by FROM json_each($2) b JOIN refresh_tokens r ON r.hash = b.value ->> '$.new';
+    COMMIT";
 
 /// Stores the next tokens of the batch's spent rotations and touches their sessions: two
 /// statements for the whole batch. No rotation of the batch can spend a token stored here:
