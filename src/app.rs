@@ -10,14 +10,13 @@ use poem::listener::{Acceptor, TcpAcceptor};
 use crate::config::Settings;
 use crate::crypto::sealed::SecretBox;
 use crate::http::SlowClientGuard;
-use crate::keys::{self, KeyRing};
+use crate::keys::KeyRing;
 use crate::model::Clock;
 use crate::services::Services;
 use crate::store::{self, Db};
 
 /// Opens everything the server and the CLI commands need.
 pub async fn open(settings: Settings) -> anyhow::Result<Services> {
-    keys::install_crypto_provider();
     // The database first: nothing (no secret key file) is written while it cannot be opened.
     let db = Db::connect(&settings.database_url)
         .await
