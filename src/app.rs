@@ -81,7 +81,8 @@ async fn serve_with(svc: Services, acceptor: impl Acceptor + 'static) -> anyhow:
     result.context("server failed")
 }
 
-/// Forgets expired revocations and rate-limit state, and drains metric samples. (Signing
+/// Forgets expired revocations and rate-limit state, drains metric samples, and gives the
+/// password hasher's memory back after a quiet round. (Signing
 /// keys re-read themselves when their copy is due, on use.)
 async fn housekeeping(svc: Services) {
     let mut tick = tokio::time::interval(Duration::from_secs(30));
@@ -89,6 +90,7 @@ async fn housekeeping(svc: Services) {
     loop {
         tick.tick().await;
         crate::telemetry::metrics::upkeep();
+        svc.hasher().release_idle_memory();
         rounds += 1;
         if rounds % 120 == 1 {
             if let Err(err) = store::limits::prune(svc.db(), svc.clock().now_ms()).await {

@@ -2,10 +2,13 @@
 //! with a bounded queue in front: past it a request is turned away at once (`Busy`)
 //! instead of waiting behind a flood.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
-use argon2::{Algorithm, Argon2, Params, PasswordHash, PasswordHasher as _, PasswordVerifier as _, Version};
+use argon2::password_hash::phc::Output;
+use argon2::{
+    Algorithm, Argon2, Block, Params, PasswordHash, PasswordHasher as _, PasswordVerifier as _, Version,
+};
 use tokio::sync::Semaphore;
 
 use crate::model::Password;
@@ -27,6 +30,60 @@ pub struct PasswordHasher {
     rejected: Arc<AtomicU64>,
     /// Verified against when the user does not exist, so both paths cost the same.
     dummy_hash: Arc<str>,
+    memory: Arc<Memory>,
+}
+
+/// Argon2's working memory, kept between checks. Left to itself argon2 takes 19 MiB fresh
+/// from the system for every hash and gives it back after (main.rs keeps large blocks
+/// mmap'd, so a login burst does not leave them resident); faulting in and zeroing those
+/// pages was a quarter of each login's CPU (`perf`). A check borrows a block from here
+/// instead: at most one exists per permit, and all go back to the system once no check has
+/// run for a housekeeping round. The blocks hold argon2's intermediate state, which every
+/// hash overwrites before it reads it.
+#[derive(Default)]
+struct Memory {
+    free: Mutex<Vec<Vec<Block>>>,
+    used: AtomicBool,
+}
+
+impl Memory {
+    fn verify(&self, password: &[u8], hash: &str) -> bool {
+        self.used.store(true, Ordering::Relaxed);
+        let taken = self.free.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let mut blocks = taken.unwrap_or_else(|| vec![Block::default(); MEMORY_KIB as usize]);
+        let matched = verify_in(&mut blocks, password, hash);
+        self.free.lock().unwrap_or_else(|e| e.into_inner()).push(blocks);
+        matched
+    }
+
+    fn release_if_unused(&self) {
+        if !self.used.swap(false, Ordering::Relaxed) {
+            self.free.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        }
+    }
+}
+
+/// What argon2's `verify_password` does (the hash's own algorithm, version and parameters;
+/// a constant-time comparison of the outputs), hashing in `blocks`.
+fn verify_in(blocks: &mut [Block], password: &[u8], hash: &str) -> bool {
+    let Ok(parsed) = PasswordHash::new(hash) else { return false };
+    let (Some(salt), Some(expected)) = (&parsed.salt, &parsed.hash) else { return false };
+    let (Ok(algorithm), Ok(params)) =
+        (Algorithm::try_from(parsed.algorithm.as_str()), Params::try_from(&parsed))
+    else {
+        return false;
+    };
+    let Ok(version) = parsed.version.map(Version::try_from).transpose() else { return false };
+    let Some(blocks) = blocks.get_mut(..params.block_count()) else {
+        // A hash made with more memory than today's parameters: argon2 allocates it.
+        return argon2().verify_password(password, &parsed).is_ok();
+    };
+    let mut out = [0u8; Output::MAX_LENGTH];
+    let Some(out) = out.get_mut(..expected.as_ref().len()) else { return false };
+    Argon2::new(algorithm, version.unwrap_or_default(), params)
+        .hash_password_into_with_memory(password, salt, &mut *out, blocks)
+        .is_ok()
+        && Output::new(out).is_ok_and(|computed| computed == *expected)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -79,9 +136,8 @@ impl Admission {
             Some(h) => (h.to_owned(), true),
             None => (self.hasher.dummy_hash.to_string(), false),
         };
-        let matched = self
-            .run(move || argon2().verify_password(password.expose().as_bytes(), hash.as_str()).is_ok())
-            .await?;
+        let memory = self.hasher.memory.clone();
+        let matched = self.run(move || memory.verify(password.expose().as_bytes(), &hash)).await?;
         Ok(real && matched)
     }
 
@@ -106,6 +162,7 @@ impl PasswordHasher {
             capacity: cores + queue,
             rejected: Arc::new(AtomicU64::new(0)),
             dummy_hash: dummy.into(),
+            memory: Arc::default(),
         }
     }
 
@@ -127,6 +184,12 @@ impl PasswordHasher {
     /// Hashes that could start right now; 0 means callers are queueing (for `/metrics`).
     pub fn available_permits(&self) -> usize {
         self.permits.available_permits()
+    }
+
+    /// Gives argon2's kept memory back to the system unless a check ran since the last call
+    /// (housekeeping calls it every round).
+    pub fn release_idle_memory(&self) {
+        self.memory.release_if_unused();
     }
 
     /// Requests turned away with `Busy` since start-up.
@@ -171,6 +234,42 @@ mod tests {
             "$argon2id$v=19$m=4096,t=3,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA"
         ));
     }
+    /// The borrowed memory gives argon2's own answers: for today's hashes, for one made
+    /// with other parameters (a prefix of the block), after other hashes left it dirty, and
+    /// for strings that are no hash at all.
+    #[test]
+    fn checks_in_kept_memory_agree_with_argon2() {
+        let memory = Memory::default();
+        let today = argon2().hash_password(b"correct horse").unwrap().to_string();
+        let older = Argon2::new(Algorithm::Argon2id, Version::V0x13, Params::new(4096, 3, 1, None).unwrap())
+            .hash_password(b"correct horse")
+            .unwrap()
+            .to_string();
+        for _ in 0..2 {
+            for hash in [&today, &older] {
+                assert!(memory.verify(b"correct horse", hash), "{hash}");
+                assert!(!memory.verify(b"correct horsf", hash), "{hash}");
+                assert!(argon2().verify_password(b"correct horse", hash.as_str()).is_ok());
+            }
+        }
+        let last = if today.ends_with('A') { "B" } else { "A" };
+        let tampered = format!("{}{last}", &today[..today.len() - 1]);
+        for junk in ["", "plain text", "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ", tampered.as_str()] {
+            assert!(!memory.verify(b"correct horse", junk), "{junk}");
+        }
+    }
+
+    #[test]
+    fn kept_memory_goes_back_after_a_quiet_round() {
+        let memory = Memory::default();
+        let hash = argon2().hash_password(b"pw").unwrap().to_string();
+        assert!(memory.verify(b"pw", &hash));
+        memory.release_if_unused();
+        assert_eq!(memory.free.lock().unwrap().len(), 1, "used in this round: kept");
+        memory.release_if_unused();
+        assert!(memory.free.lock().unwrap().is_empty(), "a round without checks: released");
+    }
+
     #[tokio::test]
     async fn a_full_queue_turns_requests_away_at_once() {
         let hasher = PasswordHasher::new(0);
