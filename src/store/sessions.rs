@@ -267,7 +267,7 @@ async fn spend_successor(
 /// outcome: of two spenders of one token the first in queue order wins, and only winners
 /// store a successor, touch their session and leave their audit record (a record with no
 /// successor is always written). The rows travel as two JSON parameters, so the text never
-/// changes and is prepared once per connection. Returns the successors of the winners.
+/// changes (SQLite prepares it once per connection). Returns the successors of the winners.
 ///
 /// PostgreSQL: one statement of data-modifying CTEs, atomic without BEGIN and COMMIT. The
 /// tokens are found through `= ANY (ARRAY …)`, which keeps the plan on the primary key (a
@@ -303,7 +303,12 @@ pub(super) async fn rotate_batch(
         .collect();
     // One time for the batch, which spans milliseconds.
     let now = rotations.iter().map(|r| r.now).max().unwrap_or_default();
+    // PostgreSQL plans the batch each time rather than preparing it: a prepared statement
+    // settles on one generic plan after five runs, and on a young database that plan scans
+    // `refresh_tokens` (the cheapest way while it holds a few rows) until autovacuum's first
+    // ANALYZE of the table, however large it has grown by then.
     let found = sqlx::query(if sqlite { ROTATE_BATCH_SQLITE } else { ROTATE_BATCH_POSTGRES })
+        .persistent(sqlite)
         .bind(now)
         .bind(super::json_param(&rows)?)
         .bind(audit::records_json(records)?)
