@@ -67,6 +67,8 @@ fn listen(addr: std::net::SocketAddr) -> std::io::Result<TcpAcceptor> {
 async fn serve_with(svc: Services, acceptor: impl Acceptor + 'static) -> anyhow::Result<()> {
     let acceptor = SlowClientGuard::new(acceptor, svc.settings().slow_client_timeout);
     let addr = acceptor.local_addr().first().map(|a| a.to_string()).unwrap_or_default();
+    // Before the first answer, so every copy this server hands out hears of later changes.
+    svc.db().follow_other_replicas().await;
     tracing::info!(%addr, issuer = svc.issuer(), "latchkey listening");
     let housekeeping = tokio::spawn(housekeeping(svc.clone()));
     let app = crate::http::routes(&svc);

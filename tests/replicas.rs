@@ -1,6 +1,8 @@
 //! Two replicas on one database: what one changes, the other sees. Clients and the state
 //! of access tokens (revoked, session ended) are kept in memory for `CACHE_TTL`, so a
 //! change made elsewhere is seen within it, and one made through the same replica at once.
+//! On PostgreSQL the replicas also tell each other (LISTEN/NOTIFY), which the last test
+//! shows with copies that would outlive it.
 
 mod common;
 
@@ -9,6 +11,8 @@ use latchkey::admin::{self, Actor};
 use latchkey::model::GrantType;
 use latchkey::store::cache::CACHE_TTL;
 use serde_json::Value;
+use std::future::Future;
+use std::time::Duration;
 
 async fn client_credentials(app: &TestApp, client: &TestClient) -> reqwest::Response {
     app.post_form("/oauth/token", client, &[("grant_type", "client_credentials")]).await
@@ -62,4 +66,73 @@ async fn a_client_rotated_or_deleted_on_one_replica_is_refused_on_the_other_with
     assert_eq!(client_credentials(&a, &new).await.status(), 401);
     tokio::time::sleep(CACHE_TTL + CACHE_TTL / 2).await;
     assert_eq!(client_credentials(&b, &new).await.status(), 401, "a deleted client on the other replica");
+}
+
+/// Asks `check` every 20 ms until it says yes; `false` after 10 s. A bound for a test that
+/// would otherwise hang, far above a notification's milliseconds, not a timing claim.
+async fn eventually<F, Fut>(mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while tokio::time::Instant::now() < deadline {
+        if check().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn on_postgresql_the_other_replica_is_told_of_changes_and_listens_again_after_a_drop() {
+    let a = spawn_app().await;
+    if !a.database_url.starts_with("postgres") {
+        return;
+    }
+    let b = spawn_replica(&a).await;
+    // Copies that outlive the test: only a notification can make b drop them.
+    b.svc.db().keep_copies_for(Duration::from_secs(3600));
+    a.create_user("alice", &[]).await;
+    let web = a.web_client().await;
+    let tokens = b.login(&web, "alice").await;
+    let access = tokens["access_token"].as_str().unwrap();
+    assert_eq!(b.introspect(&web, access).await["active"], true);
+    let resp =
+        a.post_form("/oauth/revoke", &web, &[("token", tokens["refresh_token"].as_str().unwrap())]).await;
+    assert_eq!(resp.status(), 200);
+    assert!(
+        eventually(|| async { b.introspect(&web, access).await["active"] == false }).await,
+        "b still calls a revoked session's token active"
+    );
+
+    let m2m = a.create_client("m2m", false, &[GrantType::ClientCredentials], "api", &[]).await;
+    assert_eq!(client_credentials(&b, &m2m).await.status(), 200);
+    admin::clients::delete(&a.svc, &Actor::cli(), "m2m").await.unwrap();
+    assert!(
+        eventually(|| async { client_credentials(&b, &m2m).await.status() == 401 }).await,
+        "b still takes a deleted client"
+    );
+
+    // A change nobody announced (made straight in the database) stays unseen on b while its
+    // listener lives. When the listening connections end (a database restart, a proxy's
+    // timeout), b listens again and drops every copy, as it may have missed announcements.
+    let tokens = b.login(&web, "alice").await;
+    let access = tokens["access_token"].as_str().unwrap();
+    assert_eq!(b.introspect(&web, access).await["active"], true);
+    sqlx::query("UPDATE sessions SET revoked_at = 1").execute(a.svc.db().pool()).await.unwrap();
+    assert_eq!(b.introspect(&web, access).await["active"], true, "b's copy, unannounced");
+    let ended = sqlx::query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+         WHERE datname = current_database() AND query LIKE 'LISTEN%'",
+    )
+    .fetch_all(a.svc.db().pool())
+    .await
+    .unwrap();
+    assert_eq!(ended.len(), 2, "one listener per replica");
+    assert!(
+        eventually(|| async { b.introspect(&web, access).await["active"] == false }).await,
+        "b, listening again, still answers from copies older than its new connection"
+    );
 }

@@ -97,7 +97,7 @@ pub async fn reset_password(
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
-    db.tokens_changed();
+    db.tokens_changed().await;
     Ok(Some(()))
 }
 

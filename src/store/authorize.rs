@@ -360,7 +360,7 @@ pub async fn withdraw_consent(db: &Db, user_id: &str, client_id: &str, now: i64)
     .execute(&mut *tx)
     .await?;
     tx.commit().await?;
-    db.tokens_changed();
+    db.tokens_changed().await;
     Ok(gone == 1)
 }
 

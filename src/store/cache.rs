@@ -3,9 +3,11 @@
 //! and refresh), and the live-or-not state of access tokens (every introspection).
 //!
 //! A copy is answered for at most `CACHE_TTL`. A change made through this process drops
-//! the copies it touches at once; a change made by another replica or by the CLI is seen
-//! within `CACHE_TTL`. Whoever writes a table behind one of these caches must call its
-//! `forget`/`forget_all` after the write.
+//! the copies it touches at once; on PostgreSQL, other serving replicas hear of it and drop
+//! theirs within milliseconds (`changes`). Otherwise (SQLite, the CLI, a notification
+//! missed) a change made elsewhere is seen within `CACHE_TTL`. Whoever writes a table
+//! behind one of these caches must tell `Db` after the write (`Db::tokens_changed`,
+//! `Db::client_changed`).
 
 use std::borrow::Borrow;
 use std::collections::HashMap;
@@ -25,11 +27,22 @@ pub struct Cache<K, V> {
     generation: AtomicU64,
     /// Beyond this many entries they are dropped all at once: this only bounds memory.
     max: usize,
+    /// `CACHE_TTL` in milliseconds, unless a test stretched it.
+    ttl_ms: AtomicU64,
 }
 
 impl<K: Eq + Hash, V: Clone> Cache<K, V> {
     pub fn new(max: usize) -> Cache<K, V> {
-        Cache { entries: Mutex::default(), generation: AtomicU64::new(0), max }
+        Cache {
+            entries: Mutex::default(),
+            generation: AtomicU64::new(0),
+            max,
+            ttl_ms: AtomicU64::new(CACHE_TTL.as_millis() as u64),
+        }
+    }
+
+    pub fn set_ttl(&self, ttl: Duration) {
+        self.ttl_ms.store(ttl.as_millis() as u64, Ordering::Relaxed);
     }
 
     pub fn get<Q>(&self, key: &Q) -> Option<V>
@@ -37,8 +50,9 @@ impl<K: Eq + Hash, V: Clone> Cache<K, V> {
         K: Borrow<Q>,
         Q: Eq + Hash + ?Sized,
     {
+        let ttl = Duration::from_millis(self.ttl_ms.load(Ordering::Relaxed));
         let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        entries.get(key).filter(|(read, _)| read.elapsed() < CACHE_TTL).map(|(_, v)| v.clone())
+        entries.get(key).filter(|(read, _)| read.elapsed() < ttl).map(|(_, v)| v.clone())
     }
 
     /// Read before the database read whose result goes to `put`.

@@ -101,7 +101,7 @@ pub async fn update(db: &Db, client: &Client, now: i64) -> StoreResult<bool> {
     .execute(db.pool())
     .await?
     .rows_affected();
-    db.caches.clients.forget(client.id.as_str());
+    db.client_changed(client.id.as_str()).await;
     Ok(changed == 1)
 }
 
@@ -118,8 +118,8 @@ pub async fn set_secret_hash(db: &Db, id: &ClientId, hash: &str, now: i64) -> St
     .execute(db.pool())
     .await?
     .rows_affected();
-    db.caches.clients.forget(id.as_str());
-    db.tokens_changed();
+    db.client_changed(id.as_str()).await;
+    db.tokens_changed().await;
     Ok(changed == 1)
 }
 
@@ -130,7 +130,7 @@ pub async fn delete(db: &Db, id: &ClientId) -> StoreResult<bool> {
         .execute(db.pool())
         .await?
         .rows_affected();
-    db.caches.clients.forget(id.as_str());
-    db.tokens_changed();
+    db.client_changed(id.as_str()).await;
+    db.tokens_changed().await;
     Ok(gone == 1)
 }

@@ -5,6 +5,7 @@ pub mod account_tokens;
 pub mod audit;
 pub mod authorize;
 pub mod cache;
+mod changes;
 pub mod clients;
 mod group_commit;
 pub mod keys;
@@ -13,8 +14,8 @@ pub mod mfa;
 pub mod sessions;
 pub mod users;
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
@@ -104,6 +105,10 @@ pub struct Db {
     sqlite: bool,
     caches: Arc<Caches>,
     group_commit: group_commit::GroupCommit,
+    /// PostgreSQL: where to listen for other replicas' changes (`changes`).
+    url: Option<Arc<str>>,
+    /// The listener, once `follow_other_replicas` started it.
+    listener: Arc<Mutex<Option<tokio::task::JoinHandle<()>>>>,
 }
 
 /// The in-memory copies of hot rows (`cache`), shared by every clone of the handle.
@@ -140,8 +145,40 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 impl Db {
     /// Call after any write that can make access tokens inactive (revocations, sessions
     /// ended, users disabled or deleted, client secrets rotated, clients deleted).
-    fn tokens_changed(&self) {
-        self.caches.token_states.forget_all();
+    async fn tokens_changed(&self) {
+        self.changed(changes::Change::Tokens).await;
+    }
+
+    /// Call after any write to a client's row.
+    async fn client_changed(&self, id: &str) {
+        self.changed(changes::Change::Client(id.to_owned())).await;
+    }
+
+    async fn changed(&self, change: changes::Change) {
+        self.caches.drop_stale(&change);
+        if !self.sqlite {
+            changes::announce(&self.pool, &change).await;
+        }
+    }
+
+    /// PostgreSQL: from now on, other replicas' changes drop this one's cached copies at
+    /// once. A server calls it before it answers requests; one-shot commands need not.
+    pub async fn follow_other_replicas(&self) {
+        if let Some(url) = &self.url {
+            let task = changes::follow(url.clone(), self.caches.clone()).await;
+            if let Some(old) = self.listener.lock().unwrap_or_else(|e| e.into_inner()).replace(task) {
+                old.abort();
+            }
+        }
+    }
+
+    /// Tests: how long cached copies are answered (`cache::CACHE_TTL` otherwise). Stretched,
+    /// a change made on another replica can only arrive by notification.
+    #[doc(hidden)]
+    pub fn keep_copies_for(&self, ttl: Duration) {
+        self.caches.clients.set_ttl(ttl);
+        self.caches.role_scopes.set_ttl(ttl);
+        self.caches.token_states.set_ttl(ttl);
     }
 
     pub async fn connect(url: &str) -> StoreResult<Db> {
@@ -209,7 +246,15 @@ impl Db {
             .connect_with(options)
             .await?;
         let group_commit = group_commit::GroupCommit::start(pool.clone(), sqlite);
-        Ok(Db { pool, page_limit, sqlite, caches: Arc::new(Caches::new()), group_commit })
+        Ok(Db {
+            pool,
+            page_limit,
+            sqlite,
+            caches: Arc::new(Caches::new()),
+            group_commit,
+            url: (!sqlite).then(|| url.into()),
+            listener: Arc::default(),
+        })
     }
 
     pub async fn migrate(&self) -> StoreResult<()> {
@@ -279,6 +324,9 @@ impl Db {
 
     /// Queued group-commit writes (audit records, rotations) are committed first.
     pub async fn close(&self) {
+        if let Some(listener) = self.listener.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            listener.abort();
+        }
         self.group_commit.stop().await;
         self.pool.close().await;
     }

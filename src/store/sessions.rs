@@ -416,7 +416,7 @@ pub async fn revoke(db: &Db, session_id: &str, now: i64) -> StoreResult<bool> {
         .execute(db.pool())
         .await?
         .rows_affected();
-    db.tokens_changed();
+    db.tokens_changed().await;
     Ok(changed == 1)
 }
 
@@ -428,7 +428,7 @@ pub async fn revoke_access_token(db: &Db, jti: &str, expires_at: i64) -> StoreRe
     .bind(expires_at)
     .execute(db.pool())
     .await?;
-    db.tokens_changed();
+    db.tokens_changed().await;
     Ok(())
 }
 
@@ -526,7 +526,7 @@ pub async fn revoke_all_for_user(db: &Db, user_id: &str, now: i64) -> StoreResul
             .execute(db.pool())
             .await?
             .rows_affected();
-    db.tokens_changed();
+    db.tokens_changed().await;
     Ok(changed)
 }
 
@@ -566,7 +566,7 @@ pub async fn revoke_for_user(db: &Db, session_id: &str, user_id: &str, now: i64)
     .execute(db.pool())
     .await?
     .rows_affected();
-    db.tokens_changed();
+    db.tokens_changed().await;
     Ok(changed == 1)
 }
 

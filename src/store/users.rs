@@ -348,7 +348,7 @@ pub async fn set_status(db: &Db, id: &str, status: UserStatus, now: i64) -> Stor
     .execute(db.pool())
     .await?
     .rows_affected();
-    db.tokens_changed();
+    db.tokens_changed().await;
     Ok(changed == 1)
 }
 
@@ -365,7 +365,7 @@ pub async fn unlock(db: &Db, id: &str, now: i64) -> StoreResult<bool> {
     .execute(db.pool())
     .await?
     .rows_affected();
-    db.tokens_changed();
+    db.tokens_changed().await;
     Ok(changed == 1)
 }
 
@@ -373,7 +373,7 @@ pub async fn unlock(db: &Db, id: &str, now: i64) -> StoreResult<bool> {
 pub async fn delete(db: &Db, id: &str) -> StoreResult<bool> {
     let gone =
         sqlx::query("DELETE FROM users WHERE id = $1").bind(id).execute(db.pool()).await?.rows_affected();
-    db.tokens_changed();
+    db.tokens_changed().await;
     Ok(gone == 1)
 }
 
@@ -431,6 +431,6 @@ pub async fn change_password(
         .execute(&mut *tx)
         .await?;
     tx.commit().await?;
-    db.tokens_changed();
+    db.tokens_changed().await;
     Ok(())
 }
