@@ -27,17 +27,23 @@ pub struct Cache<K, V> {
     generation: AtomicU64,
     /// Beyond this many entries they are dropped all at once: this only bounds memory.
     max: usize,
-    /// `CACHE_TTL` in milliseconds, unless a test stretched it.
+    /// How long a copy is answered, in milliseconds.
     ttl_ms: AtomicU64,
 }
 
 impl<K: Eq + Hash, V: Clone> Cache<K, V> {
     pub fn new(max: usize) -> Cache<K, V> {
+        Cache::with_ttl(max, CACHE_TTL)
+    }
+
+    /// For copies of what never goes stale, kept only for as long as they are likely
+    /// to be asked for again.
+    pub fn with_ttl(max: usize, ttl: Duration) -> Cache<K, V> {
         Cache {
             entries: Mutex::default(),
             generation: AtomicU64::new(0),
             max,
-            ttl_ms: AtomicU64::new(CACHE_TTL.as_millis() as u64),
+            ttl_ms: AtomicU64::new(ttl.as_millis() as u64),
         }
     }
 
