@@ -18,8 +18,11 @@ use super::Caches;
 
 const CHANNEL: &str = "latchkey_cache";
 
-/// How long a listener that lost its connection waits before it tries again.
+/// How long a listener that lost its connection waits before it tries again, doubling
+/// after each failed try up to `RECONNECT_AT_MOST` (a database that stays away, or a pooler
+/// that refuses LISTEN, is not retried and logged every second).
 const RECONNECT_AFTER: Duration = Duration::from_secs(1);
+const RECONNECT_AT_MOST: Duration = Duration::from_secs(60);
 
 /// What copies a change makes stale, as announced.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,11 +83,16 @@ pub(super) async fn follow(url: Arc<str>, caches: Arc<Caches>) -> JoinHandle<()>
     let first = listen(&url).await;
     tokio::spawn(async move {
         let mut listener = first;
+        let mut wait = RECONNECT_AFTER;
         loop {
-            if let Some(mut active) = listener.take() {
-                hear(&mut active, &caches).await;
+            match listener.take() {
+                Some(mut active) => {
+                    wait = RECONNECT_AFTER;
+                    hear(&mut active, &caches).await;
+                }
+                None => wait = (wait * 2).min(RECONNECT_AT_MOST),
             }
-            tokio::time::sleep(RECONNECT_AFTER).await;
+            tokio::time::sleep(wait).await;
             listener = listen(&url).await;
             // What was announced while nobody listened is gone.
             caches.drop_all();
