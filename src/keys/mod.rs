@@ -31,7 +31,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
 use aws_lc_rs::rand::SystemRandom;
@@ -296,8 +296,10 @@ pub struct KeyRing {
     reload_lock: tokio::sync::Mutex<()>,
     reloads: AtomicU64,
     last_reload_ms: AtomicI64,
-    /// Tokens whose signature checked out, by SHA-256 of the token, with the key that checked it.
-    verified: Cache<[u8; 32], Arc<LoadedKey>>,
+    /// Tokens whose signature checked out, by SHA-256 of the token, with the key that checked
+    /// it: held weakly, so that a retired key (private half included) leaves memory at once,
+    /// and its address cannot be taken by another key while an entry names it.
+    verified: Cache<[u8; 32], Weak<LoadedKey>>,
 }
 
 /// At most this many checked tokens are remembered (about 100 bytes each), each for at
@@ -433,10 +435,14 @@ impl KeyRing {
         // RFC 7515 §5.2: the signature covers `header.payload` as sent.
         let (signed, signature) = token.rsplit_once('.')?;
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-        if !self.verified.get(&digest).is_some_and(|checked| Arc::ptr_eq(&checked, &key)) {
+        if !self
+            .verified
+            .get(&digest)
+            .is_some_and(|checked| std::ptr::eq(checked.as_ptr(), Arc::as_ptr(&key)))
+        {
             let generation = self.verified.generation();
             key.verifier.verify_sig(signed.as_bytes(), &URL_SAFE_NO_PAD.decode(signature).ok()?).ok()?;
-            self.verified.put(digest, key.clone(), generation);
+            self.verified.put(digest, Arc::downgrade(&key), generation);
         }
         let (_, payload) = signed.split_once('.')?;
         let claims: serde_json::Value =
