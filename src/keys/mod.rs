@@ -445,18 +445,24 @@ impl KeyRing {
             self.verified.put(digest, Arc::downgrade(&key), generation);
         }
         let (_, payload) = signed.split_once('.')?;
-        let claims: serde_json::Value =
-            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).ok()?).ok()?;
-        // Audiences are checked by the caller, per use.
-        claims.get("sub")?.as_str()?;
-        if claims.get("iss")?.as_str()? != issuer {
+        let payload = URL_SAFE_NO_PAD.decode(payload).ok()?;
+        // The claims every token must carry, read without copying (the caller's type is read
+        // after them); a duplicate of any of them makes the token unreadable.
+        #[derive(serde::Deserialize)]
+        struct Registered<'a> {
+            #[serde(borrow)]
+            iss: std::borrow::Cow<'a, str>,
+            #[serde(borrow, rename = "sub")]
+            _sub: std::borrow::Cow<'a, str>,
+            exp: f64,
+        }
+        let registered: Registered = serde_json::from_slice(&payload).ok()?;
+        // Audiences are checked by the caller, per use. RFC 7519 §4.1.4: accepted only before
+        // its expiry, by the service clock.
+        if registered.iss != issuer || registered.exp <= self.clock.now() as f64 {
             return None;
         }
-        // RFC 7519 §4.1.4: accepted only before its expiry, by the service clock.
-        if claims.get("exp")?.as_f64()? <= self.clock.now() as f64 {
-            return None;
-        }
-        serde_json::from_value(claims).ok()
+        serde_json::from_slice(&payload).ok()
     }
 
     /// The copy of the key table, re-read first when it is due (by the service clock, so a
