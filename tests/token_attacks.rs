@@ -124,6 +124,21 @@ async fn tokens_signed_by_our_key_with_bad_claims_are_inactive() {
         c.as_object_mut().unwrap().remove(name);
         c
     };
+    // A claim twice, a foreign issuer first and ours last: readers that keep the first and
+    // readers that keep the last would disagree, so the token is refused. (With a jti of its
+    // own: the cases below share the token's, whose state introspection keeps for a moment.)
+    let key = EncodingKey::from_rsa_pem(f.pem.as_bytes()).unwrap();
+    let by_hand = |claims: &str| {
+        let header = json!({"alg": "RS256", "typ": "at+jwt", "kid": f.kid});
+        let signed =
+            format!("{}.{}", URL_SAFE_NO_PAD.encode(header.to_string()), URL_SAFE_NO_PAD.encode(claims));
+        let signature = jsonwebtoken::crypto::sign(signed.as_bytes(), &key, Algorithm::RS256).unwrap();
+        format!("{signed}.{signature}")
+    };
+    let claims = with("jti", json!("a-jti-of-its-own")).to_string();
+    f.assert_accepted(&by_hand(&claims)).await;
+    let twice = format!("{{\"iss\":\"https://evil.example\",{}", &claims[1..]);
+    f.assert_rejected(&by_hand(&twice), "iss twice").await;
     let cases = [
         (with("exp", json!(now - 1)), "expired"),
         (with("iss", json!("https://evil.example")), "wrong issuer"),
