@@ -61,7 +61,7 @@ sleep 2
 IDLE_KB=$(awk '/VmRSS/{print $2}' "/proc/$PID/status")
 
 # The server's peak RSS during the run is the kernel's high-water mark.
-"$LOAD" --base "http://127.0.0.1:$PORT" --client-id "$CLIENT_ID" --client-secret "$CLIENT_SECRET" \
+"$LOAD" --base "http://127.0.0.1:$PORT" --client-id "$CLIENT_ID" --client-secret="$CLIENT_SECRET" \
         --username loaduser --password 'correct horse battery staple' --duration "$DURATION" \
         --concurrency "$CONCURRENCY" ${SCENARIOS:+--scenario "$SCENARIOS"}
 PEAK_KB=$(awk '/VmHWM/{print $2}' "/proc/$PID/status")
