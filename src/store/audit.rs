@@ -112,40 +112,55 @@ impl AuditEvent {
     }
 }
 
+/// One record, inside the caller's transaction.
 pub async fn insert<'e>(db: impl sqlx::AnyExecutor<'e>, event: &AuditEvent, at: i64) -> StoreResult<()> {
-    insert_all(db, &[(event, at)]).await
-}
-
-/// One statement for all of `records`: atomic without a transaction of its own, and one
-/// round trip.
-pub(super) async fn insert_all<'e>(
-    db: impl sqlx::AnyExecutor<'e>,
-    records: &[(&AuditEvent, i64)],
-) -> StoreResult<()> {
-    const COLUMNS: usize = 10;
-    let rows = records.len();
-    let sql = format!(
+    sqlx::query(
         "INSERT INTO audit_events (id, at, event, outcome, actor_id, user_id, client_id, ip, user_agent, detail)
-         VALUES {}",
-        super::placeholders(rows, COLUMNS, 0)
-    );
-    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(rows == 1);
-    for &(event, at) in records {
-        query = query
-            .bind(uuid::Uuid::now_v7().to_string())
-            .bind(at)
-            .bind(event.event.as_str())
-            .bind(event.outcome)
-            .bind(event.actor_id.as_deref())
-            .bind(event.user_id.as_deref())
-            .bind(event.client_id.as_deref())
-            .bind(event.ip.as_deref())
-            .bind(event.user_agent.as_deref())
-            .bind(event.detail.as_deref());
-    }
-    query.execute(db).await?;
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(uuid::Uuid::now_v7().to_string())
+    .bind(at)
+    .bind(event.event.as_str())
+    .bind(event.outcome)
+    .bind(event.actor_id.as_deref())
+    .bind(event.user_id.as_deref())
+    .bind(event.client_id.as_deref())
+    .bind(event.ip.as_deref())
+    .bind(event.user_agent.as_deref())
+    .bind(event.detail.as_deref())
+    .execute(db)
+    .await?;
     Ok(())
 }
+
+/// All of `records` in one statement: atomic without a transaction of its own. The rows
+/// travel as one JSON parameter, so the text never changes: prepared once per connection,
+/// one round trip on PostgreSQL, and no statement to plan or compile per batch.
+pub(super) async fn insert_all<'e>(
+    db: impl sqlx::AnyExecutor<'e>,
+    sqlite: bool,
+    records: &[(&AuditEvent, i64)],
+) -> StoreResult<()> {
+    let rows: Vec<_> = records.iter().map(|&(event, at)| (event, at, None)).collect();
+    sqlx::query(if sqlite { INSERT_ALL_SQLITE } else { INSERT_ALL_POSTGRES })
+        .bind(records_json(&rows)?)
+        .execute(db)
+        .await?;
+    Ok(())
+}
+
+const INSERT_ALL_POSTGRES: &str =
+    "INSERT INTO audit_events (id, at, event, outcome, actor_id, user_id, client_id, ip, user_agent, detail)
+     SELECT id, at, event, outcome, actor_id, user_id, client_id, ip, user_agent, detail
+     FROM json_to_recordset($1::json) AS a (id text, at bigint, event text, outcome text, actor_id text,
+         user_id text, client_id text, ip text, user_agent text, detail text)";
+
+const INSERT_ALL_SQLITE: &str =
+    "INSERT INTO audit_events (id, at, event, outcome, actor_id, user_id, client_id, ip, user_agent, detail)
+     SELECT a.value ->> '$.id', a.value ->> '$.at', a.value ->> '$.event', a.value ->> '$.outcome',
+            a.value ->> '$.actor_id', a.value ->> '$.user_id', a.value ->> '$.client_id', a.value ->> '$.ip',
+            a.value ->> '$.user_agent', a.value ->> '$.detail'
+     FROM json_each($1) a";
 
 /// `records` as a JSON array of objects named like the table's columns, each with the
 /// `successor` it depends on (`sessions::rotate_batch`).

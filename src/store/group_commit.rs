@@ -182,7 +182,7 @@ async fn commit(pool: &AnyPool, sqlite: bool, batch: &[Pending]) -> StoreResult<
         .collect();
     if rotations.is_empty() {
         let records: Vec<_> = batch.iter().filter_map(|p| audit_record(&p.job, &Done::Recorded)).collect();
-        audit::insert_all(pool, &records).await?;
+        audit::insert_all(pool, sqlite, &records).await?;
         return Ok(batch.iter().map(|_| Done::Recorded).collect());
     }
     if rotations.iter().all(|r| r.spend == Spend::Presented) {
@@ -209,7 +209,7 @@ async fn commit(pool: &AnyPool, sqlite: bool, batch: &[Pending]) -> StoreResult<
     let records: Vec<_> =
         batch.iter().zip(&done).filter_map(|(p, done)| audit_record(&p.job, done)).collect();
     if !records.is_empty() {
-        audit::insert_all(&mut *tx, &records).await?;
+        audit::insert_all(&mut *tx, sqlite, &records).await?;
     }
     tx.commit().await?;
     Ok(done)
