@@ -12,7 +12,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use sqlx::AnyPool;
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyConnection, AnyPool, Connection};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -35,6 +36,12 @@ pub(super) enum Done {
 /// Jobs waiting for a commit: a full queue makes requests wait (back-pressure) rather
 /// than grow memory.
 const QUEUE_CAPACITY: usize = 1024;
+
+/// The task keeps its connection while batches follow each other, and gives it back to the
+/// pool after this long without one. On SQLite a connection's page cache survives only its
+/// own commits: taking a different pooled connection per batch read the pages it was about
+/// to write again.
+const HOLD_WHILE_IDLE: Duration = Duration::from_millis(50);
 
 /// At most this many jobs per commit, so one transaction stays short. The audit records of
 /// a batch are one statement of at most 2,560 parameters, well under SQLite's 32,766 and
@@ -66,6 +73,8 @@ struct Counters {
 #[derive(Clone, Debug)]
 pub(super) struct GroupCommit {
     queue: mpsc::Sender<Pending>,
+    /// Asks the task to give its connection back now (`let_go`).
+    release: mpsc::Sender<oneshot::Sender<()>>,
     counters: Arc<Counters>,
     /// Taken by `stop`.
     running: Arc<Mutex<Option<Running>>>,
@@ -84,10 +93,11 @@ impl GroupCommit {
     /// (measured in benches/README.md).
     pub(super) fn start(pool: AnyPool, sqlite: bool) -> GroupCommit {
         let (queue, rx) = mpsc::channel(QUEUE_CAPACITY);
+        let (release, releases) = mpsc::channel(1);
         let (stop, stopped) = oneshot::channel();
         let counters = Arc::new(Counters::default());
-        let task = tokio::spawn(commit_batches(pool, sqlite, rx, stopped, counters.clone()));
-        GroupCommit { queue, counters, running: Arc::new(Mutex::new(Some(Running { stop, task }))) }
+        let task = tokio::spawn(commit_batches(pool, sqlite, rx, releases, stopped, counters.clone()));
+        GroupCommit { queue, release, counters, running: Arc::new(Mutex::new(Some(Running { stop, task }))) }
     }
 
     pub(super) fn totals(&self) -> GroupCommitTotals {
@@ -104,6 +114,15 @@ impl GroupCommit {
         let stopped = || StoreError::Unavailable(sqlx::Error::PoolClosed);
         self.queue.send(Pending { job, reply }).await.map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
+    }
+
+    /// Returns once the task's connection is closed, for whoever must reach every
+    /// connection in the pool. Its next batch takes one again.
+    pub(super) async fn let_go(&self) {
+        let (done, gone) = oneshot::channel();
+        if self.release.send(done).await.is_ok() {
+            let _ = gone.await;
+        }
     }
 
     /// Refuses new jobs, commits those already queued, and returns when they are committed
@@ -124,11 +143,13 @@ async fn commit_batches(
     pool: AnyPool,
     sqlite: bool,
     mut rx: mpsc::Receiver<Pending>,
+    mut releases: mpsc::Receiver<oneshot::Sender<()>>,
     mut stop: oneshot::Receiver<()>,
     counters: Arc<Counters>,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut stopping = false;
+    let mut held: Option<PoolConnection<Any>> = None;
     loop {
         let received = tokio::select! {
             received = rx.recv_many(&mut batch, MAX_BATCH) => received,
@@ -137,12 +158,42 @@ async fn commit_batches(
                 rx.close();
                 continue;
             }
+            _ = tokio::time::sleep(HOLD_WHILE_IDLE), if held.is_some() => {
+                held = None;
+                continue;
+            }
+            Some(done) = releases.recv() => {
+                // Closed rather than given back: on its way back it would miss the caller.
+                if let Some(conn) = held.take() {
+                    let _ = conn.close().await;
+                }
+                let _ = done.send(());
+                continue;
+            }
         };
         if received == 0 {
             return;
         }
         let started = Instant::now();
-        let committed = commit(&pool, sqlite, &batch).await;
+        let committed = match held.take() {
+            Some(conn) => Ok(conn),
+            None => pool.acquire().await.map_err(StoreError::from),
+        };
+        let committed = match committed {
+            Ok(mut conn) => {
+                let committed = commit(&mut conn, sqlite, &batch).await;
+                if committed.is_ok() {
+                    held = Some(conn);
+                } else {
+                    // SQLite's batch runs its own BEGIN … COMMIT, which may have stopped
+                    // half-way: given back, the connection would hold the write lock; closed,
+                    // it rolls back. A PostgreSQL connection that failed a batch may be broken.
+                    let _ = conn.close().await;
+                }
+                committed
+            }
+            Err(err) => Err(err),
+        };
         counters.commits.fetch_add(1, Ordering::Relaxed);
         counters.writes.fetch_add(batch.len() as u64, Ordering::Relaxed);
         counters.busy_micros.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
@@ -172,7 +223,7 @@ async fn commit_batches(
 /// a statement or two each. Audit records alone need no transaction: one statement is
 /// atomic. The usual batch (no retry after a lost response) is one call to the database
 /// (`sessions::rotate_batch`).
-async fn commit(pool: &AnyPool, sqlite: bool, batch: &[Pending]) -> StoreResult<Vec<Done>> {
+async fn commit(conn: &mut AnyConnection, sqlite: bool, batch: &[Pending]) -> StoreResult<Vec<Done>> {
     let rotations: Vec<&RotationWrite> = batch
         .iter()
         .filter_map(|p| match &p.job {
@@ -182,13 +233,13 @@ async fn commit(pool: &AnyPool, sqlite: bool, batch: &[Pending]) -> StoreResult<
         .collect();
     if rotations.is_empty() {
         let records: Vec<_> = batch.iter().filter_map(|p| audit_record(&p.job, &Done::Recorded)).collect();
-        audit::insert_all(pool, sqlite, &records).await?;
+        audit::insert_all(&mut *conn, sqlite, &records).await?;
         return Ok(batch.iter().map(|_| Done::Recorded).collect());
     }
     if rotations.iter().all(|r| r.spend == Spend::Presented) {
-        return commit_in_one_call(pool, sqlite, batch, &rotations).await;
+        return commit_in_one_call(conn, sqlite, batch, &rotations).await;
     }
-    let mut tx = pool.begin().await?;
+    let mut tx = conn.begin().await?;
     let outcomes = sessions::spend(&mut tx, &rotations).await?;
     let rotated: Vec<&RotationWrite> = rotations
         .iter()
@@ -216,7 +267,7 @@ async fn commit(pool: &AnyPool, sqlite: bool, batch: &[Pending]) -> StoreResult<
 }
 
 async fn commit_in_one_call(
-    pool: &AnyPool,
+    conn: &mut AnyConnection,
     sqlite: bool,
     batch: &[Pending],
     rotations: &[&RotationWrite],
@@ -229,14 +280,7 @@ async fn commit_in_one_call(
             Job::Rotate(r) => (&r.event, r.now, Some(r.new_hash.as_str())),
         })
         .collect();
-    let mut conn = pool.acquire().await?;
-    let won = sessions::rotate_batch(&mut conn, sqlite, rotations, &records).await;
-    if won.is_err() && sqlite {
-        // SQLite's batch runs its own BEGIN … COMMIT, which may have stopped half-way: a
-        // connection given back now would hold the write lock; closed, it rolls back.
-        let _ = conn.close().await;
-    }
-    let won = won?;
+    let won = sessions::rotate_batch(conn, sqlite, rotations, &records).await?;
     Ok(batch
         .iter()
         .map(|p| match &p.job {

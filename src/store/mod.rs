@@ -312,6 +312,17 @@ impl Db {
     #[doc(hidden)]
     pub async fn set_sqlite_page_limit(&self, pages: u64) -> StoreResult<()> {
         self.page_limit.store(pages, Ordering::Relaxed);
+        self.group_commit.let_go().await;
+        // A connection on its way back to the pool counts in its size but cannot be taken
+        // yet: asked for, the pool would open a new one instead, and miss it.
+        let settled = async {
+            while self.pool.num_idle() < self.pool.size() as usize {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        };
+        tokio::time::timeout(ACQUIRE_TIMEOUT, settled)
+            .await
+            .map_err(|_| StoreError::Unavailable(sqlx::Error::PoolTimedOut))?;
         let mut held = Vec::new();
         for _ in 0..self.pool.size() {
             held.push(self.pool.acquire().await?);
