@@ -254,6 +254,30 @@ async fn a_database_outage_answers_503_at_once_and_recovers_without_restart() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_group_commit_gives_its_connection_back_with_the_settings_it_took_it_with() {
+    if postgres_url().is_none() {
+        eprintln!("skipped: the group commit changes a setting of its connection on PostgreSQL only");
+        return;
+    }
+    let app = spawn_app().await;
+    let machine = machine_client(&app).await;
+    for _ in 0..5 {
+        assert_eq!(client_credentials(&app, &machine).await.status(), 200);
+    }
+    // Idle long enough for the task to give its connection back.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let pool = app.svc.db().pool();
+    let mut conns = Vec::new();
+    for _ in 0..pool.size() {
+        conns.push(pool.acquire().await.unwrap());
+    }
+    for conn in &mut conns {
+        let seqscan: String = sqlx::query_scalar("SHOW enable_seqscan").fetch_one(&mut **conn).await.unwrap();
+        assert_eq!(seqscan, "on", "a pooled connection kept the group commit's planner setting");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pooled_connections_the_database_closed_while_idle_are_replaced_unseen() {
     if postgres_url().is_none() {
         eprintln!("skipped: needs LATCHKEY_TEST_DATABASE_URL (PostgreSQL ends the connections)");

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sqlx::pool::PoolConnection;
-use sqlx::{Any, AnyConnection, AnyPool, Connection};
+use sqlx::{Any, AnyConnection, AnyPool, Connection, Executor};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
@@ -159,7 +159,9 @@ async fn commit_batches(
                 continue;
             }
             _ = tokio::time::sleep(HOLD_WHILE_IDLE), if held.is_some() => {
-                held = None;
+                if let Some(conn) = held.take() {
+                    give_back(conn, sqlite).await;
+                }
                 continue;
             }
             Some(done) = releases.recv() => {
@@ -177,7 +179,7 @@ async fn commit_batches(
         let started = Instant::now();
         let committed = match held.take() {
             Some(conn) => Ok(conn),
-            None => pool.acquire().await.map_err(StoreError::from),
+            None => take_writer(&pool, sqlite).await,
         };
         let committed = match committed {
             Ok(mut conn) => {
@@ -215,6 +217,26 @@ async fn commit_batches(
                 }
             }
         }
+    }
+}
+
+/// A connection for the task. On PostgreSQL its statements are prepared once and soon run
+/// on a generic plan, fixed with the table sizes of that moment: on a young database the
+/// planner would pick a scan of `refresh_tokens` while it holds a few rows, and keep it as
+/// the table grows. Every statement of a batch finds its rows by primary key, so this
+/// connection plans without sequential scans.
+async fn take_writer(pool: &AnyPool, sqlite: bool) -> StoreResult<PoolConnection<Any>> {
+    let mut conn = pool.acquire().await?;
+    if !sqlite {
+        conn.execute("SET enable_seqscan = off").await?;
+    }
+    Ok(conn)
+}
+
+/// Back to the pool as other requests expect it, or closed if it cannot be.
+async fn give_back(mut conn: PoolConnection<Any>, sqlite: bool) {
+    if !sqlite && conn.execute("RESET enable_seqscan").await.is_err() {
+        let _ = conn.close().await;
     }
 }
 
