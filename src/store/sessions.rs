@@ -267,7 +267,7 @@ async fn spend_successor(
 /// outcome: of two spenders of one token the first in queue order wins, and only winners
 /// store a successor, touch their session and leave their audit record (a record with no
 /// successor is always written). The rows travel as two JSON parameters, so the text never
-/// changes (SQLite prepares it once per connection). Returns the successors of the winners.
+/// changes, and it is prepared once per connection. Returns the successors of the winners.
 ///
 /// PostgreSQL: one statement of data-modifying CTEs, atomic without BEGIN and COMMIT. The
 /// tokens are found through `= ANY (ARRAY …)`, which keeps the plan on the primary key (a
