@@ -43,9 +43,7 @@ const QUEUE_CAPACITY: usize = 1024;
 /// to write again.
 const HOLD_WHILE_IDLE: Duration = Duration::from_millis(50);
 
-/// At most this many jobs per commit, so one transaction stays short. The audit records of
-/// a batch are one statement of at most 2,560 parameters, well under SQLite's 32,766 and
-/// PostgreSQL's 65,535.
+/// At most this many jobs per commit, so one transaction stays short.
 const MAX_BATCH: usize = 256;
 
 struct Pending {
@@ -174,6 +172,9 @@ async fn commit_batches(
             }
         };
         if received == 0 {
+            if let Some(conn) = held.take() {
+                give_back(conn, sqlite).await;
+            }
             return;
         }
         let started = Instant::now();
