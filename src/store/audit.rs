@@ -112,27 +112,6 @@ impl AuditEvent {
     }
 }
 
-/// One record, inside the caller's transaction.
-pub async fn insert<'e>(db: impl sqlx::AnyExecutor<'e>, event: &AuditEvent, at: i64) -> StoreResult<()> {
-    sqlx::query(
-        "INSERT INTO audit_events (id, at, event, outcome, actor_id, user_id, client_id, ip, user_agent, detail)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-    )
-    .bind(uuid::Uuid::now_v7().to_string())
-    .bind(at)
-    .bind(event.event.as_str())
-    .bind(event.outcome)
-    .bind(event.actor_id.as_deref())
-    .bind(event.user_id.as_deref())
-    .bind(event.client_id.as_deref())
-    .bind(event.ip.as_deref())
-    .bind(event.user_agent.as_deref())
-    .bind(event.detail.as_deref())
-    .execute(db)
-    .await?;
-    Ok(())
-}
-
 /// All of `records` in one statement: atomic without a transaction of its own. The rows
 /// travel as one JSON parameter, so the text never changes: prepared once per connection,
 /// one round trip on PostgreSQL, and no statement to plan or compile per batch.

@@ -178,25 +178,7 @@ async fn commit_batches(
             return;
         }
         let started = Instant::now();
-        let committed = match held.take() {
-            Some(conn) => Ok(conn),
-            None => take_writer(&pool, sqlite).await,
-        };
-        let committed = match committed {
-            Ok(mut conn) => {
-                let committed = commit(&mut conn, sqlite, &batch).await;
-                if committed.is_ok() {
-                    held = Some(conn);
-                } else {
-                    // SQLite's batch runs its own BEGIN … COMMIT, which may have stopped
-                    // half-way: given back, the connection would hold the write lock; closed,
-                    // it rolls back. A PostgreSQL connection that failed a batch may be broken.
-                    let _ = conn.close().await;
-                }
-                committed
-            }
-            Err(err) => Err(err),
-        };
+        let committed = commit_on(&mut held, &pool, sqlite, &batch).await;
         counters.commits.fetch_add(1, Ordering::Relaxed);
         counters.writes.fetch_add(batch.len() as u64, Ordering::Relaxed);
         counters.busy_micros.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
@@ -219,6 +201,29 @@ async fn commit_batches(
             }
         }
     }
+}
+
+/// Commits `batch` on the held connection, or a new one, which is held after a success.
+async fn commit_on(
+    held: &mut Option<PoolConnection<Any>>,
+    pool: &AnyPool,
+    sqlite: bool,
+    batch: &[Pending],
+) -> StoreResult<Vec<Done>> {
+    let mut conn = match held.take() {
+        Some(conn) => conn,
+        None => take_writer(pool, sqlite).await?,
+    };
+    let committed = commit(&mut conn, sqlite, batch).await;
+    if committed.is_ok() {
+        *held = Some(conn);
+    } else {
+        // SQLite's batch runs its own BEGIN … COMMIT, which may have stopped half-way:
+        // given back, the connection would hold the write lock; closed, it rolls back. A
+        // PostgreSQL connection that failed a batch may be broken.
+        let _ = conn.close().await;
+    }
+    committed
 }
 
 /// A connection for the task. On PostgreSQL its statements are prepared once and soon run

@@ -83,7 +83,7 @@ pub async fn create(
         let row = (refresh.hash, session.id.as_str(), refresh.scope, session.created_at, refresh.expires_at);
         insert_refresh_tokens(&mut tx, &[row]).await?;
     }
-    audit::insert(&mut *tx, event, session.created_at).await?;
+    audit::insert_all(&mut *tx, db.sqlite, &[(event, session.created_at)]).await?;
     tx.commit().await?;
     Ok(true)
 }
