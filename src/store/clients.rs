@@ -37,20 +37,16 @@ pub async fn insert(db: &Db, client: &Client) -> StoreResult<()> {
 /// Answered from memory for up to `CACHE_TTL` (`cache`): every token request authenticates
 /// its client. Unknown ids are not kept, so made-up ids cannot fill the cache.
 pub async fn find(db: &Db, id: &ClientId) -> StoreResult<Option<Client>> {
-    let cache = &db.caches.clients;
-    if let Some(client) = cache.get(id.as_str()) {
-        return Ok(Some(client));
-    }
-    let generation = cache.generation();
-    let row = sqlx::query(concat!("SELECT ", columns!(), " FROM clients WHERE id = $1"))
-        .bind(id.as_str())
-        .fetch_optional(db.pool())
-        .await?;
-    let client = row.map(|r| from_row(&r)).transpose()?;
-    if let Some(client) = &client {
-        cache.put(client.id.as_str().to_owned(), client.clone(), generation);
-    }
-    Ok(client)
+    db.caches
+        .clients
+        .get_or_read(id.as_str().to_owned(), || async {
+            let row = sqlx::query(concat!("SELECT ", columns!(), " FROM clients WHERE id = $1"))
+                .bind(id.as_str())
+                .fetch_optional(db.pool())
+                .await?;
+            row.map(|r| from_row(&r)).transpose()
+        })
+        .await
 }
 
 fn from_row(row: &AnyRow) -> StoreResult<Client> {

@@ -196,7 +196,7 @@ async fn commit_batches(
                 let err = Arc::new(err);
                 let mut unheard = 0;
                 for pending in batch.drain(..) {
-                    unheard += usize::from(pending.reply.send(Err(StoreError::Batch(err.clone()))).is_err());
+                    unheard += usize::from(pending.reply.send(Err(StoreError::Shared(err.clone()))).is_err());
                 }
                 // Those waiting log the error with their request; nobody else will hear of these.
                 if unheard > 0 {

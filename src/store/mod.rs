@@ -42,9 +42,9 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored data is not valid: {0}")]
     Corrupt(String),
-    /// A write batched with other requests' writes failed; each of them gets this.
-    #[error("a batched write failed")]
-    Batch(#[source] Arc<StoreError>),
+    /// A read or write done once for several requests failed; each of them gets this.
+    #[error("a read or write shared by several requests failed")]
+    Shared(#[source] Arc<StoreError>),
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -84,7 +84,7 @@ impl StoreError {
     pub fn is_unavailable(&self) -> bool {
         match self {
             StoreError::Unavailable(_) | StoreError::Full(_) => true,
-            StoreError::Batch(err) => err.is_unavailable(),
+            StoreError::Shared(err) => err.is_unavailable(),
             _ => false,
         }
     }

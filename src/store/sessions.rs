@@ -5,7 +5,7 @@ use sqlx::any::AnyRow;
 
 use super::audit::{self, AuditEvent};
 use super::group_commit::{Done, Job};
-use super::{Db, StoreResult};
+use super::{Db, StoreError, StoreResult};
 use crate::model::{Scope, User};
 
 #[derive(Debug, Clone)]
@@ -455,35 +455,39 @@ pub async fn access_token_state(
     client_token_iat: Option<i64>,
     now: i64,
 ) -> StoreResult<AccessTokenState> {
-    let cache = &db.caches.token_states;
-    if let Some(state) = cache.get(jti) {
-        return Ok(state);
-    }
-    let generation = cache.generation();
-    let row = sqlx::query(
-        "SELECT
-            (SELECT COUNT(*) FROM revoked_access_tokens WHERE jti = $1) AS jti_revoked,
-            (SELECT COUNT(*) FROM sessions WHERE id = $2 AND revoked_at IS NULL AND expires_at > $4) AS session_live,
-            (SELECT COUNT(*) FROM users WHERE id = $3 AND status = 'active') AS user_active,
-            (SELECT COUNT(*) FROM clients WHERE id = $5 AND tokens_valid_after <= $6) AS client_valid",
-    )
-    .bind(jti)
-    .bind(sid.unwrap_or(""))
-    .bind(user_id.unwrap_or(""))
-    .bind(now)
-    .bind(client_id)
-    // User tokens end with their session, not with the client's secret.
-    .bind(client_token_iat.unwrap_or(i64::MAX))
-    .fetch_one(db.pool())
-    .await?;
-    let state = AccessTokenState {
-        client_valid: row.try_get::<i64, _>("client_valid")? > 0,
-        jti_revoked: row.try_get::<i64, _>("jti_revoked")? > 0,
-        session_live: sid.map(|_| row.try_get::<i64, _>("session_live")).transpose()?.map(|n| n > 0),
-        user_active: user_id.map(|_| row.try_get::<i64, _>("user_active")).transpose()?.map(|n| n > 0),
+    let read = || async {
+        let row = sqlx::query(
+            "SELECT
+                (SELECT COUNT(*) FROM revoked_access_tokens WHERE jti = $1) AS jti_revoked,
+                (SELECT COUNT(*) FROM sessions WHERE id = $2 AND revoked_at IS NULL AND expires_at > $4) AS session_live,
+                (SELECT COUNT(*) FROM users WHERE id = $3 AND status = 'active') AS user_active,
+                (SELECT COUNT(*) FROM clients WHERE id = $5 AND tokens_valid_after <= $6) AS client_valid",
+        )
+        .bind(jti)
+        .bind(sid.unwrap_or(""))
+        .bind(user_id.unwrap_or(""))
+        .bind(now)
+        .bind(client_id)
+        // User tokens end with their session, not with the client's secret.
+        .bind(client_token_iat.unwrap_or(i64::MAX))
+        .fetch_optional(db.pool())
+        .await?;
+        let state = |row: AnyRow| -> StoreResult<AccessTokenState> {
+            Ok(AccessTokenState {
+                client_valid: row.try_get::<i64, _>("client_valid")? > 0,
+                jti_revoked: row.try_get::<i64, _>("jti_revoked")? > 0,
+                session_live: sid.map(|_| row.try_get::<i64, _>("session_live")).transpose()?.map(|n| n > 0),
+                user_active: user_id
+                    .map(|_| row.try_get::<i64, _>("user_active"))
+                    .transpose()?
+                    .map(|n| n > 0),
+            })
+        };
+        row.map(state).transpose()
     };
-    cache.put(jti.to_owned(), state.clone(), generation);
-    Ok(state)
+    // The statement always answers one row.
+    let state = db.caches.token_states.get_or_read(jti.to_owned(), read).await?;
+    state.ok_or(StoreError::Sqlx(sqlx::Error::RowNotFound))
 }
 
 /// Housekeeping: forget revocations of tokens that have expired anyway.
