@@ -39,7 +39,7 @@ pub async fn insert(db: &Db, client: &Client) -> StoreResult<()> {
 pub async fn find(db: &Db, id: &ClientId) -> StoreResult<Option<Client>> {
     db.caches
         .clients
-        .get_or_read(id.as_str().to_owned(), || async {
+        .get_or_read(id.as_str(), || async {
             let row = sqlx::query(concat!("SELECT ", columns!(), " FROM clients WHERE id = $1"))
                 .bind(id.as_str())
                 .fetch_optional(db.pool())

@@ -486,7 +486,7 @@ pub async fn access_token_state(
         row.map(state).transpose()
     };
     // The statement always answers one row.
-    let state = db.caches.token_states.get_or_read(jti.to_owned(), read).await?;
+    let state = db.caches.token_states.get_or_read(jti, read).await?;
     state.ok_or(StoreError::Sqlx(sqlx::Error::RowNotFound))
 }
 
