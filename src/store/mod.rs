@@ -209,11 +209,14 @@ impl Db {
                     if sqlite {
                         // WAL lets readers run beside the writer; synchronous=FULL makes every
                         // acknowledged commit survive a power cut, not only a process crash.
+                        // Temporary structures stay in memory: on disk, every rotation batch
+                        // opened, wrote and deleted a file (all of them small).
                         for pragma in [
                             "PRAGMA journal_mode = WAL",
                             "PRAGMA synchronous = FULL",
                             "PRAGMA foreign_keys = ON",
                             "PRAGMA busy_timeout = 10000",
+                            "PRAGMA temp_store = MEMORY",
                         ] {
                             conn.execute(pragma).await?;
                         }
