@@ -12,6 +12,10 @@
 //! other endpoints fare beside a login flood; they wait out a 503's `Retry-After` like a
 //! well-behaved client unless `--flood-ignores-retry-after`. Each scenario runs for `--duration` or until `--max-requests`,
 //! whichever comes first, and prints requests, errors, requests/s, p50 and p99 latency.
+//! After the password scenario it measures the argon2 bound for as long, in this process
+//! while the server is idle: checks/s of latchkey's own hasher and parameters, one check
+//! per core at a time (what `cargo bench --bench password` measures), so that the grant's
+//! rate is read against the machine as it was a moment ago, not in another run.
 //! Only loopback addresses are accepted: this is not a tool for someone else's server.
 
 use std::net::IpAddr;
@@ -21,6 +25,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 use clap::{Parser, ValueEnum};
+use latchkey::crypto::password::PasswordHasher;
+use latchkey::model::Password;
 use serde::Deserialize;
 
 #[derive(Debug, Parser)]
@@ -270,6 +276,13 @@ async fn run(target: &Arc<Target>, scenario: Scenario) -> anyhow::Result<()> {
         pct(0.50),
         pct(0.99),
     );
+    if scenario == Scenario::Password {
+        let bound = argon2_bound(args.duration).await?;
+        println!(
+            "  argon2 bound just after: {bound:.1} checks/s; the grant ran at {:.0} % of it",
+            100.0 * latencies.len() as f64 / elapsed / bound
+        );
+    }
     if let Some((workers, counts)) = flood {
         for w in workers {
             w.await?;
@@ -292,6 +305,35 @@ async fn run(target: &Arc<Target>, scenario: Scenario) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Password checks per second of the server's hasher for `duration`, one per core at a
+/// time, each core checking in a loop of its own.
+async fn argon2_bound(duration: Duration) -> anyhow::Result<f64> {
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let hasher = PasswordHasher::new(cores);
+    let password = Password::candidate("correct horse battery staple".into()).map_err(anyhow::Error::msg)?;
+    let hash: Arc<str> = hasher.hash(&password).await?.into();
+    let started = Instant::now();
+    let deadline = started + duration;
+    let loops: Vec<_> = (0..cores)
+        .map(|_| {
+            let (hasher, password, hash) = (hasher.clone(), password.clone(), hash.clone());
+            tokio::spawn(async move {
+                let mut checks = 0u64;
+                while Instant::now() < deadline {
+                    ensure!(hasher.verify(&password, Some(&hash)).await?, "the password no longer matches");
+                    checks += 1;
+                }
+                anyhow::Ok(checks)
+            })
+        })
+        .collect();
+    let mut checks = 0;
+    for done in loops {
+        checks += done.await??;
+    }
+    Ok(checks as f64 / started.elapsed().as_secs_f64())
 }
 
 /// How a login flood was answered.
