@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Starts a release build of latchkey on this machine and drives it with examples/loadtest.rs,
-# then prints one table: requests/s and p50/p99 per scenario, start-up time, idle and peak RSS.
+# then prints one table: requests/s and p50/p99 per scenario (the password grant beside the
+# argon2 bound measured right after it), start-up time, idle and peak RSS.
 #
 #   benches/loadtest.sh [--database-url URL] [--duration 10s] [--concurrency 16]
 #                       [--scenario client-credentials,password,refresh,introspect,jwks] [--port 8080]
@@ -22,7 +23,7 @@ while [[ $# -gt 0 ]]; do
     --scenario) SCENARIOS="$2"; shift 2;;
     --port) PORT="$2"; shift 2;;
     --bin) BIN="$(realpath "$2")"; shift 2;;
-    -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0;;
+    -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0;;
     *) echo "unknown argument $1" >&2; exit 2;;
   esac
 done
