@@ -210,7 +210,8 @@ impl Db {
                         // WAL lets readers run beside the writer; synchronous=FULL makes every
                         // acknowledged commit survive a power cut, not only a process crash.
                         // Temporary structures stay in memory: on disk, every rotation batch
-                        // opened, wrote and deleted a file (all of them small).
+                        // opened, wrote and deleted a file. Ours are small (sorts per user
+                        // or under a LIMIT).
                         for pragma in [
                             "PRAGMA journal_mode = WAL",
                             "PRAGMA synchronous = FULL",
