@@ -381,19 +381,17 @@ pub async fn delete(db: &Db, id: &str) -> StoreResult<bool> {
 /// refresh asks; only migrations and operators change the table, so it is answered from
 /// memory for up to `CACHE_TTL` (`cache`).
 pub async fn role_scopes(db: &Db) -> StoreResult<Arc<Vec<(String, String)>>> {
-    let cache = &db.caches.role_scopes;
-    if let Some(table) = cache.get(&()) {
-        return Ok(table);
-    }
-    let generation = cache.generation();
-    let rows = sqlx::query("SELECT role, scope FROM role_scopes").fetch_all(db.pool()).await?;
-    let table = Arc::new(
-        rows.iter()
+    let read = || async {
+        let rows = sqlx::query("SELECT role, scope FROM role_scopes").fetch_all(db.pool()).await?;
+        let table = rows
+            .iter()
             .map(|r| Ok((r.try_get("role")?, r.try_get("scope")?)))
-            .collect::<StoreResult<Vec<_>>>()?,
-    );
-    cache.put((), table.clone(), generation);
-    Ok(table)
+            .collect::<StoreResult<Vec<_>>>()?;
+        Ok(Some(Arc::new(table)))
+    };
+    // The read always finds a table, if an empty one.
+    let table = db.caches.role_scopes.get_or_read(&(), read).await?;
+    table.ok_or(StoreError::Sqlx(sqlx::Error::RowNotFound))
 }
 
 /// The password hash alone, to confirm a signed-in user's password. `None`: no such user.
