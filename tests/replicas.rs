@@ -136,3 +136,52 @@ async fn on_postgresql_the_other_replica_is_told_of_changes_and_listens_again_af
         "b, listening again, still answers from copies older than its new connection"
     );
 }
+
+async fn revoke(app: &TestApp, client: &TestClient, token: &str) -> reqwest::StatusCode {
+    app.post_form("/oauth/revoke", client, &[("token", token)]).await.status()
+}
+
+/// Revoking what is already revoked changes nothing, so no copy is dropped and nothing is
+/// announced: otherwise any client could empty every replica's copies, and send every
+/// introspection to the database, by revoking one of its own tokens again and again, or by
+/// presenting a spent refresh token of an ended session.
+#[tokio::test]
+async fn revoking_what_is_already_revoked_drops_no_copies() {
+    let a = spawn_app().await;
+    let b = spawn_replica(&a).await;
+    for app in [&a, &b] {
+        app.svc.db().keep_copies_for(Duration::from_secs(3600));
+    }
+    a.create_user("alice", &[]).await;
+    let web = a.web_client().await;
+    // Tokens ended once, for real: an access token, and a session whose first refresh
+    // token was spent before the session was revoked.
+    let ended = a.login(&web, "alice").await;
+    let access_ended = ended["access_token"].as_str().unwrap();
+    let spent = ended["refresh_token"].as_str().unwrap();
+    let refresh = [("grant_type", "refresh_token"), ("refresh_token", spent)];
+    let rotated = a.post_form("/oauth/token", &web, &refresh).await;
+    assert_eq!(rotated.status(), 200);
+    let rotated: Value = rotated.json().await.unwrap();
+    assert_eq!(revoke(&a, &web, access_ended).await, 200);
+    assert_eq!(revoke(&a, &web, rotated["refresh_token"].as_str().unwrap()).await, 200);
+
+    // A live token whose state both replicas hold, then ended behind their backs.
+    let live = a.login(&web, "alice").await;
+    let access = live["access_token"].as_str().unwrap();
+    assert_eq!(a.introspect(&web, access).await["active"], true);
+    assert_eq!(b.introspect(&web, access).await["active"], true);
+    sqlx::query("UPDATE sessions SET revoked_at = 1").execute(a.svc.db().pool()).await.unwrap();
+
+    assert_eq!(revoke(&a, &web, access_ended).await, 200);
+    assert_eq!(revoke(&a, &web, rotated["refresh_token"].as_str().unwrap()).await, 200);
+    let reused = a.post_form("/oauth/token", &web, &refresh).await;
+    assert_eq!(reused.status(), 400, "a spent token of an ended session");
+    assert_eq!(a.introspect(&web, access).await["active"], true, "a's copy");
+    assert_eq!(b.introspect(&web, access).await["active"], true, "b's copy");
+
+    // The control: a revocation that ends something drops the copies.
+    let other = a.login(&web, "alice").await;
+    assert_eq!(revoke(&a, &web, other["refresh_token"].as_str().unwrap()).await, 200);
+    assert_eq!(a.introspect(&web, access).await["active"], false, "a, after a real revocation");
+}

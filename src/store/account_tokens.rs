@@ -91,13 +91,14 @@ pub async fn reset_password(
     .await?;
     super::users::void_reset_tokens(&mut tx, user_id, now).await?;
     sqlx::query("DELETE FROM mfa_challenges WHERE user_id = $1").bind(user_id).execute(&mut *tx).await?;
-    sqlx::query("UPDATE sessions SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL")
+    let ended = sqlx::query("UPDATE sessions SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL")
         .bind(user_id)
         .bind(now)
         .execute(&mut *tx)
-        .await?;
+        .await?
+        .rows_affected();
     tx.commit().await?;
-    db.tokens_changed().await;
+    db.tokens_changed(ended).await;
     Ok(Some(()))
 }
 

@@ -351,16 +351,17 @@ pub async fn withdraw_consent(db: &Db, user_id: &str, client_id: &str, now: i64)
         .execute(&mut *tx)
         .await?
         .rows_affected();
-    sqlx::query(
+    let ended = sqlx::query(
         "UPDATE sessions SET revoked_at = $3 WHERE user_id = $1 AND client_id = $2 AND revoked_at IS NULL",
     )
     .bind(user_id)
     .bind(client_id)
     .bind(now)
     .execute(&mut *tx)
-    .await?;
+    .await?
+    .rows_affected();
     tx.commit().await?;
-    db.tokens_changed().await;
+    db.tokens_changed(ended).await;
     Ok(gone == 1)
 }
 

@@ -97,7 +97,7 @@ pub async fn update(db: &Db, client: &Client, now: i64) -> StoreResult<bool> {
     .execute(db.pool())
     .await?
     .rows_affected();
-    db.client_changed(client.id.as_str()).await;
+    db.client_changed(client.id.as_str(), changed).await;
     Ok(changed == 1)
 }
 
@@ -114,8 +114,8 @@ pub async fn set_secret_hash(db: &Db, id: &ClientId, hash: &str, now: i64) -> St
     .execute(db.pool())
     .await?
     .rows_affected();
-    db.client_changed(id.as_str()).await;
-    db.tokens_changed().await;
+    db.client_changed(id.as_str(), changed).await;
+    db.tokens_changed(changed).await;
     Ok(changed == 1)
 }
 
@@ -126,7 +126,7 @@ pub async fn delete(db: &Db, id: &ClientId) -> StoreResult<bool> {
         .execute(db.pool())
         .await?
         .rows_affected();
-    db.client_changed(id.as_str()).await;
-    db.tokens_changed().await;
+    db.client_changed(id.as_str(), gone).await;
+    db.tokens_changed(gone).await;
     Ok(gone == 1)
 }

@@ -144,17 +144,23 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 impl Db {
     /// Call after any write that can make access tokens inactive (revocations, sessions
-    /// ended, users disabled or deleted, client secrets rotated, clients deleted).
-    async fn tokens_changed(&self) {
-        self.changed(changes::Change::Tokens).await;
+    /// ended, users disabled or deleted, client secrets rotated, clients deleted), with the
+    /// rows it changed.
+    async fn tokens_changed(&self, rows: u64) {
+        self.changed(changes::Change::Tokens, rows).await;
     }
 
-    /// Call after any write to a client's row.
-    async fn client_changed(&self, id: &str) {
-        self.changed(changes::Change::Client(id.to_owned())).await;
+    /// Call after any write to a client's row, with the rows it changed.
+    async fn client_changed(&self, id: &str, rows: u64) {
+        self.changed(changes::Change::Client(id.to_owned()), rows).await;
     }
 
-    async fn changed(&self, change: changes::Change) {
+    /// A write that changed no row leaves every copy right: dropping them anyway would let
+    /// any client empty every replica's caches by revoking a revoked token again.
+    async fn changed(&self, change: changes::Change, rows: u64) {
+        if rows == 0 {
+            return;
+        }
         self.caches.drop_stale(&change);
         if !self.sqlite {
             changes::announce(&self.pool, &change).await;

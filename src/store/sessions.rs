@@ -414,19 +414,20 @@ pub async fn revoke(db: &Db, session_id: &str, now: i64) -> StoreResult<bool> {
         .execute(db.pool())
         .await?
         .rows_affected();
-    db.tokens_changed().await;
+    db.tokens_changed(changed).await;
     Ok(changed == 1)
 }
 
 pub async fn revoke_access_token(db: &Db, jti: &str, expires_at: i64) -> StoreResult<()> {
-    sqlx::query(
+    let added = sqlx::query(
         "INSERT INTO revoked_access_tokens (jti, expires_at) VALUES ($1, $2) ON CONFLICT (jti) DO NOTHING",
     )
     .bind(jti)
     .bind(expires_at)
     .execute(db.pool())
-    .await?;
-    db.tokens_changed().await;
+    .await?
+    .rows_affected();
+    db.tokens_changed(added).await;
     Ok(())
 }
 
@@ -528,7 +529,7 @@ pub async fn revoke_all_for_user(db: &Db, user_id: &str, now: i64) -> StoreResul
             .execute(db.pool())
             .await?
             .rows_affected();
-    db.tokens_changed().await;
+    db.tokens_changed(changed).await;
     Ok(changed)
 }
 
@@ -568,7 +569,7 @@ pub async fn revoke_for_user(db: &Db, session_id: &str, user_id: &str, now: i64)
     .execute(db.pool())
     .await?
     .rows_affected();
-    db.tokens_changed().await;
+    db.tokens_changed(changed).await;
     Ok(changed == 1)
 }
 

@@ -348,7 +348,7 @@ pub async fn set_status(db: &Db, id: &str, status: UserStatus, now: i64) -> Stor
     .execute(db.pool())
     .await?
     .rows_affected();
-    db.tokens_changed().await;
+    db.tokens_changed(changed).await;
     Ok(changed == 1)
 }
 
@@ -365,7 +365,7 @@ pub async fn unlock(db: &Db, id: &str, now: i64) -> StoreResult<bool> {
     .execute(db.pool())
     .await?
     .rows_affected();
-    db.tokens_changed().await;
+    db.tokens_changed(changed).await;
     Ok(changed == 1)
 }
 
@@ -373,7 +373,7 @@ pub async fn unlock(db: &Db, id: &str, now: i64) -> StoreResult<bool> {
 pub async fn delete(db: &Db, id: &str) -> StoreResult<bool> {
     let gone =
         sqlx::query("DELETE FROM users WHERE id = $1").bind(id).execute(db.pool()).await?.rows_affected();
-    db.tokens_changed().await;
+    db.tokens_changed(gone).await;
     Ok(gone == 1)
 }
 
@@ -422,13 +422,16 @@ pub async fn change_password(
     .execute(&mut *tx)
     .await?;
     void_reset_tokens(&mut tx, id, now).await?;
-    sqlx::query("UPDATE sessions SET revoked_at = $3 WHERE user_id = $1 AND id <> $2 AND revoked_at IS NULL")
-        .bind(id)
-        .bind(keep)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
+    let ended = sqlx::query(
+        "UPDATE sessions SET revoked_at = $3 WHERE user_id = $1 AND id <> $2 AND revoked_at IS NULL",
+    )
+    .bind(id)
+    .bind(keep)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?
+    .rows_affected();
     tx.commit().await?;
-    db.tokens_changed().await;
+    db.tokens_changed(ended).await;
     Ok(())
 }
