@@ -12,7 +12,7 @@ use crate::model::{Email, Password, Username};
 use crate::services::Services;
 use crate::store;
 use crate::store::audit::{AuditEvent, AuditKind};
-use crate::store::sessions::Session;
+use crate::store::sessions::{Session, Which};
 
 /// How long the link of a verification mail works.
 pub const VERIFY_EMAIL_TTL_SECS: i64 = 24 * 3600;
@@ -164,7 +164,7 @@ pub async fn end_session(
     session_id: &str,
     meta: &RequestMeta,
 ) -> Result<(), AccountError> {
-    if !store::sessions::revoke_for_user(svc.db(), session_id, user_id, svc.now()).await? {
+    if store::sessions::revoke_for_user(svc.db(), user_id, Which::Only(session_id), svc.now()).await? == 0 {
         return Err(AccountError::NotFound);
     }
     svc.audit(

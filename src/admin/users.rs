@@ -10,6 +10,7 @@ use crate::mfa;
 use crate::model::User;
 use crate::model::{Email, Password, Role, UserStatus, Username};
 use crate::services::Services;
+use crate::store::sessions::Which;
 use crate::store::{self, users::UserQuery};
 
 #[derive(Debug, Default)]
@@ -200,7 +201,7 @@ async fn apply_status(svc: &Services, user: &User, status: UserStatus, now: i64)
         return Err(AdminError::NotFound("user"));
     }
     if status != UserStatus::Active {
-        store::sessions::revoke_all_for_user(svc.db(), &user.id, now).await?;
+        store::sessions::revoke_for_user(svc.db(), &user.id, Which::All, now).await?;
     }
     Ok(())
 }
@@ -235,7 +236,7 @@ pub async fn unlock(svc: &Services, actor: &Actor, id: &str) -> Result<User, Adm
 /// Ends every session of the user; returns how many were live.
 pub async fn revoke_sessions(svc: &Services, actor: &Actor, id: &str) -> Result<u64, AdminError> {
     get(svc, id).await?;
-    let revoked = store::sessions::revoke_all_for_user(svc.db(), id, svc.now()).await?;
+    let revoked = store::sessions::revoke_for_user(svc.db(), id, Which::All, svc.now()).await?;
     record(
         svc,
         actor,

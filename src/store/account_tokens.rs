@@ -2,6 +2,7 @@
 
 use sqlx::Row;
 
+use super::sessions::Which;
 use super::{Db, StoreResult};
 
 /// Stores a token for the user with `email`: one row in one statement whether or not such
@@ -91,12 +92,7 @@ pub async fn reset_password(
     .await?;
     super::users::void_reset_tokens(&mut tx, user_id, now).await?;
     sqlx::query("DELETE FROM mfa_challenges WHERE user_id = $1").bind(user_id).execute(&mut *tx).await?;
-    let ended = sqlx::query("UPDATE sessions SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL")
-        .bind(user_id)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+    let ended = super::sessions::end_for_user(&mut *tx, user_id, Which::All, now).await?;
     tx.commit().await?;
     db.tokens_changed(ended).await;
     Ok(Some(()))

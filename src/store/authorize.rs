@@ -4,6 +4,7 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use super::sessions::Which;
 use super::{Db, StoreResult};
 
 /// A browser's login session; `user_id` is `None` until someone signs in.
@@ -351,15 +352,7 @@ pub async fn withdraw_consent(db: &Db, user_id: &str, client_id: &str, now: i64)
         .execute(&mut *tx)
         .await?
         .rows_affected();
-    let ended = sqlx::query(
-        "UPDATE sessions SET revoked_at = $3 WHERE user_id = $1 AND client_id = $2 AND revoked_at IS NULL",
-    )
-    .bind(user_id)
-    .bind(client_id)
-    .bind(now)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
+    let ended = super::sessions::end_for_user(&mut *tx, user_id, Which::OfClient(client_id), now).await?;
     tx.commit().await?;
     db.tokens_changed(ended).await;
     Ok(gone == 1)

@@ -519,18 +519,53 @@ fn session_from_row(r: &AnyRow) -> StoreResult<Session> {
     })
 }
 
-/// Ends every live session of a user (and so their refresh and access tokens).
-/// Returns how many were live.
-pub async fn revoke_all_for_user(db: &Db, user_id: &str, now: i64) -> StoreResult<u64> {
-    let changed =
-        sqlx::query("UPDATE sessions SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL")
-            .bind(user_id)
-            .bind(now)
-            .execute(db.pool())
-            .await?
-            .rows_affected();
-    db.tokens_changed(changed).await;
-    Ok(changed)
+/// Which live sessions of a user to end.
+#[derive(Debug, Clone, Copy)]
+pub enum Which<'a> {
+    All,
+    /// This one, if it is theirs.
+    Only(&'a str),
+    /// All but this one (a password change keeps the session that made it).
+    AllBut(&'a str),
+    /// Those of this client (consent withdrawn).
+    OfClient(&'a str),
+}
+
+/// Ends the user's live sessions that `which` names (and so their refresh and access
+/// tokens); returns how many were live.
+pub async fn revoke_for_user(db: &Db, user_id: &str, which: Which<'_>, now: i64) -> StoreResult<u64> {
+    let ended = end_for_user(db.pool(), user_id, which, now).await?;
+    db.tokens_changed(ended).await;
+    Ok(ended)
+}
+
+/// `revoke_for_user` inside a caller's transaction, which tells the caches once committed.
+pub(super) async fn end_for_user<'e>(
+    conn: impl sqlx::Executor<'e, Database = sqlx::Any>,
+    user_id: &str,
+    which: Which<'_>,
+    now: i64,
+) -> StoreResult<u64> {
+    let (sql, other) = match which {
+        Which::All => ("UPDATE sessions SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL", None),
+        Which::Only(id) => (
+            "UPDATE sessions SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL AND id = $3",
+            Some(id),
+        ),
+        Which::AllBut(id) => (
+            "UPDATE sessions SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL AND id <> $3",
+            Some(id),
+        ),
+        Which::OfClient(id) => (
+            "UPDATE sessions SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL AND client_id = $3",
+            Some(id),
+        ),
+    };
+    let mut query = sqlx::query(sql).bind(user_id).bind(now);
+    if let Some(other) = other {
+        query = query.bind(other);
+    }
+    Ok(query.execute(conn).await?.rows_affected())
 }
 
 /// The user's sessions that can still be used: not revoked, within their absolute
@@ -556,21 +591,6 @@ pub async fn list_live_for_user(
     .fetch_all(db.pool())
     .await?;
     rows.iter().map(session_from_row).collect()
-}
-
-/// Ends one session of `user_id`; `false` when there is no such live session of theirs.
-pub async fn revoke_for_user(db: &Db, session_id: &str, user_id: &str, now: i64) -> StoreResult<bool> {
-    let changed = sqlx::query(
-        "UPDATE sessions SET revoked_at = $3 WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL",
-    )
-    .bind(session_id)
-    .bind(user_id)
-    .bind(now)
-    .execute(db.pool())
-    .await?
-    .rows_affected();
-    db.tokens_changed(changed).await;
-    Ok(changed == 1)
 }
 
 /// Scopes are stored as their space-separated text, parsed back here once.

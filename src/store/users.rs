@@ -3,6 +3,7 @@ use std::sync::Arc;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use super::sessions::Which;
 use super::{Db, StoreError, StoreResult};
 use crate::model::User;
 use crate::model::{Email, Role, UserStatus, Username};
@@ -422,15 +423,7 @@ pub async fn change_password(
     .execute(&mut *tx)
     .await?;
     void_reset_tokens(&mut tx, id, now).await?;
-    let ended = sqlx::query(
-        "UPDATE sessions SET revoked_at = $3 WHERE user_id = $1 AND id <> $2 AND revoked_at IS NULL",
-    )
-    .bind(id)
-    .bind(keep)
-    .bind(now)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected();
+    let ended = super::sessions::end_for_user(&mut *tx, id, Which::AllBut(keep), now).await?;
     tx.commit().await?;
     db.tokens_changed(ended).await;
     Ok(())
