@@ -185,3 +185,36 @@ async fn revoking_what_is_already_revoked_drops_no_copies() {
     assert_eq!(revoke(&a, &web, other["refresh_token"].as_str().unwrap()).await, 200);
     assert_eq!(a.introspect(&web, access).await["active"], false, "a, after a real revocation");
 }
+
+/// Revoking one access token drops the copy of that token alone, here and on PostgreSQL on
+/// the other replica: a client that revokes its tokens as it goes (a logout) empties nobody's
+/// cache.
+#[tokio::test]
+async fn revoking_one_access_token_keeps_the_copies_of_the_others() {
+    let a = spawn_app().await;
+    let b = spawn_replica(&a).await;
+    for app in [&a, &b] {
+        app.svc.db().keep_copies_for(Duration::from_secs(3600));
+    }
+    a.create_user("alice", &[]).await;
+    let web = a.web_client().await;
+    let kept = a.login(&web, "alice").await["access_token"].as_str().unwrap().to_owned();
+    let revoked = a.login(&web, "alice").await["access_token"].as_str().unwrap().to_owned();
+    for token in [&kept, &revoked] {
+        assert_eq!(a.introspect(&web, token).await["active"], true);
+        assert_eq!(b.introspect(&web, token).await["active"], true);
+    }
+    // Ended behind the replicas' backs: only a dropped copy reads this.
+    sqlx::query("UPDATE sessions SET revoked_at = 1").execute(a.svc.db().pool()).await.unwrap();
+
+    assert_eq!(revoke(&a, &web, &revoked).await, 200);
+    assert_eq!(a.introspect(&web, &revoked).await["active"], false, "the revoked token, at once");
+    assert_eq!(a.introspect(&web, &kept).await["active"], true, "a's copy of the other token");
+    assert_eq!(b.introspect(&web, &kept).await["active"], true, "b's copy of the other token");
+    if a.database_url.starts_with("postgres") {
+        assert!(
+            eventually(|| async { b.introspect(&web, &revoked).await["active"] == false }).await,
+            "b was not told of the revoked token"
+        );
+    }
+}

@@ -27,8 +27,10 @@ const RECONNECT_AT_MOST: Duration = Duration::from_secs(60);
 /// What copies a change makes stale, as announced.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Change {
-    /// Any token's live-or-not state (a revocation, a session ended, a user disabled …).
+    /// Any token's live-or-not state (a session ended, a user disabled …).
     Tokens,
+    /// One access token's state, by `jti`: that token revoked, no other touched.
+    AccessToken(String),
     /// One client's row.
     Client(String),
 }
@@ -37,6 +39,7 @@ impl Change {
     fn payload(&self) -> String {
         match self {
             Change::Tokens => "tokens".into(),
+            Change::AccessToken(jti) => format!("token:{jti}"),
             Change::Client(id) => format!("client:{id}"),
         }
     }
@@ -45,6 +48,7 @@ impl Change {
     fn parse(payload: &str) -> Option<Change> {
         match payload.split_once(':') {
             None if payload == "tokens" => Some(Change::Tokens),
+            Some(("token", jti)) => Some(Change::AccessToken(jti.to_owned())),
             Some(("client", id)) => Some(Change::Client(id.to_owned())),
             _ => None,
         }
@@ -55,6 +59,7 @@ impl Caches {
     pub(super) fn drop_stale(&self, change: &Change) {
         match change {
             Change::Tokens => self.token_states.forget_all(),
+            Change::AccessToken(jti) => self.token_states.forget(jti.as_str()),
             Change::Client(id) => self.clients.forget(id.as_str()),
         }
     }
@@ -139,7 +144,12 @@ mod tests {
 
     #[test]
     fn payloads_read_back() {
-        for change in [Change::Tokens, Change::Client("web-app".into()), Change::Client("a:b".into())] {
+        for change in [
+            Change::Tokens,
+            Change::AccessToken("0193e4a0-7c1f-7000-8000-000000000000".into()),
+            Change::Client("web-app".into()),
+            Change::Client("a:b".into()),
+        ] {
             assert_eq!(Change::parse(&change.payload()), Some(change));
         }
         assert_eq!(Change::parse("roles"), None);

@@ -150,6 +150,12 @@ impl Db {
         self.changed(changes::Change::Tokens, rows).await;
     }
 
+    /// Call after a write that revoked one access token, with the rows it changed: the
+    /// copies of other tokens stay.
+    async fn access_token_changed(&self, jti: &str, rows: u64) {
+        self.changed(changes::Change::AccessToken(jti.to_owned()), rows).await;
+    }
+
     /// Call after any write to a client's row, with the rows it changed.
     async fn client_changed(&self, id: &str, rows: u64) {
         self.changed(changes::Change::Client(id.to_owned()), rows).await;

@@ -427,7 +427,7 @@ pub async fn revoke_access_token(db: &Db, jti: &str, expires_at: i64) -> StoreRe
     .execute(db.pool())
     .await?
     .rows_affected();
-    db.tokens_changed(added).await;
+    db.access_token_changed(jti, added).await;
     Ok(())
 }
 
