@@ -138,8 +138,13 @@ impl<K: Eq + Hash, V: Clone> Cache<K, V> {
             .get_or_init(|| async {
                 let generation = self.generation();
                 let found = read().await;
-                if let Ok(Some(value)) = &found {
-                    self.put(key.to_owned(), value.clone(), generation);
+                match &found {
+                    Ok(Some(value)) => self.put(key.to_owned(), value.clone(), generation),
+                    // Gone (a client deleted): the copy of it answers nobody from now on.
+                    Ok(None) => {
+                        self.entries.lock().unwrap_or_else(|e| e.into_inner()).remove(key);
+                    }
+                    Err(_) => {}
                 }
                 // Done, so whoever misses from now on reads anew; those already waiting
                 // hold `shared` and take this answer.
@@ -290,6 +295,15 @@ mod tests {
         assert!(matches!(reader.await, Ok(Ok(Some(2)))));
         assert_eq!(reads.load(Ordering::SeqCst), 1);
         assert_eq!(cache.get("a"), Some(2));
+    }
+
+    #[tokio::test]
+    async fn an_early_read_that_finds_nothing_drops_the_copy() {
+        let cache = Cache::<String, u32>::new(10);
+        cache.put("a".to_owned(), 1, cache.generation());
+        tokio::time::sleep(CACHE_TTL / 2).await;
+        assert!(matches!(cache.get_or_read("a", || async { Ok(None) }).await, Ok(None)));
+        assert_eq!(cache.get("a"), None, "the copy of what is gone");
     }
 
     #[tokio::test]
