@@ -141,12 +141,9 @@ async fn revoke(app: &TestApp, client: &TestClient, token: &str) -> reqwest::Sta
     app.post_form("/oauth/revoke", client, &[("token", token)]).await.status()
 }
 
-/// Revoking what is already revoked changes nothing, so no copy is dropped and nothing is
-/// announced: otherwise any client could empty every replica's copies, and send every
-/// introspection to the database, by revoking one of its own tokens again and again, or by
-/// presenting a spent refresh token of an ended session.
-#[tokio::test]
-async fn revoking_what_is_already_revoked_drops_no_copies() {
+/// Two replicas whose copies outlive the test (only a dropped copy reads the database
+/// again), a user alice and a web client.
+async fn replicas_keeping_copies() -> (TestApp, TestApp, TestClient) {
     let a = spawn_app().await;
     let b = spawn_replica(&a).await;
     for app in [&a, &b] {
@@ -154,6 +151,16 @@ async fn revoking_what_is_already_revoked_drops_no_copies() {
     }
     a.create_user("alice", &[]).await;
     let web = a.web_client().await;
+    (a, b, web)
+}
+
+/// Revoking what is already revoked changes nothing, so no copy is dropped and nothing is
+/// announced: otherwise any client could empty every replica's copies, and send every
+/// introspection to the database, by revoking one of its own tokens again and again, or by
+/// presenting a spent refresh token of an ended session.
+#[tokio::test]
+async fn revoking_what_is_already_revoked_drops_no_copies() {
+    let (a, b, web) = replicas_keeping_copies().await;
     // Tokens ended once, for real: an access token, and a session whose first refresh
     // token was spent before the session was revoked.
     let ended = a.login(&web, "alice").await;
@@ -191,13 +198,7 @@ async fn revoking_what_is_already_revoked_drops_no_copies() {
 /// cache.
 #[tokio::test]
 async fn revoking_one_access_token_keeps_the_copies_of_the_others() {
-    let a = spawn_app().await;
-    let b = spawn_replica(&a).await;
-    for app in [&a, &b] {
-        app.svc.db().keep_copies_for(Duration::from_secs(3600));
-    }
-    a.create_user("alice", &[]).await;
-    let web = a.web_client().await;
+    let (a, b, web) = replicas_keeping_copies().await;
     let kept = a.login(&web, "alice").await["access_token"].as_str().unwrap().to_owned();
     let revoked = a.login(&web, "alice").await["access_token"].as_str().unwrap().to_owned();
     for token in [&kept, &revoked] {
