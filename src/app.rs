@@ -8,11 +8,12 @@ use poem::Server;
 use poem::listener::{Acceptor, TcpAcceptor};
 
 use crate::config::Settings;
-use crate::crypto::sealed::SecretBox;
+use crate::crypto::refresh::RefreshTokens;
+use crate::crypto::sealed::{self, SecretBox};
 use crate::http::SlowClientGuard;
 use crate::keys::KeyRing;
 use crate::model::Clock;
-use crate::services::Services;
+use crate::services::{Secrets, Services};
 use crate::store::{self, Db};
 
 /// Opens everything the server and the CLI commands need.
@@ -27,12 +28,14 @@ pub async fn open(settings: Settings) -> anyhow::Result<Services> {
     if settings.keys_dir.exists() && !settings.keys_dir.is_dir() {
         anyhow::bail!("--keys-dir {} is not a directory", settings.keys_dir.display());
     }
-    let secret_box = SecretBox::load(&settings).context("cannot load the secret key")?;
+    let secret_key = sealed::load_secret_key(&settings).context("cannot load the secret key")?;
     let clock = Clock::default();
     let keys = KeyRing::open(db.clone(), &settings.keys_dir, clock.clone(), settings.signing_alg)
         .await
         .context("cannot load signing keys")?;
-    Services::new(settings, db, keys, secret_box, clock).context("cannot set up mail delivery (--mail)")
+    let secrets =
+        Secrets { sealing: SecretBox::new(&secret_key), refresh_tokens: RefreshTokens::new(&secret_key) };
+    Services::new(settings, db, keys, secrets, clock).context("cannot set up mail delivery (--mail)")
 }
 
 /// Runs the server on an already-bound listener (tests bind port 0 and pass it here).

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use crate::config::Settings;
 use crate::crypto::password::PasswordHasher;
+use crate::crypto::refresh::RefreshTokens;
 use crate::crypto::sealed::SecretBox;
 use crate::keys::KeyRing;
 use crate::mail::{MailError, Mailer};
@@ -11,6 +12,12 @@ use crate::model::policy::{DefaultPolicy, SecondFactorPolicy};
 use crate::model::{Clock, RequestMeta};
 use crate::store::audit::AuditEvent;
 use crate::store::{self, Db, StoreError};
+
+/// What the server's secret key is used for.
+pub struct Secrets {
+    pub sealing: SecretBox,
+    pub refresh_tokens: RefreshTokens,
+}
 
 #[derive(Clone)]
 pub struct Services {
@@ -23,7 +30,7 @@ struct Inner {
     db: Db,
     keys: KeyRing,
     hasher: PasswordHasher,
-    secret_box: SecretBox,
+    secrets: Secrets,
     mailer: Mailer,
     clock: Clock,
 }
@@ -34,13 +41,13 @@ impl Services {
         settings: Settings,
         db: Db,
         keys: KeyRing,
-        secret_box: SecretBox,
+        secrets: Secrets,
         clock: Clock,
     ) -> Result<Services, MailError> {
         let mailer = Mailer::new(&settings)?;
         let hasher = PasswordHasher::new(settings.hash_queue);
         Ok(Services {
-            inner: Arc::new(Inner { settings, db, keys, hasher, secret_box, mailer, clock }),
+            inner: Arc::new(Inner { settings, db, keys, hasher, secrets, mailer, clock }),
             second_factor: Arc::new(DefaultPolicy),
         })
     }
@@ -83,7 +90,12 @@ impl Services {
 
     /// Seals TOTP secrets at rest.
     pub fn secret_box(&self) -> &SecretBox {
-        &self.inner.secret_box
+        &self.inner.secrets.sealing
+    }
+
+    /// Makes and reads refresh tokens.
+    pub fn refresh_tokens(&self) -> &RefreshTokens {
+        &self.inner.secrets.refresh_tokens
     }
 
     pub fn second_factor_policy(&self) -> &dyn SecondFactorPolicy {

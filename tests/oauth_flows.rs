@@ -3,6 +3,8 @@
 
 mod common;
 
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use common::{PASSWORD, TestApp, TestClient, jwt_part, spawn_app};
 use latchkey::model::GrantType;
 use oauth2::basic::{BasicClient, BasicTokenType};
@@ -159,6 +161,141 @@ async fn refresh_rotates_and_reuse_revokes_the_family() {
     assert_eq!(events.len(), 1, "reuse is audited");
     let refreshes = app.refreshes_audited().await;
     assert_eq!(refreshes, 1, "the one successful refresh is audited");
+}
+
+async fn refresh_grant(app: &TestApp, client: &TestClient, token: &str) -> (u16, Value) {
+    let resp = app
+        .post_form("/oauth/token", client, &[("grant_type", "refresh_token"), ("refresh_token", token)])
+        .await;
+    (resp.status().as_u16(), resp.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn a_refresh_token_from_before_generations_works_once_then_counts_as_reuse() {
+    let app = spawn_app().await;
+    app.create_user("alice", &[]).await;
+    let client = app.web_client().await;
+    let login = app.login(&client, "alice").await;
+    let sid = jwt_part(login["access_token"].as_str().unwrap(), 1)["sid"].as_str().unwrap().to_owned();
+    // The session as an older latchkey left it: its tokens in `refresh_tokens`, one spent.
+    let (spent, legacy) =
+        (latchkey::crypto::secrets::random_token(), latchkey::crypto::secrets::random_token());
+    let pool = app.svc.db().pool();
+    sqlx::query("UPDATE sessions SET refresh_generation = 0, refresh_hash = NULL, refresh_scope = NULL, refresh_expires_at = NULL WHERE id = $1")
+        .bind(&sid)
+        .execute(pool)
+        .await
+        .unwrap();
+    for (token, used_at) in [(&spent, Some(app.svc.now())), (&legacy, None)] {
+        sqlx::query("INSERT INTO refresh_tokens (hash, session_id, scope, created_at, expires_at, used_at) VALUES ($1, $2, 'openid profile', $3, $4, $5)")
+            .bind(latchkey::crypto::secrets::sha256_hex(token))
+            .bind(&sid)
+            .bind(app.svc.now())
+            .bind(app.svc.now() + 3600)
+            .bind(used_at)
+            .execute(pool)
+            .await
+            .unwrap();
+    }
+    let intro = app.introspect(&client, &legacy).await;
+    assert_eq!(intro["active"], true, "{intro}");
+    assert_eq!(intro["scope"], "openid profile");
+    assert_eq!(app.introspect(&client, &spent).await, json!({"active": false}));
+
+    let (status, body) = refresh_grant(&app, &client, &legacy).await;
+    assert_eq!(status, 200, "{body}");
+    let next = body["refresh_token"].as_str().unwrap().to_owned();
+    assert_eq!(body["scope"], "openid profile", "the legacy token's scope carries over");
+    assert_eq!(app.introspect(&client, &legacy).await, json!({"active": false}), "spent by the rotation");
+    let (status, body) = refresh_grant(&app, &client, &next).await;
+    assert_eq!(status, 200, "{body}");
+    let last = body["refresh_token"].as_str().unwrap().to_owned();
+
+    // The legacy token again: reuse, which ends the session.
+    let (status, body) = refresh_grant(&app, &client, &legacy).await;
+    assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")));
+    assert_eq!(refresh_grant(&app, &client, &last).await.0, 400, "the session ended with the reuse");
+
+    // A token spent before the upgrade is reuse too.
+    let other = app.login(&client, "alice").await["refresh_token"].as_str().unwrap().to_owned();
+    let sid = jwt_part(app.login(&client, "alice").await["access_token"].as_str().unwrap(), 1)["sid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    sqlx::query("UPDATE refresh_tokens SET session_id = $1 WHERE hash = $2")
+        .bind(&sid)
+        .bind(latchkey::crypto::secrets::sha256_hex(&spent))
+        .execute(pool)
+        .await
+        .unwrap();
+    assert_eq!(refresh_grant(&app, &client, &spent).await.0, 400);
+    let revoked: Option<i64> = sqlx::query_scalar("SELECT revoked_at FROM sessions WHERE id = $1")
+        .bind(&sid)
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    assert!(revoked.is_some(), "a spent legacy token ends its session");
+    assert_eq!(refresh_grant(&app, &client, &other).await.0, 200, "other sessions go on");
+}
+
+#[tokio::test]
+async fn forged_refresh_tokens_are_refused_and_end_no_session() {
+    use latchkey::crypto::refresh::{Named, RefreshTokens};
+    let app = spawn_app().await;
+    app.create_user("alice", &[]).await;
+    let client = app.web_client().await;
+    let login = app.login(&client, "alice").await;
+    let session_id: uuid::Uuid =
+        jwt_part(login["access_token"].as_str().unwrap(), 1)["sid"].as_str().unwrap().parse().unwrap();
+    let first = login["refresh_token"].as_str().unwrap().to_owned();
+    let (status, body) = refresh_grant(&app, &client, &first).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = refresh_grant(&app, &client, body["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(status, 200, "{body}");
+    let current = body["refresh_token"].as_str().unwrap().to_owned();
+
+    // The control: the server's own key naming generation 1 of a session at generation 3 is
+    // a real reuse. Checked on a second session, so this one goes on.
+    let ours = app.svc.refresh_tokens();
+    let other = app.login(&client, "alice").await;
+    let other_id: uuid::Uuid =
+        jwt_part(other["access_token"].as_str().unwrap(), 1)["sid"].as_str().unwrap().parse().unwrap();
+    let (status, body) = refresh_grant(&app, &client, other["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(status, 200);
+    let (status, _) = refresh_grant(&app, &client, body["refresh_token"].as_str().unwrap()).await;
+    assert_eq!(status, 200);
+    let (status, _) =
+        refresh_grant(&app, &client, &ours.mint(Named { session_id: other_id, generation: 1 })).await;
+    assert_eq!(status, 400);
+    let revoked: Option<i64> = sqlx::query_scalar("SELECT revoked_at FROM sessions WHERE id = $1")
+        .bind(other_id.to_string())
+        .fetch_one(app.svc.db().pool())
+        .await
+        .unwrap();
+    assert!(revoked.is_some(), "the control: an older generation under our key ends its session");
+
+    let mut flipped = URL_SAFE_NO_PAD.decode(&current).unwrap();
+    *flipped.last_mut().unwrap() ^= 1;
+    let forgeries = [
+        // Another key naming an older generation: it would end the session if believed.
+        RefreshTokens::new(&[9u8; 32]).mint(Named { session_id, generation: 1 }),
+        // The MAC changed.
+        URL_SAFE_NO_PAD.encode(&flipped),
+        // Our key, the current generation, other random bits: only the key's holder could
+        // make it, and its hash is not the session's.
+        ours.mint(Named { session_id, generation: 3 }),
+        // Our key, a generation not reached yet.
+        ours.mint(Named { session_id, generation: 9 }),
+        // The right shape for a token from before generations, stored nowhere.
+        latchkey::crypto::secrets::random_token(),
+    ];
+    for forged in &forgeries {
+        let (status, body) = refresh_grant(&app, &client, forged).await;
+        assert_eq!((status, body["error"].as_str()), (400, Some("invalid_grant")), "{forged}");
+        assert_eq!(app.introspect(&client, forged).await, json!({"active": false}), "{forged}");
+    }
+    let (status, body) = refresh_grant(&app, &client, &current).await;
+    assert_eq!(status, 200, "no forgery ended the session: {body}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -548,7 +685,7 @@ async fn refresh_tokens_have_idle_and_absolute_lifetimes() {
 
     // Idle: this token's own expiry has passed.
     let idle = app.login(&client, "alice").await["refresh_token"].as_str().unwrap().to_owned();
-    sqlx::query("UPDATE refresh_tokens SET expires_at = 1 WHERE hash = $1")
+    sqlx::query("UPDATE sessions SET refresh_expires_at = 1 WHERE refresh_hash = $1")
         .bind(latchkey::crypto::secrets::sha256_hex(&idle))
         .execute(app.svc.db().pool())
         .await
@@ -562,7 +699,7 @@ async fn refresh_tokens_have_idle_and_absolute_lifetimes() {
     let resp = refresh(fresh).await;
     assert_eq!(resp.status(), 200, "the control works");
     let next = resp.json::<Value>().await.unwrap()["refresh_token"].as_str().unwrap().to_owned();
-    sqlx::query("UPDATE sessions SET expires_at = 1 WHERE id = (SELECT session_id FROM refresh_tokens WHERE hash = $1)")
+    sqlx::query("UPDATE sessions SET expires_at = 1 WHERE refresh_hash = $1")
         .bind(latchkey::crypto::secrets::sha256_hex(&next))
         .execute(app.svc.db().pool())
         .await
@@ -570,13 +707,12 @@ async fn refresh_tokens_have_idle_and_absolute_lifetimes() {
     assert_eq!(refresh(next.clone()).await.status(), 400);
 
     // Rotation caps each new token at the session's end.
-    let row: (i64, i64) = sqlx::query_as(
-        "SELECT r.expires_at, s.expires_at FROM refresh_tokens r JOIN sessions s ON s.id = r.session_id WHERE r.hash = $1",
-    )
-    .bind(latchkey::crypto::secrets::sha256_hex(&next))
-    .fetch_one(app.svc.db().pool())
-    .await
-    .unwrap();
+    let row: (i64, i64) =
+        sqlx::query_as("SELECT refresh_expires_at, expires_at FROM sessions WHERE refresh_hash = $1")
+            .bind(latchkey::crypto::secrets::sha256_hex(&next))
+            .fetch_one(app.svc.db().pool())
+            .await
+            .unwrap();
     assert!(row.0 > row.1, "expired session, token itself still within its idle time: {row:?}");
 }
 
@@ -590,7 +726,7 @@ async fn stored_secrets_are_hashes() {
     let secret = client.secret.as_deref().unwrap();
     let pool = app.svc.db().pool();
     let hashes: Vec<String> =
-        sqlx::query_scalar("SELECT hash FROM refresh_tokens").fetch_all(pool).await.unwrap();
+        sqlx::query_scalar("SELECT refresh_hash FROM sessions").fetch_all(pool).await.unwrap();
     assert_eq!(hashes, [latchkey::crypto::secrets::sha256_hex(refresh)]);
     let stored: Option<String> =
         sqlx::query_scalar("SELECT secret_hash FROM clients WHERE id = 'web'").fetch_one(pool).await.unwrap();

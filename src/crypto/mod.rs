@@ -2,6 +2,7 @@
 //! their hashes, sealing secrets at rest, writing secret files.
 
 pub mod password;
+pub mod refresh;
 pub mod sealed;
 pub mod secrets;
 

@@ -45,15 +45,6 @@ impl SecretBox {
         SecretBox { cipher: ChaCha20Poly1305::new(&Key::from(*key)) }
     }
 
-    /// The key from the settings, or from the key file, which is created when missing.
-    pub fn load(settings: &Settings) -> Result<SecretBox, SecretKeyError> {
-        if let Some(key) = settings.secret_key_bytes()? {
-            return Ok(SecretBox::new(&key));
-        }
-        let key = load_or_create_key_file(&settings.keys_dir)?;
-        Ok(SecretBox::new(&key))
-    }
-
     /// `owner` is bound in as associated data, so a ciphertext copied onto another user's
     /// row does not open there.
     pub fn seal(&self, plaintext: &[u8], owner: &str) -> String {
@@ -78,6 +69,15 @@ impl SecretBox {
     }
 }
 
+/// The server's secret key: from the settings, or from the key file, which is created
+/// when missing. It seals TOTP secrets and keys the refresh tokens' MAC (`refresh`).
+pub fn load_secret_key(settings: &Settings) -> Result<[u8; 32], SecretKeyError> {
+    match settings.secret_key_bytes()? {
+        Some(key) => Ok(key),
+        None => load_or_create_key_file(&settings.keys_dir),
+    }
+}
+
 fn load_or_create_key_file(dir: &Path) -> Result<[u8; 32], SecretKeyError> {
     let path = dir.join(KEY_FILE);
     let bad = |reason: String| SecretKeyError::File { path: path.clone(), reason };
@@ -86,7 +86,7 @@ fn load_or_create_key_file(dir: &Path) -> Result<[u8; 32], SecretKeyError> {
     rand::rngs::OsRng.fill_bytes(&mut key);
     match super::write_private(&path, format!("{}\n", STANDARD.encode(key)).as_bytes()) {
         Ok(()) => {
-            tracing::info!(path = %path.display(), "created a new secret key for TOTP secrets");
+            tracing::info!(path = %path.display(), "created a new secret key (TOTP secrets, refresh tokens)");
             Ok(key)
         }
         // Already there (an earlier start, or a replica sharing the dir that won the race).

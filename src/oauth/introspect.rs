@@ -4,7 +4,7 @@ use serde::Serialize;
 
 use super::client::{self, PresentedClient};
 use super::error::OAuthError;
-use super::tokens::{self, AccessClaims};
+use super::tokens::{self, AccessClaims, Standing};
 use crate::model::Client;
 use crate::services::Services;
 use crate::store::{self};
@@ -49,12 +49,13 @@ pub async fn introspect(
         let claims = tokens::active_access_token(svc, token).await?;
         return Ok(claims.filter(|c| may_see(&caller, c, svc.issuer())).map(active_access));
     }
-    let Some(record) = tokens::find_refresh_token(svc, token).await? else {
+    let Some(presented) = tokens::find_refresh_token(svc, token).await? else {
         return Ok(None);
     };
     let now = svc.now();
+    let record = &presented.record;
     let session = &record.session;
-    let live = record.used_at.is_none()
+    let live = presented.standing == Standing::Current
         && record.expires_at > now
         && session.revoked_at.is_none()
         && session.expires_at > now
@@ -65,7 +66,7 @@ pub async fn introspect(
         client_id: session.client_id.clone(),
         token_type: "refresh_token",
         exp: record.expires_at,
-        iat: record.created_at,
+        iat: record.issued_at,
         sub: session.user_id.clone(),
         aud: None,
         iss: Some(svc.issuer().to_owned()),

@@ -5,13 +5,14 @@ use serde::Serialize;
 
 use super::error::OAuthError;
 use super::tokens::{ACCESS_TOKEN_TYP, ACCOUNT_SCOPE, ADMIN_SCOPE, AccessClaims, ID_TOKEN_TYP, IdClaims};
+use crate::crypto::refresh::Named;
 use crate::crypto::secrets;
 use crate::model::RequestMeta;
 use crate::model::User;
 use crate::model::{Client, GrantType, Scope};
 use crate::services::{Services, with_meta};
 use crate::store::audit::{AuditEvent, AuditKind};
-use crate::store::sessions::{NewRefresh, Session};
+use crate::store::sessions::{FIRST_GENERATION, NewRefresh, Session};
 use crate::store::{self, join_words};
 
 /// A session may be refreshed for at most this many refresh-token lifetimes in all,
@@ -65,8 +66,9 @@ pub async fn open_session(
 ) -> Result<(IssuedTokens, String), OAuthError> {
     let now = svc.now();
     let refresh_ttl = svc.settings().refresh_token_ttl.as_secs() as i64;
+    let session_id = uuid::Uuid::new_v4();
     let session = Session {
-        id: uuid::Uuid::new_v4().to_string(),
+        id: session_id.to_string(),
         user_id: user.id.clone(),
         client_id: client.id.to_string(),
         scope: scope.clone(),
@@ -79,7 +81,9 @@ pub async fn open_session(
         expires_at: now + refresh_ttl * ABSOLUTE_LIFETIME_FACTOR,
         revoked_at: None,
     };
-    let refresh = client.allows(GrantType::RefreshToken).then(secrets::random_token);
+    let refresh = client
+        .allows(GrantType::RefreshToken)
+        .then(|| svc.refresh_tokens().mint(Named { session_id, generation: FIRST_GENERATION }));
     let refresh_hash = refresh.as_deref().map(secrets::sha256_hex);
     let new_refresh = refresh_hash.as_deref().map(|hash| NewRefresh {
         hash,

@@ -8,12 +8,14 @@
 //! Every grant ends in [`issue`], the one place tokens are minted. A user login (password,
 //! MFA, authorization code) first records a **session**: the family of refresh tokens
 //! rotated from that login, with its absolute lifetime (four refresh TTLs). Access tokens
-//! are signed JWTs (RFC 9068) that carry the session id as `sid`; refresh tokens are random
-//! 256-bit strings stored only as SHA-256 hashes.
+//! are signed JWTs (RFC 9068) that carry the session id as `sid`; a refresh token names its
+//! session and generation under a MAC (`crypto::refresh`), and the session row holds the
+//! SHA-256 hashes of the current token and of the one before, nothing per token.
 //!
-//! - *Refresh* spends the presented token and stores its successor in one transaction;
-//!   presenting a spent token again is reuse (RFC 9700 §4.14.2): the whole session ends and
-//!   the event is audited.
+//! - *Refresh* moves the session from the presented token's generation to the next in one
+//!   conditional write; presenting an older generation's token again is reuse (RFC 9700
+//!   §4.14.2): the whole session ends and the event is audited. Tokens from before
+//!   generations (`refresh_tokens`) count as generation 0 of their session.
 //! - *Revocation* of a refresh token ends its session. Access tokens are not stored; they
 //!   die with their session, their user (disabled, deleted), their client (deleted, or for
 //!   client-credentials tokens a newer secret: `clients.tokens_valid_after`), or by `jti`

@@ -26,11 +26,12 @@ pub async fn revoke(
         }
         return Ok(());
     }
-    if let Some(record) = find_refresh_token(svc, token).await?
-        && record.session.client_id == caller.id.as_str()
+    if let Some(presented) = find_refresh_token(svc, token).await?
+        && presented.record.session.client_id == caller.id.as_str()
     {
-        store::sessions::revoke(svc.db(), &record.session.id, svc.now()).await?;
-        audit_revocation(svc, &caller, Some(&record.session.user_id), "refresh_token", meta).await?;
+        let session = &presented.record.session;
+        store::sessions::revoke(svc.db(), &session.id, svc.now()).await?;
+        audit_revocation(svc, &caller, Some(&session.user_id), "refresh_token", meta).await?;
     }
     Ok(())
 }

@@ -98,14 +98,63 @@ pub async fn active_access_token(svc: &Services, token: &str) -> Result<Option<A
     Ok(live.then_some(claims))
 }
 
-/// The stored refresh token `token` names, if any. A string without the shape of ours
-/// (`secrets::random_token`) costs no database lookup, so a flood of junk at the token,
-/// introspection or revocation endpoint stays off the database.
-pub async fn find_refresh_token(svc: &Services, token: &str) -> Result<Option<RefreshRecord>, StoreError> {
+/// A refresh token this server made, and where it stands in its session.
+#[derive(Debug, Clone)]
+pub struct PresentedRefresh {
+    pub record: RefreshRecord,
+    pub standing: Standing,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    /// The session's current token.
+    Current,
+    /// The token the current one replaced: a retry after a lost response may use it
+    /// within `--refresh-reuse-grace`.
+    Previous,
+    /// An older token of the session: a second use, which ends the session.
+    Spent,
+}
+
+/// The refresh token `token` is, if this server made it. A string without the shape of
+/// ours costs no database lookup, so a flood of junk at the token, introspection or
+/// revocation endpoint stays off the database; one that names a session (`crypto::refresh`)
+/// is read by the session's id, one from before generations by its hash. A token with a
+/// valid MAC whose hash the session does not hold for its generation is nobody's: it
+/// could only come from someone holding the secret key, and is refused without ending
+/// the session.
+pub async fn find_refresh_token(svc: &Services, token: &str) -> Result<Option<PresentedRefresh>, StoreError> {
+    let hash = secrets::sha256_hex(token);
+    let holds =
+        |stored: &Option<String>| stored.as_deref().is_some_and(|s| secrets::constant_time_eq(s, &hash));
+    if let Some(named) = svc.refresh_tokens().read(token) {
+        let Some(record) = store::sessions::find_refresh(svc.db(), &named.session_id.to_string()).await?
+        else {
+            return Ok(None);
+        };
+        let current = record.generation;
+        let standing = match named.generation {
+            g if g == current && holds(&record.hash) => Standing::Current,
+            g if g == current - 1 && holds(&record.previous_hash) => Standing::Previous,
+            g if g < current - 1 => Standing::Spent,
+            _ => return Ok(None),
+        };
+        return Ok(Some(PresentedRefresh { record, standing }));
+    }
     if !secrets::is_random_token(token) {
         return Ok(None);
     }
-    store::sessions::find_refresh(svc.db(), &secrets::sha256_hex(token)).await
+    // From before generations: generation 0 of its session while unspent.
+    let Some(record) = store::sessions::find_legacy_refresh(svc.db(), &hash).await? else {
+        return Ok(None);
+    };
+    let unspent = record.legacy.as_ref().is_some_and(|l| l.used_at.is_none());
+    let standing = match record.generation {
+        0 if unspent => Standing::Current,
+        1 if unspent => Standing::Previous,
+        _ => Standing::Spent,
+    };
+    Ok(Some(PresentedRefresh { record, standing }))
 }
 
 /// Scopes that name latchkey's own APIs. Only a token granted one of them carries the

@@ -14,12 +14,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sqlx::pool::PoolConnection;
-use sqlx::{Any, AnyConnection, AnyPool, Connection, Executor};
+use sqlx::{Any, AnyConnection, AnyPool, Executor};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::audit::{self, AuditEvent};
-use super::sessions::{self, Rotation, RotationWrite, Spend};
+use super::sessions::{self, Rotation, RotationWrite};
 use super::{StoreError, StoreResult};
 
 /// One write waiting for a commit.
@@ -250,7 +250,7 @@ async fn commit_on(
 
 /// A connection for the task. On PostgreSQL its statements are prepared once and soon run
 /// on a generic plan, fixed with the table sizes of that moment: on a young database the
-/// planner would pick a scan of `refresh_tokens` while it holds a few rows, and keep it as
+/// planner would pick a scan of `sessions` while it holds a few rows, and keep it as
 /// the table grows. Every statement of a batch finds its rows by primary key, so this
 /// connection plans without sequential scans.
 async fn take_writer(pool: &AnyPool, sqlite: bool) -> StoreResult<PoolConnection<Any>> {
@@ -268,11 +268,9 @@ async fn give_back(mut conn: PoolConnection<Any>, sqlite: bool) {
     }
 }
 
-/// One transaction for the batch: the rotations' spends (as if they had run one after
-/// the other in queue order), then their new tokens, then every audit record of the batch,
-/// a statement or two each. Audit records alone need no transaction: one statement is
-/// atomic. The usual batch (no retry after a lost response) is one call to the database
-/// (`sessions::rotate_batch`).
+/// One call to the database for the batch: audit records alone are one statement, which
+/// is atomic; with rotations, `sessions::rotate_batch` commits them and every audit record
+/// of the batch together.
 async fn commit(conn: &mut AnyConnection, sqlite: bool, batch: &[Pending]) -> StoreResult<Vec<Done>> {
     let rotations: Vec<&RotationWrite> = batch
         .iter()
@@ -282,46 +280,16 @@ async fn commit(conn: &mut AnyConnection, sqlite: bool, batch: &[Pending]) -> St
         })
         .collect();
     if rotations.is_empty() {
-        let records: Vec<_> = batch.iter().filter_map(|p| audit_record(&p.job, &Done::Recorded)).collect();
+        let records: Vec<_> = batch
+            .iter()
+            .filter_map(|p| match &p.job {
+                Job::Audit { event, at } => Some((event, *at)),
+                Job::Rotate(_) => None,
+            })
+            .collect();
         audit::insert_all(&mut *conn, sqlite, &records).await?;
         return Ok(batch.iter().map(|_| Done::Recorded).collect());
     }
-    if rotations.iter().all(|r| r.spend == Spend::Presented) {
-        return commit_in_one_call(conn, sqlite, batch, &rotations).await;
-    }
-    let mut tx = conn.begin().await?;
-    let outcomes = sessions::spend(&mut tx, &rotations).await?;
-    let rotated: Vec<&RotationWrite> = rotations
-        .iter()
-        .zip(&outcomes)
-        .filter(|(_, outcome)| matches!(outcome, Rotation::Rotated))
-        .map(|(rotation, _)| *rotation)
-        .collect();
-    sessions::store_successors(&mut tx, &rotated).await?;
-    let mut outcomes = outcomes.into_iter();
-    let done: Vec<Done> = batch
-        .iter()
-        .map(|p| match p.job {
-            Job::Audit { .. } => Done::Recorded,
-            // One outcome per rotation, in order.
-            Job::Rotate(_) => Done::Rotated(outcomes.next().unwrap_or(Rotation::AlreadyUsed)),
-        })
-        .collect();
-    let records: Vec<_> =
-        batch.iter().zip(&done).filter_map(|(p, done)| audit_record(&p.job, done)).collect();
-    if !records.is_empty() {
-        audit::insert_all(&mut *tx, sqlite, &records).await?;
-    }
-    tx.commit().await?;
-    Ok(done)
-}
-
-async fn commit_in_one_call(
-    conn: &mut AnyConnection,
-    sqlite: bool,
-    batch: &[Pending],
-    rotations: &[&RotationWrite],
-) -> StoreResult<Vec<Done>> {
     // Every record, each rotation's with the successor it is written with.
     let records: Vec<_> = batch
         .iter()
@@ -330,7 +298,7 @@ async fn commit_in_one_call(
             Job::Rotate(r) => (&r.event, r.now, Some(r.new_hash.as_str())),
         })
         .collect();
-    let won = sessions::rotate_batch(conn, sqlite, rotations, &records).await?;
+    let won = sessions::rotate_batch(conn, sqlite, &rotations, &records).await?;
     Ok(batch
         .iter()
         .map(|p| match &p.job {
@@ -339,14 +307,4 @@ async fn commit_in_one_call(
             Job::Rotate(_) => Done::Rotated(Rotation::AlreadyUsed),
         })
         .collect())
-}
-
-/// The audit record a job leaves once done: a rotation that found its token spent leaves
-/// none here (the caller records the reuse).
-fn audit_record<'a>(job: &'a Job, done: &Done) -> Option<(&'a AuditEvent, i64)> {
-    match (job, done) {
-        (Job::Audit { event, at }, _) => Some((event, *at)),
-        (Job::Rotate(rotation), Done::Rotated(Rotation::Rotated)) => Some((&rotation.event, rotation.now)),
-        (Job::Rotate(_), _) => None,
-    }
 }

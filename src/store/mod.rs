@@ -386,19 +386,6 @@ fn json_param<T: serde::Serialize>(rows: &T) -> StoreResult<String> {
     serde_json::to_string(rows).map_err(|e| StoreError::Corrupt(format!("rows as JSON: {e}")))
 }
 
-/// Placeholders for a multi-row statement: `rows` groups of `columns` numbered parameters
-/// after the first `skip`, as `($1, $2), ($3, $4)` (one column: `($1), ($2)`, which also
-/// serves `IN (…)`). Such text changes with the row count: run it with `persistent(false)`
-/// unless it is one row, or each count would take a place in the statement cache.
-fn placeholders(rows: usize, columns: usize, skip: usize) -> String {
-    let group = |row: usize| {
-        let params: Vec<String> =
-            (1..=columns).map(|col| format!("${}", skip + row * columns + col)).collect();
-        format!("({})", params.join(", "))
-    };
-    (0..rows).map(group).collect::<Vec<_>>().join(", ")
-}
-
 /// Lists are stored as space-separated words (grants, scopes, audiences, amr).
 pub fn join_words<I, S>(items: I) -> String
 where

@@ -1,4 +1,5 @@
-//! Sessions (refresh-token families), refresh tokens and revoked access tokens.
+//! Sessions (refresh-token families) with their refresh tokens' state, and revoked access
+//! tokens.
 
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -24,7 +25,11 @@ pub struct Session {
     pub revoked_at: Option<i64>,
 }
 
-/// A refresh token to store: only its hash.
+/// Generation 0 is a session's refresh token from before generations (in
+/// `refresh_tokens`), or none; a session made now starts with this one.
+pub const FIRST_GENERATION: i64 = 1;
+
+/// A session's first refresh token: only its hash is stored.
 pub struct NewRefresh<'a> {
     pub hash: &'a str,
     pub scope: &'a Scope,
@@ -38,10 +43,10 @@ macro_rules! session_columns {
     };
 }
 
-/// Creates a session, when the client gets one its first refresh token, and the audit
-/// record of the login, atomically; `false` (and nothing stored) when the user's security
-/// stamp is no longer `security_stamp`: a password reset or change came between the
-/// login's check and now.
+/// Creates a session, with its first refresh token when the client gets one, and the
+/// audit record of the login, atomically; `false` (and nothing stored) when the user's
+/// security stamp is no longer `security_stamp`: a password reset or change came between
+/// the login's check and now.
 pub async fn create(
     db: &Db,
     session: &Session,
@@ -64,8 +69,9 @@ pub async fn create(
         return Ok(false);
     }
     sqlx::query(
-        "INSERT INTO sessions (id, user_id, client_id, scope, amr, auth_time, ip, user_agent, created_at, last_used_at, expires_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10)",
+        "INSERT INTO sessions (id, user_id, client_id, scope, amr, auth_time, ip, user_agent, created_at, last_used_at, expires_at,
+                               refresh_generation, refresh_hash, refresh_scope, refresh_expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10, $11, $12, $13, $14)",
     )
     .bind(&session.id)
     .bind(&session.user_id)
@@ -77,96 +83,121 @@ pub async fn create(
     .bind(session.user_agent.as_deref())
     .bind(session.created_at)
     .bind(session.expires_at)
+    .bind(if refresh.is_some() { FIRST_GENERATION } else { 0 })
+    .bind(refresh.as_ref().map(|r| r.hash))
+    .bind(refresh.as_ref().map(|r| r.scope.to_string()))
+    .bind(refresh.as_ref().map(|r| r.expires_at))
     .execute(&mut *tx)
     .await?;
-    if let Some(refresh) = refresh {
-        let row = (refresh.hash, session.id.as_str(), refresh.scope, session.created_at, refresh.expires_at);
-        insert_refresh_tokens(&mut tx, &[row]).await?;
-    }
     audit::insert_all(&mut *tx, db.sqlite, &[(event, session.created_at)]).await?;
     tx.commit().await?;
     Ok(true)
 }
 
-/// A refresh token row: hash, session, scope, created_at, expires_at.
-type RefreshRow<'a> = (&'a str, &'a str, &'a Scope, i64, i64);
-
-/// Stores refresh tokens (only their hashes) in one statement.
-async fn insert_refresh_tokens(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    rows: &[RefreshRow<'_>],
-) -> StoreResult<()> {
-    let sql = format!(
-        "INSERT INTO refresh_tokens (hash, session_id, scope, created_at, expires_at) VALUES {}",
-        super::placeholders(rows.len(), 5, 0)
-    );
-    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(rows.len() == 1);
-    for &(hash, session_id, scope, created_at, expires_at) in rows {
-        query = query.bind(hash).bind(session_id).bind(scope.to_string()).bind(created_at).bind(expires_at);
-    }
-    query.execute(&mut **tx).await?;
-    Ok(())
-}
-
-/// A refresh token as stored, with its session and the session's user.
+/// A refresh token's session as a refresh reads it: the session, its user with their
+/// roles, the session's refresh state, and what the token carries.
 #[derive(Debug, Clone)]
 pub struct RefreshRecord {
-    pub scope: Scope,
-    pub created_at: i64,
-    pub expires_at: i64,
-    pub used_at: Option<i64>,
     pub session: Session,
     pub user: User,
+    /// The session's current generation.
+    pub generation: i64,
+    /// Hashes of the session's current token and of the one it replaced.
+    pub hash: Option<String>,
+    pub previous_hash: Option<String>,
+    /// When the current token replaced the previous one.
+    pub rotated_at: Option<i64>,
+    /// What the token carries: the current token's, or a token from before generations its
+    /// own.
+    pub scope: Scope,
+    pub issued_at: i64,
+    pub expires_at: i64,
+    /// Set for a token from before generations (`find_legacy_refresh`).
+    pub legacy: Option<LegacyRefresh>,
 }
 
-/// The refresh token with hash `hash`, its session and its user with their roles: all a
-/// refresh reads, in one round trip (a row per role).
-pub async fn find_refresh(db: &Db, hash: &str) -> StoreResult<Option<RefreshRecord>> {
-    let rows = sqlx::query(concat!(
-        "SELECT r.scope AS token_scope, r.created_at AS token_created_at, r.expires_at AS token_expires_at, r.used_at, ",
-        session_columns!(),
-        ", ",
-        super::users::prefixed_columns!(),
-        ", ur.role FROM refresh_tokens r JOIN sessions s ON s.id = r.session_id JOIN users u ON u.id = s.user_id",
-        " LEFT JOIN user_roles ur ON ur.user_id = u.id WHERE r.hash = $1 ORDER BY ur.role"
+/// A refresh token stored in `refresh_tokens`, from before generations.
+#[derive(Debug, Clone)]
+pub struct LegacyRefresh {
+    pub used_at: Option<i64>,
+}
+
+/// The SELECT of both refresh reads, one round trip each (a row per role).
+macro_rules! refresh_query {
+    ($token:literal, $from:literal, $filter:literal) => {
+        concat!(
+            "SELECT ",
+            $token,
+            ", s.refresh_generation, s.refresh_hash, s.refresh_previous_hash, s.refresh_rotated_at, ",
+            session_columns!(),
+            ", ",
+            super::users::prefixed_columns!(),
+            ", ur.role FROM ",
+            $from,
+            " JOIN users u ON u.id = s.user_id LEFT JOIN user_roles ur ON ur.user_id = u.id WHERE ",
+            $filter,
+            " ORDER BY ur.role"
+        )
+    };
+}
+
+/// The refresh state of session `session_id`, if it was ever given a refresh token of
+/// generation 1 or later.
+pub async fn find_refresh(db: &Db, session_id: &str) -> StoreResult<Option<RefreshRecord>> {
+    let rows = sqlx::query(refresh_query!(
+        "s.refresh_scope AS token_scope, COALESCE(s.refresh_rotated_at, s.created_at) AS token_issued_at, s.refresh_expires_at AS token_expires_at",
+        "sessions s",
+        "s.id = $1 AND s.refresh_generation > 0"
+    ))
+    .bind(session_id)
+    .fetch_all(db.pool())
+    .await?;
+    rows.first().map(|r| refresh_record(r, &rows, None)).transpose()
+}
+
+/// The token from before generations whose hash is `hash`, with its session's refresh
+/// state.
+pub async fn find_legacy_refresh(db: &Db, hash: &str) -> StoreResult<Option<RefreshRecord>> {
+    let rows = sqlx::query(refresh_query!(
+        "r.scope AS token_scope, r.created_at AS token_issued_at, r.expires_at AS token_expires_at, r.used_at",
+        "refresh_tokens r JOIN sessions s ON s.id = r.session_id",
+        "r.hash = $1"
     ))
     .bind(hash)
     .fetch_all(db.pool())
     .await?;
     let Some(r) = rows.first() else { return Ok(None) };
-    Ok(Some(RefreshRecord {
-        scope: scope_column(r, "token_scope")?,
-        created_at: r.try_get("token_created_at")?,
-        expires_at: r.try_get("token_expires_at")?,
-        used_at: r.try_get("used_at")?,
+    let legacy = LegacyRefresh { used_at: r.try_get("used_at")? };
+    refresh_record(r, &rows, Some(legacy)).map(Some)
+}
+
+fn refresh_record(r: &AnyRow, rows: &[AnyRow], legacy: Option<LegacyRefresh>) -> StoreResult<RefreshRecord> {
+    Ok(RefreshRecord {
         session: session_from_row(r)?,
-        user: super::users::from_joined_rows(&rows, "u_")?,
-    }))
+        user: super::users::from_joined_rows(rows, "u_")?,
+        generation: r.try_get("refresh_generation")?,
+        hash: r.try_get("refresh_hash")?,
+        previous_hash: r.try_get("refresh_previous_hash")?,
+        rotated_at: r.try_get("refresh_rotated_at")?,
+        scope: scope_column(r, "token_scope")?,
+        issued_at: r.try_get("token_issued_at")?,
+        expires_at: r.try_get("token_expires_at")?,
+        legacy,
+    })
 }
 
 pub enum Rotation {
-    /// The old token is spent and the new one stored, in one transaction.
+    /// The session moved on to the new token, and the audit record was written with it.
     Rotated,
-    /// Someone spent it first: a concurrent or replayed use.
+    /// Another rotation moved it on first: a concurrent or replayed use.
     AlreadyUsed,
 }
 
-/// Which token a rotation spends.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub enum Spend {
-    /// The presented token itself (a normal refresh).
-    Presented,
-    /// The successor the presented, already spent token was replaced by, if nobody has
-    /// used it yet: a retry after a lost response (`--refresh-reuse-grace`).
-    Successor,
-}
-
-/// A rotation to commit: spend the old token, store the next one (only its hash), touch
-/// the session, and record the audit event, all or nothing.
+/// A rotation to commit: move the session from `generation` to the next, whose token has
+/// hash `new_hash`, touch it, and record the audit event, all or nothing.
 pub struct RotationWrite {
-    pub old_hash: String,
-    pub spend: Spend,
     pub session_id: String,
+    pub generation: i64,
     pub new_hash: String,
     pub scope: Scope,
     pub expires_at: i64,
@@ -183,96 +214,19 @@ pub async fn rotate_refresh(db: &Db, rotation: RotationWrite) -> StoreResult<Rot
     }
 }
 
-/// Spends the tokens of a batch's rotations inside its transaction; one outcome per
-/// rotation, in order. The conditional UPDATE decides: of any number of spenders of one
-/// token, in this batch or another, only one sees its row change (here the first in queue
-/// order), and a rotation that finds its token spent writes nothing. The presented tokens
-/// are spent in one statement; retries after a lost response (`Spend::Successor`, rare)
-/// one by one after them.
-pub(super) async fn spend(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    rotations: &[&RotationWrite],
-) -> StoreResult<Vec<Rotation>> {
-    let presented: Vec<&RotationWrite> =
-        rotations.iter().copied().filter(|r| r.spend == Spend::Presented).collect();
-    let mut spent: Vec<String> =
-        if presented.is_empty() { Vec::new() } else { spend_presented(tx, &presented).await? };
-    let mut outcomes = Vec::with_capacity(rotations.len());
-    for rotation in rotations {
-        let won = match rotation.spend {
-            Spend::Presented => match spent.iter().position(|hash| *hash == rotation.old_hash) {
-                Some(at) => {
-                    spent.swap_remove(at);
-                    true
-                }
-                None => false,
-            },
-            Spend::Successor => spend_successor(tx, rotation).await?,
-        };
-        outcomes.push(if won { Rotation::Rotated } else { Rotation::AlreadyUsed });
-    }
-    Ok(outcomes)
-}
-
-/// The hashes, among `presented`, this statement spent; each points at its rotation's
-/// successor (for a token presented twice, the first rotation's).
-async fn spend_presented(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    presented: &[&RotationWrite],
-) -> StoreResult<Vec<String>> {
-    let pairs: Vec<String> =
-        (0..presented.len()).map(|i| format!("WHEN ${} THEN ${}", 2 * i + 2, 2 * i + 3)).collect();
-    let hashes: Vec<String> = (0..presented.len()).map(|i| format!("${}", 2 * i + 2)).collect();
-    let sql = format!(
-        "UPDATE refresh_tokens SET used_at = $1, replaced_by = CASE hash {} END
-         WHERE hash IN ({}) AND used_at IS NULL RETURNING hash",
-        pairs.join(" "),
-        hashes.join(", ")
-    );
-    // One time for the batch, which spans milliseconds.
-    let now = presented.iter().map(|r| r.now).max().unwrap_or_default();
-    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).persistent(presented.len() == 1).bind(now);
-    for rotation in presented {
-        query = query.bind(&rotation.old_hash).bind(&rotation.new_hash);
-    }
-    let rows = query.fetch_all(&mut **tx).await?;
-    Ok(rows.iter().map(|row| row.try_get("hash")).collect::<Result<_, _>>()?)
-}
-
-async fn spend_successor(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    rotation: &RotationWrite,
-) -> StoreResult<bool> {
-    let spent = sqlx::query(
-        "UPDATE refresh_tokens SET used_at = $2
-         WHERE hash = (SELECT replaced_by FROM refresh_tokens WHERE hash = $1) AND used_at IS NULL",
-    )
-    .bind(&rotation.old_hash)
-    .bind(rotation.now)
-    .execute(&mut **tx)
-    .await?
-    .rows_affected();
-    if spent == 1 {
-        sqlx::query("UPDATE refresh_tokens SET replaced_by = $2 WHERE hash = $1")
-            .bind(&rotation.old_hash)
-            .bind(&rotation.new_hash)
-            .execute(&mut **tx)
-            .await?;
-    }
-    Ok(spent == 1)
-}
-
-/// What `spend`, `store_successors` and the audit INSERT do for a batch whose rotations all
-/// spend the presented token, in one call to the database instead of six, with the same
-/// outcome: of two spenders of one token the first in queue order wins, and only winners
-/// store a successor, touch their session and leave their audit record (a record with no
-/// successor is always written). The rows travel as two JSON parameters, so the text never
-/// changes, and it is prepared once per connection. Returns the successors of the winners.
+/// Commits a batch's rotations and audit records in one call to the database. A rotation
+/// is a conditional UPDATE of its session row (`WHERE refresh_generation = $expected`):
+/// of any number of rotations from one generation, in this batch or another, only one
+/// sees the row change (in a batch, the first in queue order), and one that finds the
+/// session moved on writes nothing, not even its audit record (a record with no
+/// successor is always written). The rows travel as two JSON parameters, so the text
+/// never changes, and it is prepared once per connection. Returns the new hashes of the
+/// winners.
 ///
 /// PostgreSQL: one statement of data-modifying CTEs, atomic without BEGIN and COMMIT. The
-/// tokens are found through `= ANY (ARRAY …)`, which keeps the plan on the primary key (a
-/// join with the function's rows made it scan the table). SQLite, which has no
-/// data-modifying CTEs: the same steps as five statements between its own BEGIN and COMMIT,
+/// sessions are found through `= ANY (ARRAY …)`, which keeps the plan on the primary key
+/// (a join with the function's rows made it scan the table). SQLite, which has no
+/// data-modifying CTEs: the same steps as statements between its own BEGIN and COMMIT,
 /// sent together. On an error that transaction may still be open: the caller must then
 /// close the connection (which rolls it back), not give it back to the pool.
 pub(super) async fn rotate_batch(
@@ -283,21 +237,19 @@ pub(super) async fn rotate_batch(
 ) -> StoreResult<Vec<String>> {
     #[derive(serde::Serialize)]
     struct Row<'a> {
-        old: &'a str,
-        new: &'a str,
         session_id: &'a str,
+        generation: i64,
+        new: &'a str,
         scope: String,
-        created_at: i64,
         expires_at: i64,
     }
     let rows: Vec<Row> = rotations
         .iter()
         .map(|r| Row {
-            old: &r.old_hash,
-            new: &r.new_hash,
             session_id: &r.session_id,
+            generation: r.generation,
+            new: &r.new_hash,
             scope: r.scope.to_string(),
-            created_at: r.now,
             expires_at: r.expires_at,
         })
         .collect();
@@ -316,94 +268,51 @@ pub(super) async fn rotate_batch(
 }
 
 const ROTATE_BATCH_POSTGRES: &str = "WITH batch AS (
-        SELECT * FROM ROWS FROM (json_to_recordset($2::json) AS (old text, new text, session_id text,
-            scope text, created_at bigint, expires_at bigint))
-            WITH ORDINALITY AS b (old, new, session_id, scope, created_at, expires_at, ord)
+        SELECT * FROM ROWS FROM (json_to_recordset($2::json) AS (session_id text, generation bigint, new text,
+            scope text, expires_at bigint))
+            WITH ORDINALITY AS b (session_id, generation, new, scope, expires_at, ord)
     ), firsts AS (
-        SELECT DISTINCT ON (old) old, new FROM batch ORDER BY old, ord
-    ), spent AS (
-        UPDATE refresh_tokens r SET used_at = $1, replaced_by = f.new FROM firsts f
-        WHERE r.hash = ANY (ARRAY (SELECT old FROM firsts)) AND r.hash = f.old AND r.used_at IS NULL
-        RETURNING r.replaced_by
-    ), stored AS (
-        INSERT INTO refresh_tokens (hash, session_id, scope, created_at, expires_at)
-        SELECT new, session_id, scope, created_at, expires_at FROM batch
-        WHERE new IN (SELECT replaced_by FROM spent)
-        RETURNING session_id
-    ), touched AS (
-        UPDATE sessions SET last_used_at = $1 WHERE id IN (SELECT session_id FROM stored)
+        SELECT DISTINCT ON (session_id, generation) * FROM batch ORDER BY session_id, generation, ord
+    ), rotated AS (
+        UPDATE sessions s SET refresh_generation = f.generation + 1, refresh_previous_hash = s.refresh_hash,
+            refresh_hash = f.new, refresh_scope = f.scope, refresh_expires_at = f.expires_at,
+            refresh_rotated_at = $1, last_used_at = $1
+        FROM firsts f
+        WHERE s.id = ANY (ARRAY (SELECT session_id FROM firsts)) AND s.id = f.session_id
+          AND s.refresh_generation = f.generation
+        RETURNING f.new
     ), audited AS (
         INSERT INTO audit_events (id, at, event, outcome, actor_id, user_id, client_id, ip, user_agent, detail)
         SELECT id, at, event, outcome, actor_id, user_id, client_id, ip, user_agent, detail
         FROM json_to_recordset($3::json) AS a (id text, at bigint, event text, outcome text, actor_id text,
             user_id text, client_id text, ip text, user_agent text, detail text, successor text)
-        WHERE successor IS NULL OR successor IN (SELECT replaced_by FROM spent)
+        WHERE successor IS NULL OR successor IN (SELECT new FROM rotated)
     )
-    SELECT replaced_by FROM spent";
+    SELECT new AS replaced_by FROM rotated";
 
-/// The first spender of a token in queue order is the row with the least `key` of its
-/// group (SQLite takes a bare column from the row that `MIN` picked); a winner is a
-/// rotation whose old token now names its successor.
+/// The first rotation of a generation in queue order is the row with the least `key` of
+/// its group (SQLite takes a bare column from the row that `MIN` picked); a winner is a
+/// rotation whose new hash is now its session's.
 const ROTATE_BATCH_SQLITE: &str = "BEGIN IMMEDIATE;
-    UPDATE refresh_tokens SET used_at = $1, replaced_by = f.new
-    FROM (SELECT b.value ->> '$.old' AS old, b.value ->> '$.new' AS new, MIN(b.key)
-          FROM json_each($2) b GROUP BY b.value ->> '$.old') AS f
-    WHERE refresh_tokens.hash = f.old AND refresh_tokens.used_at IS NULL;
-    INSERT INTO refresh_tokens (hash, session_id, scope, created_at, expires_at)
-    SELECT b.value ->> '$.new', b.value ->> '$.session_id', b.value ->> '$.scope',
-           b.value ->> '$.created_at', b.value ->> '$.expires_at'
-    FROM json_each($2) b
-    WHERE EXISTS (SELECT 1 FROM refresh_tokens r
-                  WHERE r.hash = b.value ->> '$.old' AND r.replaced_by = b.value ->> '$.new');
-    UPDATE sessions SET last_used_at = $1
-    WHERE id IN (SELECT r.session_id FROM json_each($2) b JOIN refresh_tokens r ON r.hash = b.value ->> '$.new');
+    UPDATE sessions SET refresh_generation = f.generation + 1, refresh_previous_hash = refresh_hash,
+        refresh_hash = f.new, refresh_scope = f.scope, refresh_expires_at = f.expires_at,
+        refresh_rotated_at = $1, last_used_at = $1
+    FROM (SELECT b.value ->> '$.session_id' AS session_id, b.value ->> '$.generation' AS generation,
+                 b.value ->> '$.new' AS new, b.value ->> '$.scope' AS scope,
+                 b.value ->> '$.expires_at' AS expires_at, MIN(b.key)
+          FROM json_each($2) b GROUP BY 1, 2) AS f
+    WHERE sessions.id = f.session_id AND sessions.refresh_generation = f.generation;
     INSERT INTO audit_events (id, at, event, outcome, actor_id, user_id, client_id, ip, user_agent, detail)
     SELECT a.value ->> '$.id', a.value ->> '$.at', a.value ->> '$.event', a.value ->> '$.outcome',
            a.value ->> '$.actor_id', a.value ->> '$.user_id', a.value ->> '$.client_id', a.value ->> '$.ip',
            a.value ->> '$.user_agent', a.value ->> '$.detail'
     FROM json_each($3) a
     WHERE a.value ->> '$.successor' IS NULL
-       OR EXISTS (SELECT 1 FROM refresh_tokens r WHERE r.hash = a.value ->> '$.successor');
-    SELECT r.hash AS replaced_by FROM json_each($2) b JOIN refresh_tokens r ON r.hash = b.value ->> '$.new';
+       OR EXISTS (SELECT 1 FROM json_each($2) b JOIN sessions s ON s.id = b.value ->> '$.session_id'
+                  WHERE b.value ->> '$.new' = a.value ->> '$.successor' AND s.refresh_hash = b.value ->> '$.new');
+    SELECT b.value ->> '$.new' AS replaced_by
+    FROM json_each($2) b JOIN sessions s ON s.id = b.value ->> '$.session_id' AND s.refresh_hash = b.value ->> '$.new';
     COMMIT";
-
-/// Stores the next tokens of the batch's spent rotations and touches their sessions: two
-/// statements for the whole batch. No rotation of the batch can spend a token stored here:
-/// its client has not seen it yet.
-pub(super) async fn store_successors(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    rotated: &[&RotationWrite],
-) -> StoreResult<()> {
-    if rotated.is_empty() {
-        return Ok(());
-    }
-    let insert = format!(
-        "INSERT INTO refresh_tokens (hash, session_id, scope, created_at, expires_at) VALUES {}",
-        super::placeholders(rotated.len(), 5, 0)
-    );
-    let mut query = sqlx::query(sqlx::AssertSqlSafe(insert)).persistent(rotated.len() == 1);
-    for r in rotated {
-        query = query
-            .bind(&r.new_hash)
-            .bind(&r.session_id)
-            .bind(r.scope.to_string())
-            .bind(r.now)
-            .bind(r.expires_at);
-    }
-    query.execute(&mut **tx).await?;
-    // One time for the batch: it spans a few milliseconds, and the column orders sessions.
-    let now = rotated.iter().map(|r| r.now).max().unwrap_or_default();
-    let touch = format!(
-        "UPDATE sessions SET last_used_at = $1 WHERE id IN ({})",
-        super::placeholders(rotated.len(), 1, 1)
-    );
-    let mut query = sqlx::query(sqlx::AssertSqlSafe(touch)).persistent(rotated.len() == 1).bind(now);
-    for r in rotated {
-        query = query.bind(&r.session_id);
-    }
-    query.execute(&mut **tx).await?;
-    Ok(())
-}
 
 /// Ends a session: its refresh tokens stop working and its access tokens introspect
 /// inactive. Returns whether it was live before.
@@ -491,7 +400,8 @@ pub async fn access_token_state(
     state.ok_or(StoreError::Sqlx(sqlx::Error::RowNotFound))
 }
 
-/// Housekeeping: forget revocations of tokens that have expired anyway.
+/// Housekeeping: forget revocations of tokens that have expired anyway, and refresh
+/// tokens from before generations once expired.
 pub async fn prune(db: &Db, now: i64) -> StoreResult<u64> {
     let gone = sqlx::query("DELETE FROM revoked_access_tokens WHERE expires_at < $1")
         .bind(now)
@@ -581,8 +491,8 @@ pub async fn list_live_for_user(
         "SELECT ",
         session_columns!(),
         " FROM sessions s WHERE s.user_id = $1 AND s.revoked_at IS NULL AND s.expires_at > $2
-           AND (s.last_used_at > $3 OR EXISTS (
-                SELECT 1 FROM refresh_tokens r WHERE r.session_id = s.id AND r.used_at IS NULL AND r.expires_at > $2))
+           AND (s.last_used_at > $3 OR s.refresh_expires_at > $2 OR (s.refresh_generation = 0 AND EXISTS (
+                SELECT 1 FROM refresh_tokens r WHERE r.session_id = s.id AND r.used_at IS NULL AND r.expires_at > $2)))
          ORDER BY s.last_used_at DESC, s.id"
     ))
     .bind(user_id)

@@ -1,5 +1,6 @@
 //! Refresh token grant (RFC 6749 §6) with rotation and reuse detection (RFC 9700 §4.14.2).
 
+use crate::crypto::refresh::Named;
 use crate::crypto::secrets;
 use crate::limits::{self, Limit};
 use crate::model::Client;
@@ -8,13 +9,14 @@ use crate::model::Scope;
 use crate::model::UserStatus;
 use crate::oauth::error::OAuthError;
 use crate::oauth::issue::{self, IssuedTokens};
-use crate::oauth::tokens;
+use crate::oauth::tokens::{self, Standing};
 use crate::services::{Services, with_meta};
-use crate::store::sessions::{Rotation, RotationWrite, Session, Spend};
+use crate::store::sessions::{Rotation, RotationWrite, Session};
 use crate::store::{
-    self,
+    self, StoreError,
     audit::{AuditEvent, AuditKind},
 };
+use uuid::Uuid;
 
 fn invalid() -> OAuthError {
     OAuthError::invalid_grant("the refresh token is invalid, expired or revoked")
@@ -28,23 +30,27 @@ pub async fn grant(
     meta: &RequestMeta,
 ) -> Result<IssuedTokens, OAuthError> {
     let now = svc.now();
-    let record = tokens::find_refresh_token(svc, token).await?.ok_or_else(invalid)?;
-    let hash = secrets::sha256_hex(token);
+    let presented = tokens::find_refresh_token(svc, token).await?.ok_or_else(invalid)?;
+    let record = presented.record;
     let session = record.session;
     // A token is bound to the client it was issued to (RFC 6749 §6).
     if session.client_id != client.id.as_str() {
         return Err(invalid());
     }
-    // A spent token back again: within the grace window it is a client retrying after a
-    // lost response, which gets a new pair in place of the one it never saw (if nobody
-    // used that one); otherwise it is reuse, and the family ends.
+    // The token the current one replaced, back again: within the grace window it is a
+    // client retrying after a lost response, which gets a new pair in place of the one it
+    // never saw (if nobody used that one); otherwise it is reuse, and the family ends.
     let grace = svc.settings().refresh_reuse_grace.as_secs() as i64;
-    let spend = match record.used_at {
-        None => Spend::Presented,
-        Some(used_at) if grace > 0 && session.revoked_at.is_none() && now - used_at <= grace => {
-            Spend::Successor
+    let retry = match presented.standing {
+        Standing::Current => false,
+        Standing::Previous
+            if grace > 0
+                && session.revoked_at.is_none()
+                && record.rotated_at.is_some_and(|at| now - at <= grace) =>
+        {
+            true
         }
-        Some(_) => {
+        Standing::Previous | Standing::Spent => {
             reuse_detected(svc, &session, meta).await?;
             return Err(invalid());
         }
@@ -65,20 +71,24 @@ pub async fn grant(
     }
     // Roles may have changed since the login: a permission lost is a scope lost.
     let scope = super::scope_for_user(svc, &user, scope, false).await?;
-    let next = secrets::random_token();
-    let retry = if spend == Spend::Successor { " retry=1" } else { "" };
+    let session_id = Uuid::parse_str(&session.id)
+        .map_err(|_| StoreError::Corrupt(format!("session id {:?} is not a UUID", session.id)))?;
+    let next = svc.refresh_tokens().mint(Named { session_id, generation: record.generation + 1 });
     let event = AuditEvent {
         actor_id: Some(user.id.clone()),
         user_id: Some(user.id.clone()),
         client_id: Some(client.id.to_string()),
-        detail: Some(format!("grant=refresh_token session={} scope={scope}{retry}", session.id)),
+        detail: Some(format!(
+            "grant=refresh_token session={} scope={scope}{}",
+            session.id,
+            if retry { " retry=1" } else { "" }
+        )),
         ..AuditEvent::new(AuditKind::TokenIssued, "success")
     };
     let event = with_meta(event, meta);
     let rotation = RotationWrite {
-        old_hash: hash,
-        spend,
         session_id: session.id.clone(),
+        generation: record.generation,
         new_hash: secrets::sha256_hex(&next),
         scope: scope.clone(),
         expires_at: issue::refresh_expiry(svc, &session, now),
@@ -86,7 +96,7 @@ pub async fn grant(
         event,
     };
     // The tokens are signed while the rotation waits for its commit, and leave only if it
-    // spent the old token.
+    // moved the session on.
     let (rotated, tokens) = tokio::join!(
         store::sessions::rotate_refresh(svc.db(), rotation),
         issue::for_session(svc, client, &user, &scope, &session, Some(next)),
