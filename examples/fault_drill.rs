@@ -10,7 +10,7 @@
 //! connection, beside the ordinary load).
 //! Traffic goes to 127.0.0.1 only, and every phase is bounded in time.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -68,7 +68,7 @@ struct Phase {
 
 #[derive(Default)]
 struct Ledger {
-    /// Hashes of every refresh token handed out (logins and rotations), with their phase.
+    /// Every refresh token handed out (logins and rotations), with its phase.
     refresh: Mutex<Vec<(String, usize)>>,
     registered: Mutex<Vec<(String, usize)>>,
     client_credentials: AtomicU64,
@@ -164,7 +164,7 @@ impl Drill {
         {
             let (index, phase) = self.ledger.phase();
             phase.acknowledged.fetch_add(1, Ordering::Relaxed);
-            self.ledger.refresh.lock().unwrap().push((sha256_hex(refresh), index));
+            self.ledger.refresh.lock().unwrap().push((refresh.to_owned(), index));
         }
         outcome
     }
@@ -186,7 +186,7 @@ impl Drill {
                     let next = body["refresh_token"].as_str().unwrap_or_default().to_owned();
                     let (index, phase) = self.ledger.phase();
                     phase.acknowledged.fetch_add(1, Ordering::Relaxed);
-                    self.ledger.refresh.lock().unwrap().push((sha256_hex(&next), index));
+                    self.ledger.refresh.lock().unwrap().push((next.clone(), index));
                     token = Some(next);
                 }
                 Outcome::Refused => {
@@ -588,11 +588,33 @@ async fn main() -> anyhow::Result<()> {
     // The audit: everything acknowledged must be in the database.
     sqlx::any::install_default_drivers();
     let db = sqlx::AnyPool::connect(&direct_url).await?;
-    let stored: HashSet<String> = sqlx::query_scalar::<_, String>("SELECT hash FROM refresh_tokens")
+    // A refresh token names its session and generation; the session keeps the hashes of
+    // its current and previous token. An acknowledged token is kept when its session got
+    // at least as far, and holds it when it is one of the last two.
+    let key = std::fs::read_to_string(work.path().join("keys").join("secret.key"))?;
+    let key = latchkey::config::parse_secret_key(&key).map_err(anyhow::Error::msg)?;
+    let refresh_tokens = latchkey::crypto::refresh::RefreshTokens::new(&key);
+    let sessions: HashMap<String, (i64, Option<String>, Option<String>)> =
+        sqlx::query_as::<_, (String, i64, Option<String>, Option<String>)>(
+            "SELECT id, refresh_generation, refresh_hash, refresh_previous_hash FROM sessions",
+        )
         .fetch_all(&db)
         .await?
         .into_iter()
+        .map(|(id, generation, hash, previous)| (id, (generation, hash, previous)))
         .collect();
+    let kept = |token: &str| {
+        let Some(named) = refresh_tokens.read(token) else { return false };
+        let Some((generation, hash, previous)) = sessions.get(&named.session_id.to_string()) else {
+            return false;
+        };
+        let hash_of = |stored: &Option<String>| stored.as_deref() == Some(sha256_hex(token).as_str());
+        match *generation - named.generation {
+            0 => hash_of(hash),
+            1 => hash_of(previous),
+            later => later > 1,
+        }
+    };
     let users: HashSet<String> = sqlx::query_scalar::<_, String>("SELECT username FROM users")
         .fetch_all(&db)
         .await?
@@ -605,8 +627,8 @@ async fn main() -> anyhow::Result<()> {
     .await?;
     let phases = drill.ledger.phases.lock().unwrap().clone();
     let mut lost = vec![0u64; phases.len()];
-    for (hash, phase) in drill.ledger.refresh.lock().unwrap().iter() {
-        if !stored.contains(hash) {
+    for (token, phase) in drill.ledger.refresh.lock().unwrap().iter() {
+        if !kept(token) {
             lost[*phase] += 1;
         }
     }
