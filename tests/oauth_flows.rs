@@ -163,6 +163,11 @@ async fn refresh_rotates_and_reuse_revokes_the_family() {
     assert_eq!(refreshes, 1, "the one successful refresh is audited");
 }
 
+/// The session a token response belongs to: its access token's `sid`.
+fn session_of(tokens: &Value) -> String {
+    jwt_part(tokens["access_token"].as_str().unwrap(), 1)["sid"].as_str().unwrap().to_owned()
+}
+
 async fn refresh_grant(app: &TestApp, client: &TestClient, token: &str) -> (u16, Value) {
     let resp = app
         .post_form("/oauth/token", client, &[("grant_type", "refresh_token"), ("refresh_token", token)])
@@ -176,7 +181,7 @@ async fn a_refresh_token_from_before_generations_works_once_then_counts_as_reuse
     app.create_user("alice", &[]).await;
     let client = app.web_client().await;
     let login = app.login(&client, "alice").await;
-    let sid = jwt_part(login["access_token"].as_str().unwrap(), 1)["sid"].as_str().unwrap().to_owned();
+    let sid = session_of(&login);
     // The session as an older latchkey left it: its tokens in `refresh_tokens`, one spent.
     let (spent, legacy) =
         (latchkey::crypto::secrets::random_token(), latchkey::crypto::secrets::random_token());
@@ -218,10 +223,7 @@ async fn a_refresh_token_from_before_generations_works_once_then_counts_as_reuse
 
     // A token spent before the upgrade is reuse too.
     let other = app.login(&client, "alice").await["refresh_token"].as_str().unwrap().to_owned();
-    let sid = jwt_part(app.login(&client, "alice").await["access_token"].as_str().unwrap(), 1)["sid"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let sid = session_of(&app.login(&client, "alice").await);
     sqlx::query("UPDATE refresh_tokens SET session_id = $1 WHERE hash = $2")
         .bind(&sid)
         .bind(latchkey::crypto::secrets::sha256_hex(&spent))
@@ -245,8 +247,7 @@ async fn forged_refresh_tokens_are_refused_and_end_no_session() {
     app.create_user("alice", &[]).await;
     let client = app.web_client().await;
     let login = app.login(&client, "alice").await;
-    let session_id: uuid::Uuid =
-        jwt_part(login["access_token"].as_str().unwrap(), 1)["sid"].as_str().unwrap().parse().unwrap();
+    let session_id: uuid::Uuid = session_of(&login).parse().unwrap();
     let first = login["refresh_token"].as_str().unwrap().to_owned();
     let (status, body) = refresh_grant(&app, &client, &first).await;
     assert_eq!(status, 200, "{body}");
@@ -258,8 +259,7 @@ async fn forged_refresh_tokens_are_refused_and_end_no_session() {
     // a real reuse. Checked on a second session, so this one goes on.
     let ours = app.svc.refresh_tokens();
     let other = app.login(&client, "alice").await;
-    let other_id: uuid::Uuid =
-        jwt_part(other["access_token"].as_str().unwrap(), 1)["sid"].as_str().unwrap().parse().unwrap();
+    let other_id: uuid::Uuid = session_of(&other).parse().unwrap();
     let (status, body) = refresh_grant(&app, &client, other["refresh_token"].as_str().unwrap()).await;
     assert_eq!(status, 200);
     let (status, _) = refresh_grant(&app, &client, body["refresh_token"].as_str().unwrap()).await;

@@ -144,28 +144,24 @@ macro_rules! refresh_query {
 /// The refresh state of session `session_id`, if it was ever given a refresh token of
 /// generation 1 or later.
 pub async fn find_refresh(db: &Db, session_id: &str) -> StoreResult<Option<RefreshRecord>> {
-    let rows = sqlx::query(refresh_query!(
+    let sql = refresh_query!(
         "s.refresh_scope AS token_scope, COALESCE(s.refresh_rotated_at, s.created_at) AS token_issued_at, s.refresh_expires_at AS token_expires_at",
         "sessions s",
         "s.id = $1 AND s.refresh_generation > 0"
-    ))
-    .bind(session_id)
-    .fetch_all(db.pool())
-    .await?;
+    );
+    let rows = sqlx::query(sql).bind(session_id).fetch_all(db.pool()).await?;
     rows.first().map(|r| refresh_record(r, &rows, None)).transpose()
 }
 
 /// The token from before generations whose hash is `hash`, with its session's refresh
 /// state.
 pub async fn find_legacy_refresh(db: &Db, hash: &str) -> StoreResult<Option<RefreshRecord>> {
-    let rows = sqlx::query(refresh_query!(
+    let sql = refresh_query!(
         "r.scope AS token_scope, r.created_at AS token_issued_at, r.expires_at AS token_expires_at, r.used_at",
         "refresh_tokens r JOIN sessions s ON s.id = r.session_id",
         "r.hash = $1"
-    ))
-    .bind(hash)
-    .fetch_all(db.pool())
-    .await?;
+    );
+    let rows = sqlx::query(sql).bind(hash).fetch_all(db.pool()).await?;
     let Some(r) = rows.first() else { return Ok(None) };
     let legacy = LegacyRefresh { used_at: r.try_get("used_at")? };
     refresh_record(r, &rows, Some(legacy)).map(Some)
