@@ -34,7 +34,8 @@ pub struct Named {
 
 #[derive(Clone)]
 pub struct RefreshTokens {
-    mac_key: [u8; 32],
+    /// HMAC-SHA256 with its key already absorbed: each token clones it.
+    keyed: Hmac<Sha256>,
 }
 
 impl RefreshTokens {
@@ -42,7 +43,8 @@ impl RefreshTokens {
     pub fn new(secret_key: &[u8; 32]) -> RefreshTokens {
         let mut derive = Hmac::<Sha256>::new_from_slice(secret_key).expect("HMAC takes a key of any length");
         derive.update(b"latchkey refresh-token MAC key v1");
-        RefreshTokens { mac_key: derive.finalize().into_bytes().into() }
+        let key = derive.finalize().into_bytes();
+        RefreshTokens { keyed: Hmac::new_from_slice(&key).expect("HMAC takes a key of any length") }
     }
 
     /// A new token for `generation` of the session.
@@ -76,7 +78,7 @@ impl RefreshTokens {
     }
 
     fn mac(&self, body: &[u8]) -> Hmac<Sha256> {
-        let mut mac = Hmac::<Sha256>::new_from_slice(&self.mac_key).expect("HMAC takes a key of any length");
+        let mut mac = self.keyed.clone();
         mac.update(body);
         mac
     }
