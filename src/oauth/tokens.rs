@@ -124,10 +124,10 @@ pub enum Standing {
 /// could only come from someone holding the secret key, and is refused without ending
 /// the session.
 pub async fn find_refresh_token(svc: &Services, token: &str) -> Result<Option<PresentedRefresh>, StoreError> {
-    let hash = secrets::sha256_hex(token);
-    let holds =
-        |stored: &Option<String>| stored.as_deref().is_some_and(|s| secrets::constant_time_eq(s, &hash));
     if let Some(named) = svc.refresh_tokens().read(token) {
+        let hash = secrets::sha256_hex(token);
+        let holds =
+            |stored: &Option<String>| stored.as_deref().is_some_and(|s| secrets::constant_time_eq(s, &hash));
         let Some(record) = store::sessions::find_refresh(svc.db(), &named.session_id.to_string()).await?
         else {
             return Ok(None);
@@ -145,7 +145,8 @@ pub async fn find_refresh_token(svc: &Services, token: &str) -> Result<Option<Pr
         return Ok(None);
     }
     // From before generations: generation 0 of its session while unspent.
-    let Some(record) = store::sessions::find_legacy_refresh(svc.db(), &hash).await? else {
+    let Some(record) = store::sessions::find_legacy_refresh(svc.db(), &secrets::sha256_hex(token)).await?
+    else {
         return Ok(None);
     };
     let unspent = record.legacy.as_ref().is_some_and(|l| l.used_at.is_none());
