@@ -359,6 +359,33 @@ async fn within_the_reuse_grace_the_client_may_retry_a_rotation_and_keeps_its_se
 }
 
 #[tokio::test]
+async fn within_the_reuse_grace_a_token_from_before_generations_may_be_retried_once() {
+    let app = spawn_app_with(|s| s.refresh_reuse_grace = Duration::from_secs(30)).await;
+    app.create_user("alice", &[]).await;
+    let client = app.web_client().await;
+    let login = app.login(&client, "alice").await;
+    let sid = jwt_part(login["access_token"].as_str().unwrap(), 1)["sid"].as_str().unwrap().to_owned();
+    let [legacy] = app.make_legacy_session(&sid, &[None]).await.try_into().unwrap();
+
+    // The first rotation's answer is lost; the retry with the old token works.
+    let (status, lost) = refresh(&app, &client, &legacy).await;
+    assert_eq!(status, 200, "{lost}");
+    app.svc.clock().advance(Duration::from_secs(20));
+    let (status, retried) = refresh(&app, &client, &legacy).await;
+    assert_eq!(status, 200, "{retried}");
+    assert_eq!(audit_count(&app, "refresh_token_reuse").await, 0);
+    // The pair it never saw died with the retry; the retried pair goes on.
+    let r3 = retried["refresh_token"].as_str().unwrap().to_owned();
+    let lost = lost["refresh_token"].as_str().unwrap();
+    assert_eq!(app.introspect(&client, lost).await["active"], false);
+    let (status, next) = refresh(&app, &client, &r3).await;
+    assert_eq!(status, 200, "{next}");
+    // Two rotations on, the old token is reuse even within the window.
+    assert_eq!(refresh(&app, &client, &legacy).await.0, 400);
+    assert_eq!(audit_count(&app, "refresh_token_reuse").await, 1);
+}
+
+#[tokio::test]
 async fn within_the_reuse_grace_a_spent_token_whose_successor_was_used_is_still_reuse() {
     let app = spawn_app_with(|s| s.refresh_reuse_grace = Duration::from_secs(30)).await;
     app.create_user("alice", &[]).await;

@@ -183,25 +183,9 @@ async fn a_refresh_token_from_before_generations_works_once_then_counts_as_reuse
     let login = app.login(&client, "alice").await;
     let sid = session_of(&login);
     // The session as an older latchkey left it: its tokens in `refresh_tokens`, one spent.
-    let (spent, legacy) =
-        (latchkey::crypto::secrets::random_token(), latchkey::crypto::secrets::random_token());
+    let [spent, legacy] =
+        app.make_legacy_session(&sid, &[Some(app.svc.now()), None]).await.try_into().unwrap();
     let pool = app.svc.db().pool();
-    sqlx::query("UPDATE sessions SET refresh_generation = 0, refresh_hash = NULL, refresh_scope = NULL, refresh_expires_at = NULL WHERE id = $1")
-        .bind(&sid)
-        .execute(pool)
-        .await
-        .unwrap();
-    for (token, used_at) in [(&spent, Some(app.svc.now())), (&legacy, None)] {
-        sqlx::query("INSERT INTO refresh_tokens (hash, session_id, scope, created_at, expires_at, used_at) VALUES ($1, $2, 'openid profile', $3, $4, $5)")
-            .bind(latchkey::crypto::secrets::sha256_hex(token))
-            .bind(&sid)
-            .bind(app.svc.now())
-            .bind(app.svc.now() + 3600)
-            .bind(used_at)
-            .execute(pool)
-            .await
-            .unwrap();
-    }
     let intro = app.introspect(&client, &legacy).await;
     assert_eq!(intro["active"], true, "{intro}");
     assert_eq!(intro["scope"], "openid profile");

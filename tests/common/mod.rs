@@ -116,6 +116,39 @@ impl TestApp {
         .unwrap()
     }
 
+    /// Puts `session_id` back the way a latchkey before refresh-token generations left it
+    /// (its tokens in `refresh_tokens`), with one token per entry of `used_at`, returned
+    /// in that order.
+    pub async fn make_legacy_session(&self, session_id: &str, used_at: &[Option<i64>]) -> Vec<String> {
+        let pool = self.svc.db().pool();
+        sqlx::query(
+            "UPDATE sessions SET refresh_generation = 0, refresh_hash = NULL, refresh_previous_hash = NULL,
+                    refresh_scope = NULL, refresh_expires_at = NULL, refresh_rotated_at = NULL WHERE id = $1",
+        )
+        .bind(session_id)
+        .execute(pool)
+        .await
+        .unwrap();
+        let mut tokens = Vec::new();
+        for used_at in used_at {
+            let token = latchkey::crypto::secrets::random_token();
+            sqlx::query(
+                "INSERT INTO refresh_tokens (hash, session_id, scope, created_at, expires_at, used_at)
+                 VALUES ($1, $2, 'openid profile', $3, $4, $5)",
+            )
+            .bind(latchkey::crypto::secrets::sha256_hex(&token))
+            .bind(session_id)
+            .bind(self.svc.now())
+            .bind(self.svc.now() + 3600)
+            .bind(used_at)
+            .execute(pool)
+            .await
+            .unwrap();
+            tokens.push(token);
+        }
+        tokens
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }
