@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Starts a release build of latchkey on this machine and drives it with examples/loadtest.rs,
 # then prints one table: requests/s and p50/p99 per scenario (the password grant beside the
-# argon2 bound measured right after it), start-up time, idle and peak RSS.
+# argon2 bound measured just before and just after it), start-up time, idle and peak RSS.
 #
 #   benches/loadtest.sh [--database-url URL] [--duration 10s] [--concurrency 16]
 #                       [--scenario client-credentials,password,refresh,introspect,jwks] [--port 8080]
