@@ -6,7 +6,8 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-/// 256 random bits as URL-safe base64 (43 characters): refresh tokens, client secrets.
+/// 256 random bits as URL-safe base64 (43 characters): client secrets, codes, mail tokens
+/// (and refresh tokens before they named their generation: `crypto::refresh`).
 /// Never with a leading `-`, which command-line tools (curl, clap, getopt) take for an
 /// option: one draw in 64 is drawn again, which leaves the others uniform.
 pub fn random_token() -> String {
