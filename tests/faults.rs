@@ -554,6 +554,31 @@ async fn concurrent_rotations_that_share_commits_each_stand_alone() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refreshes_read_in_one_batch_each_get_their_own_session_and_user() {
+    let app = spawn_app().await;
+    let web = app.web_client().await;
+    // Users with different roles, so a user's roles given to another would show.
+    let role_sets: [&[&str]; 3] = [&["admin", "user"], &["user"], &["admin"]];
+    let mut logins = Vec::new();
+    for i in 0..18 {
+        let username = format!("user{i}");
+        app.create_user(&username, role_sets[i % 3]).await;
+        logins.push(app.login(&web, &username).await);
+    }
+    let tokens: Vec<String> =
+        logins.iter().map(|l| l["refresh_token"].as_str().unwrap().to_owned()).collect();
+    let answers = concurrent_refreshes(&app, &web, &tokens).await;
+    for (login, (status, body)) in logins.iter().zip(&answers) {
+        assert_eq!(*status, 200, "{body}");
+        let before = common::jwt_part(login["access_token"].as_str().unwrap(), 1);
+        let after = common::jwt_part(body["access_token"].as_str().unwrap(), 1);
+        for claim in ["sub", "sid", "roles", "scope"] {
+            assert_eq!(after[claim], before[claim], "{claim} of {}", before["sub"]);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_rotation_batch_spends_no_token() {
     let app = spawn_app().await;
     let web = app.web_client().await;

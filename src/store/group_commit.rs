@@ -234,7 +234,7 @@ async fn commit_on(
 ) -> StoreResult<Vec<Done>> {
     let mut conn = match held.take() {
         Some(conn) => conn,
-        None => take_writer(pool, sqlite).await?,
+        None => take_held(pool, sqlite).await?,
     };
     let committed = commit(&mut conn, sqlite, batch).await;
     if committed.is_ok() {
@@ -248,12 +248,13 @@ async fn commit_on(
     committed
 }
 
-/// A connection for the task. On PostgreSQL its statements are prepared once and soon run
-/// on a generic plan, fixed with the table sizes of that moment: on a young database the
-/// planner would pick a scan of `sessions` while it holds a few rows, and keep it as
-/// the table grows. Every statement of a batch finds its rows by primary key, so this
-/// connection plans without sequential scans.
-async fn take_writer(pool: &AnyPool, sqlite: bool) -> StoreResult<PoolConnection<Any>> {
+/// A connection for a task that holds one between batches (this one, `batched_reads`). On
+/// PostgreSQL its statements are prepared once and soon run on a generic plan, fixed with
+/// the table sizes of that moment: on a young database the planner would pick a scan of
+/// `sessions` while it holds a few rows, and keep it as the table grows. Every statement of
+/// a batch finds its rows by primary key, so this connection plans without sequential
+/// scans.
+pub(super) async fn take_held(pool: &AnyPool, sqlite: bool) -> StoreResult<PoolConnection<Any>> {
     let mut conn = pool.acquire().await?;
     if !sqlite {
         conn.execute("SET enable_seqscan = off").await?;
@@ -262,7 +263,7 @@ async fn take_writer(pool: &AnyPool, sqlite: bool) -> StoreResult<PoolConnection
 }
 
 /// Back to the pool as other requests expect it, or closed if it cannot be.
-async fn give_back(mut conn: PoolConnection<Any>, sqlite: bool) {
+pub(super) async fn give_back(mut conn: PoolConnection<Any>, sqlite: bool) {
     if !sqlite && conn.execute("RESET enable_seqscan").await.is_err() {
         let _ = conn.close().await;
     }

@@ -4,6 +4,7 @@
 pub mod account_tokens;
 pub mod audit;
 pub mod authorize;
+mod batched_reads;
 pub mod cache;
 mod changes;
 pub mod clients;
@@ -105,6 +106,7 @@ pub struct Db {
     sqlite: bool,
     caches: Arc<Caches>,
     group_commit: group_commit::GroupCommit,
+    refresh_reads: batched_reads::RefreshReads,
     /// PostgreSQL: where to listen for other replicas' changes (`changes`).
     url: Option<Arc<str>>,
     /// The listener, once `follow_other_replicas` started it.
@@ -262,12 +264,14 @@ impl Db {
             .connect_with(options)
             .await?;
         let group_commit = group_commit::GroupCommit::start(pool.clone(), sqlite);
+        let refresh_reads = batched_reads::RefreshReads::start(pool.clone(), sqlite);
         Ok(Db {
             pool,
             page_limit,
             sqlite,
             caches: Arc::new(Caches::new()),
             group_commit,
+            refresh_reads,
             url: (!sqlite).then(|| url.into()),
             listener: Arc::default(),
         })

@@ -1,6 +1,8 @@
 //! Sessions (refresh-token families) with their refresh tokens' state, and revoked access
 //! tokens.
 
+use std::collections::HashMap;
+
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -122,9 +124,9 @@ pub struct LegacyRefresh {
     pub used_at: Option<i64>,
 }
 
-/// The SELECT of both refresh reads, one round trip each (a row per role).
+/// The SELECT of both refresh reads: a row per role, each session's rows together.
 macro_rules! refresh_query {
-    ($token:literal, $from:literal, $filter:literal) => {
+    ($token:expr, $from:literal, $filter:literal) => {
         concat!(
             "SELECT ",
             $token,
@@ -136,21 +138,53 @@ macro_rules! refresh_query {
             $from,
             " JOIN users u ON u.id = s.user_id LEFT JOIN user_roles ur ON ur.user_id = u.id WHERE ",
             $filter,
-            " ORDER BY ur.role"
+            " ORDER BY s.id, ur.role"
         )
     };
 }
 
 /// The refresh state of session `session_id`, if it was ever given a refresh token of
-/// generation 1 or later.
+/// generation 1 or later; read in one statement with the other refreshes' reads waiting
+/// meanwhile (`batched_reads`).
 pub async fn find_refresh(db: &Db, session_id: &str) -> StoreResult<Option<RefreshRecord>> {
-    let sql = refresh_query!(
-        "s.refresh_scope AS token_scope, COALESCE(s.refresh_rotated_at, s.created_at) AS token_issued_at, s.refresh_expires_at AS token_expires_at",
+    db.refresh_reads.read(session_id).await
+}
+
+/// `find_refresh` of every session in `ids`, in one statement; the sessions that have a
+/// refresh state, by id. The ids travel as one JSON parameter, so the text never changes.
+pub(super) async fn find_refreshes(
+    conn: &mut sqlx::AnyConnection,
+    sqlite: bool,
+    ids: &[&str],
+) -> StoreResult<HashMap<String, RefreshRecord>> {
+    macro_rules! current_token {
+        () => {
+            "s.refresh_scope AS token_scope, COALESCE(s.refresh_rotated_at, s.created_at) AS token_issued_at, s.refresh_expires_at AS token_expires_at"
+        };
+    }
+    const SQLITE: &str = refresh_query!(
+        current_token!(),
         "sessions s",
-        "s.id = $1 AND s.refresh_generation > 0"
+        "s.id IN (SELECT value FROM json_each($1)) AND s.refresh_generation > 0"
     );
-    let rows = sqlx::query(sql).bind(session_id).fetch_all(db.pool()).await?;
-    rows.first().map(|r| refresh_record(r, &rows, None)).transpose()
+    // `= ANY (ARRAY …)` keeps the plan on the primary key, as in `rotate_batch`, and the
+    // connection plans without sequential scans (`group_commit::take_held`).
+    const POSTGRES: &str = refresh_query!(
+        current_token!(),
+        "sessions s",
+        "s.id = ANY (ARRAY (SELECT json_array_elements_text($1::json))) AND s.refresh_generation > 0"
+    );
+    let rows = sqlx::query(if sqlite { SQLITE } else { POSTGRES })
+        .bind(super::json_param(&ids)?)
+        .fetch_all(conn)
+        .await?;
+    // A session's rows (one per role) come together: the statement orders by session first.
+    rows.chunk_by(|a, b| a.try_get::<String, _>("id").ok() == b.try_get::<String, _>("id").ok())
+        .map(|rows| {
+            let record = refresh_record(&rows[0], rows, None)?;
+            Ok((record.session.id.clone(), record))
+        })
+        .collect()
 }
 
 /// The token from before generations whose hash is `hash`, with its session's refresh
@@ -252,7 +286,7 @@ pub(super) async fn rotate_batch(
     // One time for the batch, which spans milliseconds.
     let now = rotations.iter().map(|r| r.now).max().unwrap_or_default();
     // Prepared: planning it took PostgreSQL longer than running it. The group commit's
-    // connection plans without sequential scans (`group_commit::take_writer`), so the
+    // connection plans without sequential scans (`group_commit::take_held`), so the
     // generic plan keeps to the primary key even when fixed while the table was small.
     let found = sqlx::query(if sqlite { ROTATE_BATCH_SQLITE } else { ROTATE_BATCH_POSTGRES })
         .bind(now)
