@@ -6,23 +6,17 @@
 //! connection given back. On PostgreSQL a refresh's own read had been about a fifth of its cost
 //! (benches/README.md). There is no timer: a lone read goes at once.
 
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
-use sqlx::pool::PoolConnection;
-use sqlx::{Any, AnyPool};
+use sqlx::AnyPool;
 use tokio::sync::{mpsc, oneshot};
 
-use super::group_commit::{give_back, take_held};
+use super::held::{HOLD_WHILE_IDLE, HeldConnection};
 use super::sessions::{self, RefreshRecord};
 use super::{StoreError, StoreResult};
 
 /// Reads waiting for their batch: a full queue makes requests wait rather than grow memory.
 const QUEUE_CAPACITY: usize = 1024;
-
-/// The task gives its connection back to the pool after this long without a read.
-const HOLD_WHILE_IDLE: Duration = Duration::from_millis(50);
 
 /// At most this many sessions per statement.
 const MAX_BATCH: usize = 64;
@@ -58,24 +52,22 @@ impl RefreshReads {
 
 async fn read_batches(pool: AnyPool, sqlite: bool, mut rx: mpsc::Receiver<Pending>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
-    let mut held: Option<PoolConnection<Any>> = None;
+    let mut held = HeldConnection::new(pool, sqlite);
     loop {
         let received = tokio::select! {
             received = rx.recv_many(&mut batch, MAX_BATCH) => received,
-            _ = tokio::time::sleep(HOLD_WHILE_IDLE), if held.is_some() => {
-                if let Some(conn) = held.take() {
-                    give_back(conn, sqlite).await;
-                }
+            _ = tokio::time::sleep(HOLD_WHILE_IDLE), if held.is_held() => {
+                held.give_back().await;
                 continue;
             }
         };
         if received == 0 {
-            if let Some(conn) = held.take() {
-                give_back(conn, sqlite).await;
-            }
+            held.give_back().await;
             return;
         }
-        match read_on(&mut held, &pool, sqlite, &batch).await {
+        let ids: Vec<&str> = batch.iter().map(|p| p.session_id.as_str()).collect();
+        let found = held.run(async |conn| sessions::find_refreshes(conn, sqlite, &ids).await).await;
+        match found {
             Ok(found) => answer_each(&mut batch, |id| Ok(found.get(id).cloned())),
             Err(err) => {
                 let err = Arc::new(err);
@@ -83,28 +75,6 @@ async fn read_batches(pool: AnyPool, sqlite: bool, mut rx: mpsc::Receiver<Pendin
             }
         }
     }
-}
-
-/// Reads `batch` on the held connection, or a new one, which is held after a success; one
-/// that failed may be broken, and is closed.
-async fn read_on(
-    held: &mut Option<PoolConnection<Any>>,
-    pool: &AnyPool,
-    sqlite: bool,
-    batch: &[Pending],
-) -> StoreResult<HashMap<String, RefreshRecord>> {
-    let mut conn = match held.take() {
-        Some(conn) => conn,
-        None => take_held(pool, sqlite).await?,
-    };
-    let ids: Vec<&str> = batch.iter().map(|p| p.session_id.as_str()).collect();
-    let found = sessions::find_refreshes(&mut conn, sqlite, &ids).await;
-    if found.is_ok() {
-        *held = Some(conn);
-    } else {
-        let _ = conn.close().await;
-    }
-    found
 }
 
 /// Answers every read of the batch; one whose request has gone away needs no answer.

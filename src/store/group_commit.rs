@@ -13,12 +13,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use sqlx::pool::PoolConnection;
-use sqlx::{Any, AnyConnection, AnyPool, Executor};
+use sqlx::{AnyConnection, AnyPool};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::audit::{self, AuditEvent};
+use super::held::{HOLD_WHILE_IDLE, HeldConnection};
 use super::sessions::{self, Rotation, RotationWrite};
 use super::{StoreError, StoreResult};
 
@@ -37,12 +37,6 @@ pub(super) enum Done {
 /// Jobs waiting for a commit: a full queue makes requests wait (back-pressure) rather
 /// than grow memory.
 const QUEUE_CAPACITY: usize = 1024;
-
-/// The task keeps its connection while batches follow each other, and gives it back to the
-/// pool after this long without one. On SQLite a connection's page cache survives only its
-/// own commits: taking a different pooled connection per batch read the pages it was about
-/// to write again.
-const HOLD_WHILE_IDLE: Duration = Duration::from_millis(50);
 
 /// At most this many jobs per commit, so one transaction stays short.
 const MAX_BATCH: usize = 256;
@@ -148,7 +142,7 @@ async fn commit_batches(
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     let mut stopping = false;
-    let mut held: Option<PoolConnection<Any>> = None;
+    let mut held = HeldConnection::new(pool, sqlite);
     loop {
         let received = tokio::select! {
             received = rx.recv_many(&mut batch, MAX_BATCH) => received,
@@ -157,32 +151,25 @@ async fn commit_batches(
                 rx.close();
                 continue;
             }
-            _ = tokio::time::sleep(HOLD_WHILE_IDLE), if held.is_some() => {
-                if let Some(conn) = held.take() {
-                    give_back(conn, sqlite).await;
-                }
+            _ = tokio::time::sleep(HOLD_WHILE_IDLE), if held.is_held() => {
+                held.give_back().await;
                 continue;
             }
             Some(done) = releases.recv() => {
-                // Closed rather than given back: on its way back it would miss the caller.
-                if let Some(conn) = held.take() {
-                    let _ = conn.close().await;
-                }
+                held.close().await;
                 let _ = done.send(());
                 continue;
             }
         };
         if received == 0 {
-            if let Some(conn) = held.take() {
-                give_back(conn, sqlite).await;
-            }
+            held.give_back().await;
             return;
         }
         if sqlite && batch.iter().all(|p| matches!(p.job, Job::Audit { .. })) {
             gather_more(&mut rx, &mut batch).await;
         }
         let started = Instant::now();
-        let committed = commit_on(&mut held, &pool, sqlite, &batch).await;
+        let committed = held.run(async |conn| commit(conn, sqlite, &batch).await).await;
         counters.commits.fetch_add(1, Ordering::Relaxed);
         counters.writes.fetch_add(batch.len() as u64, Ordering::Relaxed);
         counters.busy_micros.fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
@@ -222,50 +209,6 @@ async fn gather_more(rx: &mut mpsc::Receiver<Pending>, batch: &mut Vec<Pending>)
             Ok(pending) => batch.push(pending),
             Err(_) => break,
         }
-    }
-}
-
-/// Commits `batch` on the held connection, or a new one, which is held after a success.
-async fn commit_on(
-    held: &mut Option<PoolConnection<Any>>,
-    pool: &AnyPool,
-    sqlite: bool,
-    batch: &[Pending],
-) -> StoreResult<Vec<Done>> {
-    let mut conn = match held.take() {
-        Some(conn) => conn,
-        None => take_held(pool, sqlite).await?,
-    };
-    let committed = commit(&mut conn, sqlite, batch).await;
-    if committed.is_ok() {
-        *held = Some(conn);
-    } else {
-        // SQLite's batch runs its own BEGIN … COMMIT, which may have stopped half-way:
-        // given back, the connection would hold the write lock; closed, it rolls back. A
-        // PostgreSQL connection that failed a batch may be broken.
-        let _ = conn.close().await;
-    }
-    committed
-}
-
-/// A connection for a task that holds one between batches (this one, `batched_reads`). On
-/// PostgreSQL its statements are prepared once and soon run on a generic plan, fixed with
-/// the table sizes of that moment: on a young database the planner would pick a scan of
-/// `sessions` while it holds a few rows, and keep it as the table grows. Every statement of
-/// a batch finds its rows by primary key, so this connection plans without sequential
-/// scans.
-pub(super) async fn take_held(pool: &AnyPool, sqlite: bool) -> StoreResult<PoolConnection<Any>> {
-    let mut conn = pool.acquire().await?;
-    if !sqlite {
-        conn.execute("SET enable_seqscan = off").await?;
-    }
-    Ok(conn)
-}
-
-/// Back to the pool as other requests expect it, or closed if it cannot be.
-pub(super) async fn give_back(mut conn: PoolConnection<Any>, sqlite: bool) {
-    if !sqlite && conn.execute("RESET enable_seqscan").await.is_err() {
-        let _ = conn.close().await;
     }
 }
 

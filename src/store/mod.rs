@@ -9,6 +9,7 @@ pub mod cache;
 mod changes;
 pub mod clients;
 mod group_commit;
+mod held;
 pub mod keys;
 pub mod limits;
 pub mod mfa;

@@ -168,7 +168,7 @@ pub(super) async fn find_refreshes(
         "s.id IN (SELECT value FROM json_each($1)) AND s.refresh_generation > 0"
     );
     // `= ANY (ARRAY …)` keeps the plan on the primary key, as in `rotate_batch`, and the
-    // connection plans without sequential scans (`group_commit::take_held`).
+    // connection plans without sequential scans (`held::HeldConnection`).
     const POSTGRES: &str = refresh_query!(
         current_token!(),
         "sessions s",
@@ -286,7 +286,7 @@ pub(super) async fn rotate_batch(
     // One time for the batch, which spans milliseconds.
     let now = rotations.iter().map(|r| r.now).max().unwrap_or_default();
     // Prepared: planning it took PostgreSQL longer than running it. The group commit's
-    // connection plans without sequential scans (`group_commit::take_held`), so the
+    // connection plans without sequential scans (`held::HeldConnection`), so the
     // generic plan keeps to the primary key even when fixed while the table was small.
     let found = sqlx::query(if sqlite { ROTATE_BATCH_SQLITE } else { ROTATE_BATCH_POSTGRES })
         .bind(now)
