@@ -1,5 +1,5 @@
 //! The connection a batching task (`group_commit`, `batched_reads`) keeps while its batches
-//! follow each other: no pool checkout per batch, and no ping of a connection given back.
+//! follow each other, rather than a pool checkout and return per batch.
 //! On SQLite a connection's page cache survives only its own commits, so a different pooled
 //! connection per batch read the pages it was about to write again.
 
