@@ -202,6 +202,54 @@ async fn the_whole_challenge_flow() {
         .await;
 }
 
+/// The lockout decides before anything that follows a right password: a second factor
+/// asked for or checked, a scope refused, a session opened. A locked account's right
+/// password therefore answers like a wrong one on every path, and stores nothing.
+#[tokio::test]
+async fn a_locked_account_shows_nothing_of_a_right_password_on_any_path() {
+    let app = spawn_app().await;
+    let web = app.web_client().await;
+    app.create_user("alice", &[]).await;
+    app.create_user("bob", &[]).await;
+    let enrolled = enrol(&app, &web, "alice").await;
+    for username in ["alice", "bob"] {
+        for _ in 0..5 {
+            assert_invalid_grant(app.password_grant(&web, username, "wrong password", None).await).await;
+        }
+    }
+    let sessions = || async {
+        let count: (i64,) =
+            sqlx::query_as("SELECT COUNT(*) FROM sessions").fetch_one(app.svc.db().pool()).await.unwrap();
+        count.0
+    };
+    let before = sessions().await;
+
+    // alice: the second factor would be asked for, checked, or the scope refused.
+    assert_invalid_grant(app.password_grant(&web, "alice", PASSWORD, None).await).await;
+    assert_invalid_grant(password_with_otp(&app, &web, "alice", &enrolled.authenticator.next()).await).await;
+    assert_invalid_grant(app.password_grant(&web, "alice", PASSWORD, Some("openid admin")).await).await;
+    // bob, without a second factor: the session would be opened with the login.
+    assert_invalid_grant(app.password_grant(&web, "bob", PASSWORD, None).await).await;
+    assert_invalid_grant(app.password_grant(&web, "bob", PASSWORD, Some("openid admin")).await).await;
+    assert_eq!(sessions().await, before, "nothing opened");
+
+    // Once the lock ends, the same requests get on, and bob's login clears his failures.
+    app.svc.clock().advance(std::time::Duration::from_secs(61));
+    let resp = app.password_grant(&web, "alice", PASSWORD, None).await;
+    assert_eq!(resp.json::<Value>().await.unwrap()["error"], "mfa_required");
+    let resp = app.password_grant(&web, "bob", PASSWORD, Some("openid admin")).await;
+    assert_eq!(resp.json::<Value>().await.unwrap()["error"], "invalid_scope");
+    app.login(&web, "bob").await;
+    let (failures, last_login): (i64, Option<i64>) =
+        sqlx::query_as("SELECT failed_attempts, last_login_at FROM users WHERE username = 'bob'")
+            .fetch_one(app.svc.db().pool())
+            .await
+            .unwrap();
+    assert_eq!(failures, 0);
+    assert!(last_login.is_some_and(|at| (app.svc.now() - 5..=app.svc.now()).contains(&at)), "{last_login:?}");
+    assert_eq!(sessions().await, before + 1);
+}
+
 #[tokio::test]
 async fn secrets_are_encrypted_at_rest_and_never_shown_again() {
     let app = spawn_app().await;

@@ -10,12 +10,27 @@ use crate::services::Services;
 use crate::store::{
     self, StoreError,
     audit::{AuditEvent, AuditKind},
+    users::LoginRecord,
 };
 
-/// A user whose password was right and who may log in.
+/// A user whose password was right and who may log in, the login written.
 #[derive(Debug)]
 pub struct VerifiedUser {
     pub user: User,
+    /// Whether the user has a confirmed authenticator, as read with the password hash.
+    pub mfa_enrolled: bool,
+}
+
+/// A right password of an active, verified user whose login is not written yet: the
+/// lockout has still to decide. `record` writes it; a session opened straight from the
+/// password writes it in its own transaction instead (`record_through`), which saves a
+/// commit. Nothing else turns it into a `VerifiedUser`.
+#[must_use = "a checked password is no login until it is recorded"]
+#[derive(Debug)]
+pub struct CheckedLogin {
+    user: User,
+    mfa_enrolled: bool,
+    rehash: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -45,18 +60,7 @@ impl From<LimitError> for LoginError {
     }
 }
 
-/// A login with username and password at `client`: the per-IP limits, the user lookup,
-/// the password check under the lockout, the re-hash of an old-parameter hash. Failures
-/// are audited.
-///
-/// The hash comes first, then ONE atomic statement decides with the outcome: a wrong
-/// password counts only while the account is open, a right one opens only an account
-/// that is not locked. The database takes these decisions one at a time, in the order
-/// the hashes finish, so no guess of a parallel burst (from any number of IPs) decided
-/// after the lock-setting failure gets in, and parallel logins with the right password
-/// never lock each other out. Every failure answer waits for exactly one committed write
-/// (the count, or else the audit record), so a known user's wrong password answers like
-/// an unknown user's; the remaining records follow after the answer.
+/// A login with username and password at `client`: `check_login`, then `record`.
 pub async fn verify_login(
     svc: &Services,
     client: &ClientId,
@@ -64,6 +68,29 @@ pub async fn verify_login(
     password: &Password,
     meta: &RequestMeta,
 ) -> Result<VerifiedUser, LoginError> {
+    check_login(svc, client, username, password, meta).await?.record(svc, client, meta).await
+}
+
+/// The checks of a login with username and password at `client`: the per-IP limits, the
+/// user lookup, the password check, the account's state, the re-hash of an old-parameter
+/// hash. Failures are audited.
+///
+/// The hash comes first, then ONE atomic statement decides with the outcome: a wrong
+/// password counts only while the account is open, a right one opens only an account
+/// that is not locked (`CheckedLogin::record`, or the session's transaction). The
+/// database takes these decisions one at a time, in the order they come, so no guess of
+/// a parallel burst (from any number of IPs) decided after the lock-setting failure gets
+/// in, and parallel logins with the right password never lock each other out. Every
+/// failure answer waits for exactly one committed write (the count, or else the audit
+/// record), so a known user's wrong password answers like an unknown user's; the
+/// remaining records follow after the answer.
+pub async fn check_login(
+    svc: &Services,
+    client: &ClientId,
+    username: &str,
+    password: &Password,
+    meta: &RequestMeta,
+) -> Result<CheckedLogin, LoginError> {
     // First a place in the hasher's queue: a request turned away with 503 has then spent
     // no rate-limit unit and no lockout attempt.
     let admission = svc.hasher().admit()?;
@@ -90,35 +117,72 @@ pub async fn verify_login(
     };
     let user = found.user;
     let refused = if user.status != UserStatus::Active {
-        Some(LoginError::Inactive)
+        LoginError::Inactive
     } else if !user.email_verified {
-        Some(LoginError::Unverified)
+        LoginError::Unverified
     } else {
-        None
+        let rehash = if PasswordHasher::needs_rehash(&found.password_hash) {
+            Some(svc.hasher().hash(password).await?)
+        } else {
+            None
+        };
+        return Ok(CheckedLogin { user, mfa_enrolled: found.mfa_enrolled, rehash });
     };
-    let now = svc.now();
-    let open = match refused {
-        // A right password must not count towards a lock, even where it cannot log in
-        // (a user who tries before verifying the address would find the account locked).
-        Some(_) => store::users::clear_failures(svc.db(), &user.id, now).await?,
-        None => {
-            let rehash = if PasswordHasher::needs_rehash(&found.password_hash) {
-                Some(svc.hasher().hash(password).await?)
-            } else {
-                None
-            };
-            store::users::record_login(svc.db(), &user.id, now, rehash.as_deref()).await?
-        }
-    };
-    if !open {
+    // A right password must not count towards a lock, even where it cannot log in (a user
+    // who tries before verifying the address would find the account locked).
+    if !store::users::clear_failures(svc.db(), &user.id, svc.now()).await? {
         // Locked: the right password answers exactly like a wrong one.
         return Err(failure.record(Some(user.id), true).await);
     }
-    // Only failures spend the per-IP guessing budget.
     limits::refund(svc, Limit::Login, &ip).await?;
-    match refused {
-        Some(err) => Err(err),
-        None => Ok(VerifiedUser { user }),
+    Err(refused)
+}
+
+impl CheckedLogin {
+    pub fn user(&self) -> &User {
+        &self.user
+    }
+
+    pub fn mfa_enrolled(&self) -> bool {
+        self.mfa_enrolled
+    }
+
+    /// Writes the login on its own.
+    pub async fn record(
+        self,
+        svc: &Services,
+        client: &ClientId,
+        meta: &RequestMeta,
+    ) -> Result<VerifiedUser, LoginError> {
+        let write = async |login: LoginRecord<'_>| {
+            Ok::<_, LoginError>(store::users::record_login(svc.db(), &login).await?.then_some(()))
+        };
+        Ok(self.record_through(svc, client, meta, write).await?.0)
+    }
+
+    /// Writes the login through `write`, which stores it atomically with what the login
+    /// opens (and returns that), or `None` when the record was refused: the account is
+    /// locked, or its password changed meanwhile, and the login fails like a wrong
+    /// password.
+    pub async fn record_through<T, E: From<LoginError>>(
+        self,
+        svc: &Services,
+        client: &ClientId,
+        meta: &RequestMeta,
+        write: impl AsyncFnOnce(LoginRecord<'_>) -> Result<Option<T>, E>,
+    ) -> Result<(VerifiedUser, T), E> {
+        let record = LoginRecord {
+            user_id: &self.user.id,
+            security_stamp: self.user.security_stamp,
+            at: svc.now(),
+            rehash: self.rehash.as_deref(),
+        };
+        let Some(opened) = write(record).await? else {
+            return Err(LoginFailure { svc, client, meta }.record(Some(self.user.id), true).await.into());
+        };
+        // Only failures spend the per-IP guessing budget.
+        limits::refund(svc, Limit::Login, &meta.ip_key()).await.map_err(LoginError::from)?;
+        Ok((VerifiedUser { user: self.user, mfa_enrolled: self.mfa_enrolled }, opened))
     }
 }
 

@@ -5,7 +5,7 @@ pub mod lockout;
 mod login;
 pub mod self_service;
 
-pub use login::{LoginError, VerifiedUser, confirm_password, verify_login};
+pub use login::{CheckedLogin, LoginError, VerifiedUser, check_login, confirm_password, verify_login};
 
 use serde::Serialize;
 

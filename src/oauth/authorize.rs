@@ -696,11 +696,11 @@ async fn submit_login_inner(
         return Ok(browser.outcome(step));
     };
     // The token endpoint's password step, limits, lockout and audit included.
-    let user = match account::verify_login(svc, &client.id, username, &password, meta)
+    let verified = match account::verify_login(svc, &client.id, username, &password, meta)
         .await
         .map_err(OAuthError::from)
     {
-        Ok(verified) => verified.user,
+        Ok(verified) => verified,
         Err(OAuthError::InvalidGrant(text)) => {
             let step = again(&browser, sentence(&text), None);
             return Ok(browser.outcome(step));
@@ -712,16 +712,18 @@ async fn submit_login_inner(
         }
         Err(e) => return Err(e),
     };
+    let user = &verified.user;
     let (redirect_uri, state, issuer) = back_of(svc, &tx);
     let back = Back { redirect_uri: &redirect_uri, state: state.as_deref(), issuer: &issuer };
-    let scope = match scope_for_request(svc, &tx, &user, &back).await? {
+    let scope = match scope_for_request(svc, &tx, user, &back).await? {
         Ok(scope) => scope,
         Err(step) => return Ok(browser.outcome(step)),
     };
-    match mfa_otp::after_password(svc, &client, &user, &scope, None, meta).await {
+    let due = mfa_otp::second_factor_due(svc, &client, user, verified.mfa_enrolled, &scope, meta).await;
+    match mfa_otp::after_password(svc, &client, user, due, &scope, None, meta).await {
         Ok(amr) => {
-            sign_in(svc, &mut browser, &user, &amr, meta).await?;
-            let step = proceed(svc, &mut browser, &tx, &client, &user, &scope).await?;
+            sign_in(svc, &mut browser, user, &amr, meta).await?;
+            let step = proceed(svc, &mut browser, &tx, &client, user, &scope).await?;
             Ok(browser.outcome(step))
         }
         Err(OAuthError::MfaRequired { mfa_token }) => {

@@ -5,6 +5,7 @@ use serde::Serialize;
 
 use super::error::OAuthError;
 use super::tokens::{ACCESS_TOKEN_TYP, ACCOUNT_SCOPE, ADMIN_SCOPE, AccessClaims, ID_TOKEN_TYP, IdClaims};
+use crate::account::CheckedLogin;
 use crate::crypto::refresh::Named;
 use crate::crypto::secrets;
 use crate::model::RequestMeta;
@@ -12,7 +13,8 @@ use crate::model::User;
 use crate::model::{Client, GrantType, Scope};
 use crate::services::{Services, with_meta};
 use crate::store::audit::{AuditEvent, AuditKind};
-use crate::store::sessions::{FIRST_GENERATION, NewRefresh, Session};
+use crate::store::sessions::{FIRST_GENERATION, NewRefresh, Session, SignIn};
+use crate::store::users::LoginRecord;
 use crate::store::{self, join_words};
 
 /// A session may be refreshed for at most this many refresh-token lifetimes in all,
@@ -64,45 +66,111 @@ pub async fn open_session(
     auth: UserAuth,
     meta: &RequestMeta,
 ) -> Result<(IssuedTokens, String), OAuthError> {
-    let now = svc.now();
-    let refresh_ttl = svc.settings().refresh_token_ttl.as_secs() as i64;
-    let session_id = uuid::Uuid::new_v4();
-    let session = Session {
-        id: session_id.to_string(),
-        user_id: user.id.clone(),
-        client_id: client.id.to_string(),
-        scope: scope.clone(),
-        amr: join_words(&auth.amr),
-        auth_time: auth.auth_time,
-        ip: meta.ip.clone(),
-        user_agent: meta.user_agent.as_deref().map(|ua| ua.chars().take(512).collect()),
-        created_at: now,
-        last_used_at: now,
-        expires_at: now + refresh_ttl * ABSOLUTE_LIFETIME_FACTOR,
-        revoked_at: None,
-    };
-    let refresh = client
-        .allows(GrantType::RefreshToken)
-        .then(|| svc.refresh_tokens().mint(Named { session_id, generation: FIRST_GENERATION }));
-    let refresh_hash = refresh.as_deref().map(secrets::sha256_hex);
-    let new_refresh = refresh_hash.as_deref().map(|hash| NewRefresh {
-        hash,
-        scope: &scope,
-        expires_at: refresh_expiry(svc, &session, now),
-    });
-    let event = AuditEvent {
-        actor_id: Some(user.id.clone()),
-        user_id: Some(user.id.clone()),
-        client_id: Some(client.id.to_string()),
-        detail: Some(format!("amr={} session={}", session.amr, session.id)),
-        ..AuditEvent::new(AuditKind::Login, "success")
-    };
-    let event = with_meta(event, meta);
-    if !store::sessions::create(svc.db(), &session, new_refresh, &event, user.security_stamp).await? {
+    let opening = Opening::new(svc, client, user, scope, auth, meta);
+    if !opening.store(svc, &SignIn::Earlier { security_stamp: user.security_stamp }).await? {
         return Err(OAuthError::invalid_grant("the password changed during sign-in; sign in again"));
     }
-    let response = mint(svc, client, user, &scope, &session, refresh, auth.nonce.as_deref()).await?;
-    Ok((response, session.id))
+    opening.mint(svc, client, user).await
+}
+
+/// `start_session` straight from a password check: the login is written in the session's
+/// transaction, one commit for both.
+pub async fn start_session_at_login(
+    svc: &Services,
+    client: &Client,
+    login: CheckedLogin,
+    scope: Scope,
+    auth: UserAuth,
+    meta: &RequestMeta,
+) -> Result<IssuedTokens, OAuthError> {
+    let opening = Opening::new(svc, client, login.user(), scope, auth, meta);
+    let write = async |record: LoginRecord<'_>| {
+        Ok::<_, OAuthError>(opening.store(svc, &SignIn::Password(record)).await?.then_some(()))
+    };
+    let (verified, ()) = login.record_through(svc, &client.id, meta, write).await?;
+    Ok(opening.mint(svc, client, &verified.user).await?.0)
+}
+
+/// A session about to be stored: with its first refresh token when the client gets one,
+/// and the audit record of the login.
+struct Opening {
+    session: Session,
+    refresh: Option<String>,
+    refresh_hash: Option<String>,
+    refresh_expires_at: i64,
+    nonce: Option<String>,
+    event: AuditEvent,
+}
+
+impl Opening {
+    fn new(
+        svc: &Services,
+        client: &Client,
+        user: &User,
+        scope: Scope,
+        auth: UserAuth,
+        meta: &RequestMeta,
+    ) -> Self {
+        let now = svc.now();
+        let refresh_ttl = svc.settings().refresh_token_ttl.as_secs() as i64;
+        let session_id = uuid::Uuid::new_v4();
+        let session = Session {
+            id: session_id.to_string(),
+            user_id: user.id.clone(),
+            client_id: client.id.to_string(),
+            scope,
+            amr: join_words(&auth.amr),
+            auth_time: auth.auth_time,
+            ip: meta.ip.clone(),
+            user_agent: meta.user_agent.as_deref().map(|ua| ua.chars().take(512).collect()),
+            created_at: now,
+            last_used_at: now,
+            expires_at: now + refresh_ttl * ABSOLUTE_LIFETIME_FACTOR,
+            revoked_at: None,
+        };
+        let refresh = client
+            .allows(GrantType::RefreshToken)
+            .then(|| svc.refresh_tokens().mint(Named { session_id, generation: FIRST_GENERATION }));
+        let event = AuditEvent {
+            actor_id: Some(user.id.clone()),
+            user_id: Some(user.id.clone()),
+            client_id: Some(client.id.to_string()),
+            detail: Some(format!("amr={} session={}", session.amr, session.id)),
+            ..AuditEvent::new(AuditKind::Login, "success")
+        };
+        Opening {
+            refresh_hash: refresh.as_deref().map(secrets::sha256_hex),
+            refresh_expires_at: refresh_expiry(svc, &session, now),
+            refresh,
+            session,
+            nonce: auth.nonce,
+            event: with_meta(event, meta),
+        }
+    }
+
+    /// Stores it all in one transaction; `false` (nothing stored) when the user row
+    /// refuses `sign_in`.
+    async fn store(&self, svc: &Services, sign_in: &SignIn<'_>) -> Result<bool, OAuthError> {
+        let refresh = self.refresh_hash.as_deref().map(|hash| NewRefresh {
+            hash,
+            scope: &self.session.scope,
+            expires_at: self.refresh_expires_at,
+        });
+        Ok(store::sessions::create(svc.db(), &self.session, refresh, &self.event, sign_in).await?)
+    }
+
+    /// The tokens of the stored session, and its id.
+    async fn mint(
+        self,
+        svc: &Services,
+        client: &Client,
+        user: &User,
+    ) -> Result<(IssuedTokens, String), OAuthError> {
+        let session = &self.session;
+        let response =
+            mint(svc, client, user, &session.scope, session, self.refresh, self.nonce.as_deref()).await?;
+        Ok((response, self.session.id))
+    }
 }
 
 /// When a refresh token minted now for `session` stops working.

@@ -8,6 +8,7 @@ use sqlx::any::AnyRow;
 
 use super::audit::{self, AuditEvent};
 use super::group_commit::{Done, Job};
+use super::users::{self, LoginRecord};
 use super::{Db, StoreError, StoreResult};
 use crate::model::{Scope, User};
 
@@ -45,28 +46,44 @@ macro_rules! session_columns {
     };
 }
 
+/// How the user signed in to a new session, as its transaction checks it on the user row.
+pub enum SignIn<'a> {
+    /// Earlier (an authorization code, a second factor): the security stamp then read.
+    Earlier { security_stamp: i64 },
+    /// Right now, with a password: the login is written here (`users::record_login_on`), so
+    /// it commits with the session.
+    Password(LoginRecord<'a>),
+}
+
 /// Creates a session, with its first refresh token when the client gets one, and the
-/// audit record of the login, atomically; `false` (and nothing stored) when the user's
-/// security stamp is no longer `security_stamp`: a password reset or change came between
-/// the login's check and now.
+/// audit record of the login, atomically; `false` (and nothing stored) when the user row
+/// refuses `sign_in`: a password reset or change came between the login's check and now,
+/// or, for a password sign-in, the account is locked.
 pub async fn create(
     db: &Db,
     session: &Session,
     refresh: Option<NewRefresh<'_>>,
     event: &AuditEvent,
-    security_stamp: i64,
+    sign_in: &SignIn<'_>,
 ) -> StoreResult<bool> {
     let mut tx = db.pool().begin().await?;
     // A write to the user row, not a read: it holds the row until commit, so a reset
     // either comes first (and this matches no row) or waits and then ends this session.
-    let current =
-        sqlx::query("UPDATE users SET security_stamp = security_stamp WHERE id = $1 AND security_stamp = $2")
+    let current = match sign_in {
+        SignIn::Earlier { security_stamp } => {
+            sqlx::query(
+                "UPDATE users SET security_stamp = security_stamp WHERE id = $1 AND security_stamp = $2",
+            )
             .bind(&session.user_id)
             .bind(security_stamp)
             .execute(&mut *tx)
             .await?
-            .rows_affected();
-    if current != 1 {
+            .rows_affected()
+                == 1
+        }
+        SignIn::Password(login) => users::record_login_on(&mut *tx, login).await?,
+    };
+    if !current {
         tx.rollback().await?;
         return Ok(false);
     }

@@ -30,6 +30,9 @@ pub(super) use prefixed_columns;
 pub struct UserWithHash {
     pub user: User,
     pub password_hash: String,
+    /// Whether the user has a confirmed authenticator: read with the row, so the login's
+    /// second-factor policy needs no read of its own.
+    pub mfa_enrolled: bool,
 }
 
 pub async fn insert(db: &Db, user: &User, password_hash: &str) -> StoreResult<()> {
@@ -62,10 +65,15 @@ pub async fn insert(db: &Db, user: &User, password_hash: &str) -> StoreResult<()
 // user without any). user_roles has no column named like one of users'.
 macro_rules! with_roles {
     ($filter:literal) => {
+        with_roles!("", $filter)
+    };
+    ($extra_columns:literal, $filter:literal) => {
         concat!(
             "SELECT ",
             columns!(),
-            ", r.role FROM users LEFT JOIN user_roles r ON r.user_id = users.id WHERE ",
+            ", r.role",
+            $extra_columns,
+            " FROM users LEFT JOIN user_roles r ON r.user_id = users.id WHERE ",
             $filter,
             " ORDER BY r.role"
         )
@@ -73,11 +81,17 @@ macro_rules! with_roles {
 }
 
 pub async fn find_by_username(db: &Db, username: &Username) -> StoreResult<Option<UserWithHash>> {
-    let rows =
-        sqlx::query(with_roles!("users.username = $1")).bind(username.as_str()).fetch_all(db.pool()).await?;
+    let rows = sqlx::query(with_roles!(
+        ", (SELECT COUNT(*) FROM totp_credentials t WHERE t.user_id = users.id AND t.confirmed <> 0) AS mfa_enrolled",
+        "users.username = $1"
+    ))
+    .bind(username.as_str())
+    .fetch_all(db.pool())
+    .await?;
     let Some(first) = rows.first() else { return Ok(None) };
     Ok(Some(UserWithHash {
         password_hash: first.try_get("password_hash")?,
+        mfa_enrolled: first.try_get::<i64, _>("mfa_enrolled")? != 0,
         user: from_joined_rows(&rows, "")?,
     }))
 }
@@ -112,20 +126,39 @@ pub async fn unknown_roles(db: &Db, roles: &[Role]) -> StoreResult<Vec<String>> 
     Ok(unknown)
 }
 
-/// A right password at login: unless the account is locked, stamp the login, end the
-/// lockout history and store a re-hashed password when parameters changed, in one
-/// statement. `false`: locked (nothing changed), and the login must fail like a wrong
-/// password.
-pub async fn record_login(db: &Db, id: &str, now: i64, new_hash: Option<&str>) -> StoreResult<bool> {
+/// A right password at login, to be written: the login stamped, the lockout history
+/// ended, and a re-hashed password stored when the parameters changed.
+pub struct LoginRecord<'a> {
+    pub user_id: &'a str,
+    /// The stamp read with the password hash that was checked.
+    pub security_stamp: i64,
+    pub at: i64,
+    pub rehash: Option<&'a str>,
+}
+
+/// Writes `login` in one statement, unless the account is locked or its security stamp
+/// moved (a password change or reset since the hash was read). `false`: nothing changed,
+/// and the login must fail like a wrong password.
+pub async fn record_login(db: &Db, login: &LoginRecord<'_>) -> StoreResult<bool> {
+    record_login_on(db.pool(), login).await
+}
+
+/// `record_login` on `conn`: also inside the transaction of the session a login opens
+/// (`sessions::create`), so both commit together.
+pub(super) async fn record_login_on<'e>(
+    conn: impl sqlx::AnyExecutor<'e>,
+    login: &LoginRecord<'_>,
+) -> StoreResult<bool> {
     let changed = sqlx::query(
-        "UPDATE users SET last_login_at = $2, failed_attempts = 0, locked_until = NULL, last_lock_secs = 0,
-                password_hash = COALESCE($3, password_hash)
-         WHERE id = $1 AND (locked_until IS NULL OR locked_until <= $2)",
+        "UPDATE users SET last_login_at = $3, failed_attempts = 0, locked_until = NULL, last_lock_secs = 0,
+                password_hash = COALESCE($4, password_hash)
+         WHERE id = $1 AND security_stamp = $2 AND (locked_until IS NULL OR locked_until <= $3)",
     )
-    .bind(id)
-    .bind(now)
-    .bind(new_hash)
-    .execute(db.pool())
+    .bind(login.user_id)
+    .bind(login.security_stamp)
+    .bind(login.at)
+    .bind(login.rehash)
+    .execute(conn)
     .await?
     .rows_affected();
     Ok(changed == 1)

@@ -53,21 +53,41 @@ fn wrong_code() -> OAuthError {
     OAuthError::invalid_grant("the one-time code is invalid")
 }
 
-/// Called by the password grant once the password is right: decides, through the
-/// deployment's policy, whether and how the second factor is due, and returns the
-/// authentication methods to record, or the error that asks for the second factor.
+/// What the deployment's policy asks of a login whose password was right.
+pub(crate) struct SecondFactorDue {
+    /// The user has a confirmed authenticator.
+    enrolled: bool,
+    /// The policy asks for the second factor.
+    pub required: bool,
+}
+
+/// Asks the deployment's policy whether this login needs a second factor.
+pub(crate) async fn second_factor_due(
+    svc: &Services,
+    client: &Client,
+    user: &User,
+    enrolled: bool,
+    scope: &Scope,
+    meta: &RequestMeta,
+) -> SecondFactorDue {
+    let login = LoginContext { user, client, scope, enrolled, meta };
+    let required = svc.second_factor_policy().second_factor_required(login).await;
+    SecondFactorDue { enrolled, required }
+}
+
+/// Called once the password is right and the login written: acts on what `due` says,
+/// and returns the authentication methods to record, or the error that asks for the
+/// second factor.
 pub(crate) async fn after_password(
     svc: &Services,
     client: &Client,
     user: &User,
+    due: SecondFactorDue,
     scope: &Scope,
     otp: Option<&str>,
     meta: &RequestMeta,
 ) -> Result<Vec<String>, OAuthError> {
-    let enrolled = mfa::is_enrolled(svc, &user.id).await?;
-    let login = LoginContext { user, client, scope, enrolled, meta };
-    let required = svc.second_factor_policy().second_factor_required(login).await;
-    if required && !enrolled {
+    if due.required && !due.enrolled {
         audit_failure(svc, client, &user.id, "second factor required but none enrolled", meta).await?;
         return Err(OAuthError::MfaEnrollmentRequired);
     }
@@ -77,7 +97,7 @@ pub(crate) async fn after_password(
             check(svc, client, &user.id, &factor, meta).await?;
             Ok(amr(&factor))
         }
-        None if required => Err(challenge(svc, client, user, scope).await?),
+        None if due.required => Err(challenge(svc, client, user, scope).await?),
         None => Ok(vec!["pwd".into()]),
     }
 }
