@@ -70,7 +70,7 @@ pub async fn open_session(
     if !opening.store(svc, &SignIn::Earlier { security_stamp: user.security_stamp }).await? {
         return Err(OAuthError::invalid_grant("the password changed during sign-in; sign in again"));
     }
-    opening.mint(svc, client, user).await
+    opening.into_tokens(svc, client, user).await
 }
 
 /// `start_session` straight from a password check: the login is written in the session's
@@ -88,7 +88,7 @@ pub async fn start_session_at_login(
         Ok::<_, OAuthError>(opening.store(svc, &SignIn::Password(record)).await?.then_some(()))
     };
     let (verified, ()) = login.record_through(svc, &client.id, meta, write).await?;
-    Ok(opening.mint(svc, client, &verified.user).await?.0)
+    Ok(opening.into_tokens(svc, client, &verified.user).await?.0)
 }
 
 /// A session about to be stored: with its first refresh token when the client gets one,
@@ -160,7 +160,7 @@ impl Opening {
     }
 
     /// The tokens of the stored session, and its id.
-    async fn mint(
+    async fn into_tokens(
         self,
         svc: &Services,
         client: &Client,
