@@ -76,8 +76,8 @@ pub(crate) async fn second_factor_due(
 }
 
 /// Called once the password is right and the login written: acts on what `due` says,
-/// and returns the authentication methods to record, or the error that asks for the
-/// second factor.
+/// with the code sent along (`otp`, never empty), and returns the authentication methods
+/// to record, or the error that asks for the second factor.
 pub(crate) async fn after_password(
     svc: &Services,
     client: &Client,
@@ -91,7 +91,7 @@ pub(crate) async fn after_password(
         audit_failure(svc, client, &user.id, "second factor required but none enrolled", meta).await?;
         return Err(OAuthError::MfaEnrollmentRequired);
     }
-    match otp.filter(|code| !code.is_empty()) {
+    match otp {
         Some(code) => {
             let factor = SecondFactor::Otp(code.to_owned());
             check(svc, client, &user.id, &factor, meta).await?;
