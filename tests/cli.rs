@@ -353,6 +353,34 @@ async fn acknowledged_writes_survive_kill_9() {
     assert_eq!(status, 400, "the spent token stayed spent");
 }
 
+/// Rate-limit state is committed without waiting for the disk (a power cut may hand a few
+/// units back), but a crash of the server itself must not reset a budget.
+#[tokio::test]
+async fn a_spent_login_budget_stays_spent_across_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = database(dir.path()).await;
+    let secret = seed_alice_and_web(dir.path(), &db);
+    let port = free_port();
+    let server_with_budget = || {
+        let mut cmd = latchkey(dir.path(), &db);
+        cmd.env("LATCHKEY_RATE_LIMIT_LOGIN", "2/15m");
+        start_server_with(cmd, port, Stdio::null())
+    };
+    let attempt = |password| [("grant_type", "password"), ("username", "alice"), ("password", password)];
+
+    let mut server = server_with_budget();
+    for _ in 0..2 {
+        assert_eq!(token_request(&server, &secret, &attempt("wrong password")).await.0, 400);
+    }
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    drop(server);
+
+    let server = server_with_budget();
+    let (status, body) = token_request(&server, &secret, &attempt("correct horse battery staple")).await;
+    assert_eq!(status, 429, "the two failures before the crash still count: {body}");
+}
+
 #[cfg(unix)]
 #[tokio::test]
 async fn sigterm_shuts_down_gracefully() {

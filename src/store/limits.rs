@@ -1,3 +1,7 @@
+//! Rate-limit state, written through connections whose commits do not wait for the disk
+//! (`Commits::Relaxed`): a power cut may hand back a few units of a budget; nothing else
+//! depends on these rows.
+
 use sqlx::Row;
 
 use super::{Db, StoreResult};
@@ -27,7 +31,7 @@ pub async fn hit(
     .bind(now_ms)
     .bind(emission_ms)
     .bind(tolerance_ms)
-    .fetch_one(db.pool())
+    .fetch_one(db.relaxed_pool())
     .await?;
     Ok((row.try_get::<i64, _>("allowed")? == 1, row.try_get("tat_ms")?))
 }
@@ -38,7 +42,7 @@ pub async fn refund(db: &Db, key: &str, emission_ms: i64) -> StoreResult<()> {
     sqlx::query("UPDATE rate_limits SET tat_ms = tat_ms - $2 WHERE key = $1")
         .bind(key)
         .bind(emission_ms)
-        .execute(db.pool())
+        .execute(db.relaxed_pool())
         .await?;
     Ok(())
 }
@@ -47,7 +51,7 @@ pub async fn refund(db: &Db, key: &str, emission_ms: i64) -> StoreResult<()> {
 pub async fn prune(db: &Db, now_ms: i64) -> StoreResult<u64> {
     Ok(sqlx::query("DELETE FROM rate_limits WHERE tat_ms < $1")
         .bind(now_ms)
-        .execute(db.pool())
+        .execute(db.relaxed_pool())
         .await?
         .rows_affected())
 }
