@@ -88,6 +88,43 @@ async fn two_replicas_share_one_budget() {
     assert_eq!(statuses, [400, 400, 400, 400, 400, 429], "5 in all across both replicas, not 10");
 }
 
+/// Rate-limit steps commit without waiting for the disk, by a setting that lasts for their
+/// own statement (PostgreSQL) or on connections of their own (SQLite). Every connection the
+/// other writes use must come out of a burst of them as durable as it went in.
+#[tokio::test]
+async fn rate_limit_steps_leave_the_pool_durable() {
+    let app = spawn_app_with(|s| s.rate_limit_login = per(5, 900)).await;
+    app.create_user("alice", &[]).await;
+    let client = app.web_client().await;
+    let burst =
+        (0..12).map(|i| attempt(&app, &client, if i % 2 == 0 { "wrong password" } else { PASSWORD }, None));
+    futures::future::join_all(burst).await;
+
+    let pool = app.svc.db().pool();
+    let settled = async {
+        while pool.num_idle() < pool.size() as usize {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), settled).await.expect("the connections come back");
+    let sqlite = app.database_url.starts_with("sqlite:");
+    let mut held = Vec::new();
+    for _ in 0..pool.size() {
+        held.push(pool.acquire().await.unwrap());
+    }
+    assert!(held.len() > 1, "the burst used several connections");
+    for conn in &mut held {
+        if sqlite {
+            let level: i64 = sqlx::query_scalar("PRAGMA synchronous").fetch_one(&mut **conn).await.unwrap();
+            assert_eq!(level, 2, "synchronous = FULL");
+        } else {
+            let setting: String =
+                sqlx::query_scalar("SHOW synchronous_commit").fetch_one(&mut **conn).await.unwrap();
+            assert_eq!(setting, "on");
+        }
+    }
+}
+
 #[tokio::test]
 async fn forged_forwarded_for_from_untrusted_peers_is_ignored() {
     let app = spawn_app_with(|s| s.rate_limit_login = per(5, 900)).await;

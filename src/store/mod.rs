@@ -102,9 +102,9 @@ pub type StoreResult<T> = Result<T, StoreError>;
 #[derive(Clone, Debug)]
 pub struct Db {
     pool: AnyPool,
-    /// Connections whose commits do not wait for the disk (`Commits::Relaxed`), for rate-limit
-    /// state only.
-    relaxed: AnyPool,
+    /// SQLite: connections whose commits do not wait for the disk (`Commits::Relaxed`), for
+    /// rate-limit state only (`limits_pool`).
+    sqlite_relaxed: Option<AnyPool>,
     /// SQLite `max_page_count` for every connection; 0: SQLite's own. Only fault tests set it.
     page_limit: Arc<AtomicU64>,
     sqlite: bool,
@@ -208,18 +208,20 @@ impl Db {
             .max_connections(if sqlite { 8 } else { 16 })
             .connect_with(options.clone())
             .await?;
-        // Each rate-limit step is one short statement. On SQLite the steps still take turns
-        // with every other writer, and a step that finds the file locked sleeps a millisecond
-        // or more before it tries again: with 2 connections the steps queued behind those
-        // sleeps (refresh with its limit on: 2 connections 1,500/s, 8 connections 2,180/s).
-        let relaxed = pool_options(sqlite, Commits::Relaxed, page_limit.clone())
-            .max_connections(8)
-            .connect_lazy_with(options);
+        // Each rate-limit step is one short statement, but it still takes turns with every
+        // other writer, and a step that finds the file locked sleeps a millisecond or more
+        // before it tries again: with 2 connections the steps queued behind those sleeps
+        // (refresh with its limit on: 2 connections 1,500/s, 8 connections 2,180/s).
+        let sqlite_relaxed = sqlite.then(|| {
+            pool_options(sqlite, Commits::Relaxed, page_limit.clone())
+                .max_connections(8)
+                .connect_lazy_with(options)
+        });
         let group_commit = group_commit::GroupCommit::start(pool.clone(), sqlite);
         let refresh_reads = batched_reads::RefreshReads::start(pool.clone(), sqlite);
         Ok(Db {
             pool,
-            relaxed,
+            sqlite_relaxed,
             page_limit,
             sqlite,
             caches: Arc::new(Caches::new()),
@@ -243,9 +245,11 @@ impl Db {
         &self.pool
     }
 
-    /// For rate-limit state only (`Commits::Relaxed`).
-    fn relaxed_pool(&self) -> &AnyPool {
-        &self.relaxed
+    /// Where rate-limit state is written: on SQLite, connections whose commits do not wait
+    /// for the disk (`Commits::Relaxed`); on PostgreSQL the pool, where the GCRA step's own
+    /// statement says so for its transaction alone (`store::limits`).
+    fn limits_pool(&self) -> &AnyPool {
+        self.sqlite_relaxed.as_ref().unwrap_or(&self.pool)
     }
 
     /// Whether the database takes a write now: a row that needs a fresh page is written and
@@ -291,7 +295,7 @@ impl Db {
     pub async fn set_sqlite_page_limit(&self, pages: u64) -> StoreResult<()> {
         self.page_limit.store(pages, Ordering::Relaxed);
         self.group_commit.let_go().await;
-        for pool in [&self.pool, &self.relaxed] {
+        for pool in std::iter::once(&self.pool).chain(&self.sqlite_relaxed) {
             // A connection on its way back to the pool counts in its size but cannot be
             // taken yet: asked for, the pool would open a new one instead, and miss it.
             let settled = async {
@@ -320,7 +324,9 @@ impl Db {
         }
         self.group_commit.stop().await;
         self.pool.close().await;
-        self.relaxed.close().await;
+        if let Some(pool) = &self.sqlite_relaxed {
+            pool.close().await;
+        }
     }
 }
 
@@ -336,8 +342,8 @@ enum Commits {
     /// Only for rate-limit state: a lost step returns a few units of a budget, while
     /// everything the requests themselves wrote (lockout counts included) stays durable.
     /// Durable, each step was a commit of its own outside the group commit: with the refresh
-    /// limit on, refresh made 1,250–1,310/s on SQLite and 1,900–1,970/s on PostgreSQL
-    /// against 2,020–2,140 and 2,960–3,000 relaxed (benches/README.md).
+    /// limit on, refresh made 1,200–1,450/s on SQLite and 1,850–2,000/s on PostgreSQL,
+    /// about 2,000–2,200 and 2,900–3,100 relaxed (benches/README.md).
     Relaxed,
 }
 
@@ -364,7 +370,8 @@ fn pool_options(sqlite: bool, commits: Commits, page_limit: Arc<AtomicU64>) -> A
             Box::pin(async move {
                 if sqlite {
                     // WAL lets readers run beside the writer; synchronous=FULL makes every
-                    // acknowledged commit survive a power cut, not only a process crash.
+                    // acknowledged commit survive a power cut, not only a process crash
+                    // (NORMAL, for rate-limit state, only the latter).
                     // Temporary structures stay in memory: on disk, every rotation batch
                     // opened, wrote and deleted a file. Ours are small (sorts per user
                     // or under a LIMIT).
@@ -383,8 +390,6 @@ fn pool_options(sqlite: bool, commits: Commits, page_limit: Arc<AtomicU64>) -> A
                     if pages > 0 {
                         conn.execute(max_page_count(pages)).await?;
                     }
-                } else if commits == Commits::Relaxed {
-                    conn.execute("SET synchronous_commit = off").await?;
                 }
                 Ok(())
             })
