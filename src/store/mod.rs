@@ -336,9 +336,10 @@ enum Commits {
     /// A commit is acknowledged once it would survive a power cut.
     Durable,
     /// A commit is acknowledged once it survives a crash of this process (SQLite: written to
-    /// the WAL, not yet synced) or is in PostgreSQL's hands (`synchronous_commit = off`:
-    /// its WAL writer syncs within a fraction of a second). A power cut, or a PostgreSQL
-    /// crash, may take the last moments of writes back, never leaving a half-written one.
+    /// the WAL, not yet synced). A power cut may take the last moments of writes back,
+    /// never leaving a half-written one. PostgreSQL has no such pool: there the GCRA step
+    /// sets `synchronous_commit = off` for its own transaction (`store::limits`), and a
+    /// crash of PostgreSQL, or a power cut, may take the last moments of steps back.
     /// Only for rate-limit state: a lost step returns a few units of a budget, while
     /// everything the requests themselves wrote (lockout counts included) stays durable.
     /// Durable, each step was a commit of its own outside the group commit: with the refresh
