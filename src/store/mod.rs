@@ -331,7 +331,7 @@ impl Db {
 }
 
 /// How a pool's commits meet the disk.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy)]
 enum Commits {
     /// A commit is acknowledged once it would survive a power cut.
     Durable,
