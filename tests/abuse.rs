@@ -88,9 +88,9 @@ async fn two_replicas_share_one_budget() {
     assert_eq!(statuses, [400, 400, 400, 400, 400, 429], "5 in all across both replicas, not 10");
 }
 
-/// Rate-limit steps commit without waiting for the disk, by a setting that lasts for their
-/// own statement (PostgreSQL) or on connections of their own (SQLite). Every connection the
-/// other writes use must come out of a burst of them as durable as it went in.
+/// On PostgreSQL rate-limit steps commit without waiting for the disk, by a setting that
+/// lasts for their own statement. Every connection must come out of a burst of them as
+/// durable as it went in, on SQLite (where the steps join the group commit) too.
 #[tokio::test]
 async fn rate_limit_steps_leave_the_pool_durable() {
     let app = spawn_app_with(|s| s.rate_limit_login = per(5, 900)).await;
@@ -342,6 +342,37 @@ async fn fourth_registration_from_one_ip_within_the_hour_is_429() {
         .await
         .unwrap();
     assert_eq!(created, 0, "a limited registration creates nothing");
+}
+
+/// Steps taken together (on SQLite, in one transaction of the group commit) each see the
+/// one before them, and each answer reaches its own request: a spent budget and a fresh one
+/// in one parallel burst keep apart, and a burst on a fresh budget gets exactly its size.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn parallel_steps_on_several_budgets_keep_apart() {
+    let app = spawn_app_with(|s| {
+        s.rate_limit_register = per(3, 3600);
+        s.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+    })
+    .await;
+    let register = |name: String, ip: &'static str| {
+        let body = serde_json::json!({"username": name, "email": format!("{name}@example.com"), "password": PASSWORD});
+        let req = app.http.post(app.url("/account/register")).header("x-forwarded-for", ip).json(&body);
+        async move { req.send().await.unwrap().status().as_u16() }
+    };
+    for i in 0..3 {
+        assert_eq!(register(format!("spent{i}"), "192.0.2.1").await, 201);
+    }
+    let burst = (0..12).map(|i| match i % 3 {
+        0 => register(format!("fresh{i}"), "192.0.2.2"),
+        _ => register(format!("again{i}"), "192.0.2.1"),
+    });
+    let statuses = futures::future::join_all(burst).await;
+    for (i, status) in statuses.iter().enumerate() {
+        let expected = if i % 3 == 0 { [201, 201, 201, 429] } else { [429; 4] };
+        assert!(expected.contains(status), "request {i}: {status}");
+    }
+    let fresh = statuses.iter().step_by(3).filter(|&&s| s == 201).count();
+    assert_eq!(fresh, 3, "the fresh budget gives exactly 3 of its 4 requests: {statuses:?}");
 }
 
 #[tokio::test]

@@ -1,9 +1,10 @@
 //! Group commit: the writes that must be durable before their request is answered, but are
-//! small and frequent (stand-alone audit records, refresh-token rotations), go through one
-//! task. Whatever queued while its previous commit ran becomes one transaction: one commit,
-//! so one fsync on SQLite, for many requests. Each request is answered only after the
-//! commit that holds its write, so every acknowledged write is durable (`synchronous=FULL`
-//! semantics kept), and a failed commit fails every request in it.
+//! small and frequent (stand-alone audit records, refresh-token rotations, and on SQLite
+//! rate-limit steps), go through one task. Whatever queued while its previous commit ran
+//! becomes one transaction: one commit, so one fsync on SQLite, for many requests. Each
+//! request is answered only after the commit that holds its write, so every acknowledged
+//! write is durable (`synchronous=FULL` semantics kept), and a failed commit fails every
+//! request in it.
 //!
 //! There is no timer: a lone request is written at once, and batches form only when
 //! requests arrive faster than commits finish. On SQLite a batch of audit records alone
@@ -13,25 +14,32 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use sqlx::{AnyConnection, AnyPool};
+use sqlx::{AnyConnection, AnyPool, Executor};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
 use super::audit::{self, AuditEvent};
 use super::held::{HOLD_WHILE_IDLE, HeldConnection};
+use super::limits::{self, Change, Stepped};
 use super::sessions::{self, Rotation, RotationWrite};
 use super::{StoreError, StoreResult};
 
 /// One write waiting for a commit.
 pub(super) enum Job {
-    Audit { event: AuditEvent, at: i64 },
+    Audit {
+        event: AuditEvent,
+        at: i64,
+    },
     Rotate(RotationWrite),
+    /// SQLite only (`limits`): PostgreSQL takes steps side by side, on the pool.
+    RateLimit(Change),
 }
 
 /// What a job did once committed.
 pub(super) enum Done {
     Recorded,
     Rotated(Rotation),
+    Stepped(Stepped),
 }
 
 /// Jobs waiting for a commit: a full queue makes requests wait (back-pressure) rather
@@ -212,43 +220,67 @@ async fn gather_more(rx: &mut mpsc::Receiver<Pending>, batch: &mut Vec<Pending>)
     }
 }
 
-/// One call to the database for the batch: audit records alone are one statement, which
-/// is atomic; with rotations, `sessions::rotate_batch` commits them and every audit record
-/// of the batch together.
+/// The batch as one transaction. Audit records alone are one statement, which is atomic,
+/// and so are rotations with them on PostgreSQL; on SQLite any other batch is several
+/// statements between its own BEGIN and COMMIT. On an error that transaction may still be
+/// open: `HeldConnection` then closes the connection, which rolls it back.
 async fn commit(conn: &mut AnyConnection, sqlite: bool, batch: &[Pending]) -> StoreResult<Vec<Done>> {
+    let statements = sqlite && batch.iter().any(|p| !matches!(p.job, Job::Audit { .. }));
+    if statements {
+        conn.execute("BEGIN IMMEDIATE").await?;
+    }
+    let done = write(conn, sqlite, batch).await?;
+    if statements {
+        conn.execute("COMMIT").await?;
+    }
+    Ok(done)
+}
+
+/// Rate-limit changes first, then the audit records in one statement, or, with
+/// rotations, `sessions::rotate_batch`, which writes each rotation's record only if it won.
+async fn write(conn: &mut AnyConnection, sqlite: bool, batch: &[Pending]) -> StoreResult<Vec<Done>> {
+    let changes: Vec<&Change> = batch
+        .iter()
+        .filter_map(|p| match &p.job {
+            Job::RateLimit(change) => Some(change),
+            _ => None,
+        })
+        .collect();
+    let mut stepped =
+        if changes.is_empty() { Vec::new() } else { limits::apply_all(conn, &changes).await? }.into_iter();
     let rotations: Vec<&RotationWrite> = batch
         .iter()
         .filter_map(|p| match &p.job {
             Job::Rotate(rotation) => Some(rotation),
-            Job::Audit { .. } => None,
+            _ => None,
         })
         .collect();
-    if rotations.is_empty() {
-        let records: Vec<_> = batch
-            .iter()
-            .filter_map(|p| match &p.job {
-                Job::Audit { event, at } => Some((event, *at)),
-                Job::Rotate(_) => None,
-            })
-            .collect();
-        audit::insert_all(&mut *conn, sqlite, &records).await?;
-        return Ok(batch.iter().map(|_| Done::Recorded).collect());
-    }
     // Every record, each rotation's with the successor it is written with.
     let records: Vec<_> = batch
         .iter()
-        .map(|p| match &p.job {
-            Job::Audit { event, at } => (event, *at, None),
-            Job::Rotate(r) => (&r.event, r.now, Some(r.new_hash.as_str())),
+        .filter_map(|p| match &p.job {
+            Job::Audit { event, at } => Some((event, *at, None)),
+            Job::Rotate(r) => Some((&r.event, r.now, Some(r.new_hash.as_str()))),
+            Job::RateLimit(_) => None,
         })
         .collect();
-    let won = sessions::rotate_batch(conn, sqlite, &rotations, &records).await?;
+    let won = if !rotations.is_empty() {
+        sessions::rotate_batch(conn, sqlite, &rotations, &records).await?
+    } else {
+        if !records.is_empty() {
+            let records: Vec<_> = records.iter().map(|&(event, at, _)| (event, at)).collect();
+            audit::insert_all(&mut *conn, sqlite, &records).await?;
+        }
+        Vec::new()
+    };
     Ok(batch
         .iter()
         .map(|p| match &p.job {
             Job::Audit { .. } => Done::Recorded,
             Job::Rotate(r) if won.contains(&r.new_hash) => Done::Rotated(Rotation::Rotated),
             Job::Rotate(_) => Done::Rotated(Rotation::AlreadyUsed),
+            // In queue order, as `apply_all` answers; a refund has nothing to tell.
+            Job::RateLimit(_) => stepped.next().flatten().map_or(Done::Recorded, Done::Stepped),
         })
         .collect())
 }

@@ -102,9 +102,6 @@ pub type StoreResult<T> = Result<T, StoreError>;
 #[derive(Clone, Debug)]
 pub struct Db {
     pool: AnyPool,
-    /// SQLite: connections whose commits do not wait for the disk (`Commits::Relaxed`), for
-    /// rate-limit state only (`limits_pool`).
-    sqlite_relaxed: Option<AnyPool>,
     /// SQLite `max_page_count` for every connection; 0: SQLite's own. Only fault tests set it.
     page_limit: Arc<AtomicU64>,
     sqlite: bool,
@@ -204,24 +201,14 @@ impl Db {
         let options: AnyConnectOptions = url.parse()?;
         let sqlite = url.starts_with("sqlite:");
         let page_limit = Arc::new(AtomicU64::new(0));
-        let pool = pool_options(sqlite, Commits::Durable, page_limit.clone())
+        let pool = pool_options(sqlite, page_limit.clone())
             .max_connections(if sqlite { 8 } else { 16 })
-            .connect_with(options.clone())
+            .connect_with(options)
             .await?;
-        // Each rate-limit step is one short statement, but it still takes turns with every
-        // other writer, and a step that finds the file locked sleeps a millisecond or more
-        // before it tries again: with 2 connections the steps queued behind those sleeps
-        // (refresh with its limit on: 2 connections 1,500/s, 8 connections 2,180/s).
-        let sqlite_relaxed = sqlite.then(|| {
-            pool_options(sqlite, Commits::Relaxed, page_limit.clone())
-                .max_connections(8)
-                .connect_lazy_with(options)
-        });
         let group_commit = group_commit::GroupCommit::start(pool.clone(), sqlite);
         let refresh_reads = batched_reads::RefreshReads::start(pool.clone(), sqlite);
         Ok(Db {
             pool,
-            sqlite_relaxed,
             page_limit,
             sqlite,
             caches: Arc::new(Caches::new()),
@@ -243,13 +230,6 @@ impl Db {
 
     pub fn pool(&self) -> &AnyPool {
         &self.pool
-    }
-
-    /// Where rate-limit state is written: on SQLite, connections whose commits do not wait
-    /// for the disk (`Commits::Relaxed`); on PostgreSQL the pool, where the GCRA step's own
-    /// statement says so for its transaction alone (`store::limits`).
-    fn limits_pool(&self) -> &AnyPool {
-        self.sqlite_relaxed.as_ref().unwrap_or(&self.pool)
     }
 
     /// Whether the database takes a write now: a row that needs a fresh page is written and
@@ -295,24 +275,23 @@ impl Db {
     pub async fn set_sqlite_page_limit(&self, pages: u64) -> StoreResult<()> {
         self.page_limit.store(pages, Ordering::Relaxed);
         self.group_commit.let_go().await;
-        for pool in std::iter::once(&self.pool).chain(&self.sqlite_relaxed) {
-            // A connection on its way back to the pool counts in its size but cannot be
-            // taken yet: asked for, the pool would open a new one instead, and miss it.
-            let settled = async {
-                while pool.num_idle() < pool.size() as usize {
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
-            };
-            tokio::time::timeout(ACQUIRE_TIMEOUT, settled)
-                .await
-                .map_err(|_| StoreError::Unavailable(sqlx::Error::PoolTimedOut))?;
-            let mut held = Vec::new();
-            for _ in 0..pool.size() {
-                held.push(pool.acquire().await?);
+        let pool = &self.pool;
+        // A connection on its way back to the pool counts in its size but cannot be
+        // taken yet: asked for, the pool would open a new one instead, and miss it.
+        let settled = async {
+            while pool.num_idle() < pool.size() as usize {
+                tokio::time::sleep(Duration::from_millis(5)).await;
             }
-            for conn in &mut held {
-                conn.execute(max_page_count(pages)).await?;
-            }
+        };
+        tokio::time::timeout(ACQUIRE_TIMEOUT, settled)
+            .await
+            .map_err(|_| StoreError::Unavailable(sqlx::Error::PoolTimedOut))?;
+        let mut held = Vec::new();
+        for _ in 0..pool.size() {
+            held.push(pool.acquire().await?);
+        }
+        for conn in &mut held {
+            conn.execute(max_page_count(pages)).await?;
         }
         Ok(())
     }
@@ -324,33 +303,12 @@ impl Db {
         }
         self.group_commit.stop().await;
         self.pool.close().await;
-        if let Some(pool) = &self.sqlite_relaxed {
-            pool.close().await;
-        }
     }
 }
 
-/// How a pool's commits meet the disk.
-#[derive(Clone, Copy)]
-enum Commits {
-    /// A commit is acknowledged once it would survive a power cut.
-    Durable,
-    /// A commit is acknowledged once it survives a crash of this process (SQLite: written to
-    /// the WAL, not yet synced). A power cut may take the last moments of writes back,
-    /// never leaving a half-written one. PostgreSQL has no such pool: there the GCRA step
-    /// sets `synchronous_commit = off` for its own transaction (`store::limits`), and a
-    /// crash of PostgreSQL, or a power cut, may take the last moments of steps back.
-    /// Only for rate-limit state: a lost step returns a few units of a budget, while
-    /// everything the requests themselves wrote (lockout counts included) stays durable.
-    /// Durable, each step was a commit of its own outside the group commit: with the refresh
-    /// limit on, refresh made 1,200–1,450/s on SQLite and 1,850–2,000/s on PostgreSQL,
-    /// about 2,000–2,200 and 2,900–3,100 relaxed (benches/README.md).
-    Relaxed,
-}
-
-/// Settings shared by the pools: waits, pings, per-connection set-up, and what is done with
-/// a connection given back.
-fn pool_options(sqlite: bool, commits: Commits, page_limit: Arc<AtomicU64>) -> AnyPoolOptions {
+/// The pool's waits, pings, per-connection set-up, and what is done with a connection
+/// given back.
+fn pool_options(sqlite: bool, page_limit: Arc<AtomicU64>) -> AnyPoolOptions {
     AnyPoolOptions::new()
         .acquire_timeout(ACQUIRE_TIMEOUT)
         // sqlx pings every connection it hands out (a round trip on PostgreSQL, a hop to
@@ -371,17 +329,13 @@ fn pool_options(sqlite: bool, commits: Commits, page_limit: Arc<AtomicU64>) -> A
             Box::pin(async move {
                 if sqlite {
                     // WAL lets readers run beside the writer; synchronous=FULL makes every
-                    // acknowledged commit survive a power cut, not only a process crash
-                    // (NORMAL, for rate-limit state, only the latter).
+                    // acknowledged commit survive a power cut, not only a process crash.
                     // Temporary structures stay in memory: on disk, every rotation batch
                     // opened, wrote and deleted a file. Ours are small (sorts per user
                     // or under a LIMIT).
                     for pragma in [
                         "PRAGMA journal_mode = WAL",
-                        match commits {
-                            Commits::Durable => "PRAGMA synchronous = FULL",
-                            Commits::Relaxed => "PRAGMA synchronous = NORMAL",
-                        },
+                        "PRAGMA synchronous = FULL",
                         "PRAGMA foreign_keys = ON",
                         "PRAGMA busy_timeout = 10000",
                         "PRAGMA temp_store = MEMORY",

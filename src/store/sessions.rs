@@ -257,7 +257,7 @@ pub struct RotationWrite {
 pub async fn rotate_refresh(db: &Db, rotation: RotationWrite) -> StoreResult<Rotation> {
     match db.group_commit.submit(Job::Rotate(rotation)).await? {
         Done::Rotated(rotation) => Ok(rotation),
-        Done::Recorded => Err(super::StoreError::Corrupt("a rotation came back as an audit record".into())),
+        _ => Err(super::StoreError::Corrupt("a rotation came back as another write".into())),
     }
 }
 
@@ -273,9 +273,8 @@ pub async fn rotate_refresh(db: &Db, rotation: RotationWrite) -> StoreResult<Rot
 /// PostgreSQL: one statement of data-modifying CTEs, atomic without BEGIN and COMMIT. The
 /// sessions are found through `= ANY (ARRAY …)`, which keeps the plan on the primary key
 /// (a join with the function's rows made it scan the table). SQLite, which has no
-/// data-modifying CTEs: the same steps as statements between its own BEGIN and COMMIT,
-/// sent together. On an error that transaction may still be open: the caller must then
-/// close the connection (which rolls it back), not give it back to the pool.
+/// data-modifying CTEs: the same steps as statements sent together, inside the
+/// transaction the caller opened (`group_commit`).
 pub(super) async fn rotate_batch(
     conn: &mut sqlx::AnyConnection,
     sqlite: bool,
@@ -340,8 +339,7 @@ const ROTATE_BATCH_POSTGRES: &str = "WITH batch AS (
 /// The first rotation of a generation in queue order is the row with the least `key` of
 /// its group (SQLite takes a bare column from the row that `MIN` picked); a winner is a
 /// rotation whose new hash is now its session's.
-const ROTATE_BATCH_SQLITE: &str = "BEGIN IMMEDIATE;
-    UPDATE sessions SET refresh_generation = f.generation + 1, refresh_previous_hash = refresh_hash,
+const ROTATE_BATCH_SQLITE: &str = "UPDATE sessions SET refresh_generation = f.generation + 1, refresh_previous_hash = refresh_hash,
         refresh_hash = f.new, refresh_scope = f.scope, refresh_expires_at = f.expires_at,
         refresh_rotated_at = $1, last_used_at = $1
     FROM (SELECT b.value ->> '$.session_id' AS session_id, b.value ->> '$.generation' AS generation,
@@ -358,8 +356,7 @@ const ROTATE_BATCH_SQLITE: &str = "BEGIN IMMEDIATE;
        OR EXISTS (SELECT 1 FROM json_each($2) b JOIN sessions s ON s.id = b.value ->> '$.session_id'
                   WHERE b.value ->> '$.new' = a.value ->> '$.successor' AND s.refresh_hash = b.value ->> '$.new');
     SELECT b.value ->> '$.new' AS replaced_by
-    FROM json_each($2) b JOIN sessions s ON s.id = b.value ->> '$.session_id' AND s.refresh_hash = b.value ->> '$.new';
-    COMMIT";
+    FROM json_each($2) b JOIN sessions s ON s.id = b.value ->> '$.session_id' AND s.refresh_hash = b.value ->> '$.new'";
 
 /// Ends a session: its refresh tokens stop working and its access tokens introspect
 /// inactive. Returns whether it was live before.

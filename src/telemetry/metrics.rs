@@ -72,7 +72,7 @@ fn describe() {
     describe_counter!(GROUP_COMMITS, "Group commits (each one transaction) since start-up.");
     describe_counter!(
         GROUP_COMMIT_WRITES,
-        "Writes (audit records, refresh-token rotations) group committed; per commit: divide by the commits."
+        "Writes (audit records, refresh-token rotations, on SQLite rate-limit steps) group committed; per commit: divide by the commits."
     );
     describe_gauge!(
         GROUP_COMMIT_BUSY,
