@@ -1,8 +1,8 @@
 //! Rate-limit state. SQLite writes one transaction at a time, so there a step joins the
 //! group commit's next transaction (`group_commit`) instead of waiting for the file lock on
-//! its own. PostgreSQL takes a step as a statement of its own that does not wait for the
-//! disk: a crash of PostgreSQL may hand back a few units of a budget; nothing else depends
-//! on these rows.
+//! its own. PostgreSQL takes a step as a statement of its own. On neither does a step wait
+//! for the disk: a crash may hand back a few units of a budget; nothing else depends on
+//! these rows.
 
 use std::collections::HashMap;
 
