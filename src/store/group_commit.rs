@@ -224,38 +224,11 @@ async fn gather_more(rx: &mut mpsc::Receiver<Pending>, batch: &mut Vec<Pending>)
 }
 
 /// The batch as one transaction. Audit records alone are one statement, which is atomic,
-/// and so are rotations with them on PostgreSQL; on SQLite any other batch is several
-/// statements between its own BEGIN and COMMIT. On an error that transaction may still be
-/// open: `HeldConnection` then closes the connection, which rolls it back. Rate-limit steps
-/// are answered before the commit (below); every other job after it.
+/// and so is `sessions::rotate_batch` with the batch's rotations and records. Rate-limit
+/// changes (SQLite) come first, in a transaction this opens and closes around the rest. On
+/// an error a transaction may still be open: `HeldConnection` then closes the connection,
+/// which rolls it back.
 async fn commit(conn: &mut AnyConnection, sqlite: bool, batch: &mut [Pending]) -> StoreResult<Vec<Done>> {
-    let statements = sqlite && batch.iter().any(|p| !matches!(p.job, Job::Audit { .. }));
-    if statements {
-        conn.execute("BEGIN IMMEDIATE").await?;
-    }
-    let done = write(conn, sqlite, batch).await?;
-    // A step is answered before the COMMIT: whatever its request writes next commits after
-    // this transaction (one writer), so a step is durable by the time its request
-    // acknowledges a write. Only a request that writes nothing more may lose its step, to
-    // a crash in these moments or a COMMIT that fails; that hands back one unit of a
-    // budget, as a relaxed commit does on PostgreSQL. Waiting for the disk here cost
-    // refresh with its limit on 4-22 % (benches/README.md).
-    for (pending, done) in batch.iter_mut().zip(&done) {
-        if let Done::Stepped(stepped) = done
-            && let Some(reply) = pending.reply.take()
-        {
-            let _ = reply.send(Ok(Done::Stepped(*stepped)));
-        }
-    }
-    if statements {
-        conn.execute("COMMIT").await?;
-    }
-    Ok(done)
-}
-
-/// Rate-limit changes first, then the audit records in one statement, or, with
-/// rotations, `sessions::rotate_batch`, which writes each rotation's record only if it won.
-async fn write(conn: &mut AnyConnection, sqlite: bool, batch: &[Pending]) -> StoreResult<Vec<Done>> {
     let changes: Vec<&Change> = batch
         .iter()
         .filter_map(|p| match &p.job {
@@ -263,8 +236,40 @@ async fn write(conn: &mut AnyConnection, sqlite: bool, batch: &[Pending]) -> Sto
             _ => None,
         })
         .collect();
-    let mut stepped =
-        if changes.is_empty() { Vec::new() } else { limits::apply_all(conn, &changes).await? }.into_iter();
+    let opened = !changes.is_empty();
+    if opened {
+        conn.execute("BEGIN IMMEDIATE").await?;
+        let stepped = limits::apply_all(conn, &changes).await?;
+        // A step is answered before the COMMIT: whatever its request writes next commits
+        // after this transaction (one writer), so a step is durable by the time its request
+        // acknowledges a write. Only a request that writes nothing more may lose its step,
+        // to a crash in these moments or a COMMIT that fails; that hands back one unit of a
+        // budget, as a relaxed commit does on PostgreSQL. Waiting for the disk here cost
+        // refresh with its limit on 4-22 % (benches/README.md).
+        let rate_limits = batch.iter_mut().filter(|p| matches!(p.job, Job::RateLimit(_)));
+        for (pending, stepped) in rate_limits.zip(stepped) {
+            if let Some(stepped) = stepped
+                && let Some(reply) = pending.reply.take()
+            {
+                let _ = reply.send(Ok(Done::Stepped(stepped)));
+            }
+        }
+    }
+    let done = write(conn, sqlite, opened, batch).await?;
+    if opened {
+        conn.execute("COMMIT").await?;
+    }
+    Ok(done)
+}
+
+/// The audit records in one statement, or, with rotations, `sessions::rotate_batch`, which
+/// writes each rotation's record only if it won.
+async fn write(
+    conn: &mut AnyConnection,
+    sqlite: bool,
+    opened: bool,
+    batch: &[Pending],
+) -> StoreResult<Vec<Done>> {
     let rotations: Vec<&RotationWrite> = batch
         .iter()
         .filter_map(|p| match &p.job {
@@ -282,7 +287,7 @@ async fn write(conn: &mut AnyConnection, sqlite: bool, batch: &[Pending]) -> Sto
         })
         .collect();
     let won = if !rotations.is_empty() {
-        sessions::rotate_batch(conn, sqlite, &rotations, &records).await?
+        sessions::rotate_batch(conn, sqlite, opened, &rotations, &records).await?
     } else {
         if !records.is_empty() {
             let records: Vec<_> = records.iter().map(|&(event, at, _)| (event, at)).collect();
@@ -293,11 +298,10 @@ async fn write(conn: &mut AnyConnection, sqlite: bool, batch: &[Pending]) -> Sto
     Ok(batch
         .iter()
         .map(|p| match &p.job {
-            Job::Audit { .. } => Done::Recorded,
             Job::Rotate(r) if won.contains(&r.new_hash) => Done::Rotated(Rotation::Rotated),
             Job::Rotate(_) => Done::Rotated(Rotation::AlreadyUsed),
-            // In queue order, as `apply_all` answers; a refund has nothing to tell.
-            Job::RateLimit(_) => stepped.next().flatten().map_or(Done::Recorded, Done::Stepped),
+            // A step was answered before the commit; a refund has nothing to tell.
+            Job::Audit { .. } | Job::RateLimit(_) => Done::Recorded,
         })
         .collect())
 }
