@@ -73,7 +73,8 @@ impl Change {
     }
 }
 
-/// Takes one step as a single atomic upsert. Returns (allowed, theoretical arrival time).
+/// Takes one step: on SQLite in the group commit's next transaction (`apply_all`), on
+/// PostgreSQL as one atomic upsert. Returns (allowed, theoretical arrival time).
 pub async fn hit(
     db: &Db,
     key: &str,
