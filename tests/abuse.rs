@@ -69,6 +69,21 @@ async fn sixth_login_attempt_from_one_ip_is_429() {
 }
 
 #[tokio::test]
+async fn right_passwords_give_back_what_they_counted() {
+    // Each attempt counts first and a right password is refunded, so only guesses spend.
+    let app = spawn_app_with(|s| s.rate_limit_login = per(3, 900)).await;
+    app.create_user("alice", &[]).await;
+    let client = app.web_client().await;
+    for i in 0..6 {
+        assert_eq!(attempt(&app, &client, PASSWORD, None).await.status(), 200, "login {i}");
+    }
+    for i in 0..3 {
+        assert_eq!(attempt(&app, &client, "wrong password", None).await.status(), 400, "guess {i}");
+    }
+    assert_eq!(attempt(&app, &client, PASSWORD, None).await.status(), 429);
+}
+
+#[tokio::test]
 async fn two_replicas_share_one_budget() {
     let a = spawn_app_with(|s| s.rate_limit_login = per(5, 900)).await;
     let (db, keys) = (a.database_url.clone(), a.dir.path().join("keys"));
@@ -373,6 +388,32 @@ async fn parallel_steps_on_several_budgets_keep_apart() {
     }
     let fresh = statuses.iter().step_by(3).filter(|&&s| s == 201).count();
     assert_eq!(fresh, 3, "the fresh budget gives exactly 3 of its 4 requests: {statuses:?}");
+}
+
+/// Steps that queue together are taken together (on PostgreSQL one statement takes each
+/// key's steps of a batch as one): a burst gives exactly the budget, and every refused
+/// request is told when to come back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_parallel_burst_on_one_budget_gives_exactly_its_count() {
+    let app = spawn_app_with(|s| {
+        s.rate_limit_register = per(3, 3600);
+        s.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+    })
+    .await;
+    let burst = (0..16).map(|i| {
+        let body = serde_json::json!({"username": format!("burst{i}"), "email": format!("burst{i}@example.com"), "password": PASSWORD});
+        app.http.post(app.url("/account/register")).header("x-forwarded-for", "192.0.2.3").json(&body).send()
+    });
+    let mut created = 0;
+    for resp in futures::future::join_all(burst).await {
+        let resp = resp.unwrap();
+        if resp.status() == 201 {
+            created += 1;
+        } else {
+            assert_limited(resp, 3, 3600).await;
+        }
+    }
+    assert_eq!(created, 3, "a budget of 3 gives 3 of a burst of 16");
 }
 
 #[tokio::test]

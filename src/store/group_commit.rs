@@ -1,10 +1,11 @@
-//! Group commit: the writes that must be durable before their request is answered, but are
-//! small and frequent (stand-alone audit records, refresh-token rotations, and on SQLite
-//! rate-limit steps), go through one task. Whatever queued while its previous commit ran
-//! becomes one transaction: one commit, so one fsync on SQLite, for many requests. Each
-//! request is answered only after the commit that holds its write, so every acknowledged
-//! write is durable (`synchronous=FULL` semantics kept), and a failed commit fails every
-//! request in it. (A rate-limit step's outcome is told before the commit: `commit`.)
+//! Group commit: small, frequent writes (stand-alone audit records, refresh-token
+//! rotations, rate-limit steps) go through one task. Whatever queued while its previous
+//! commit ran becomes one transaction: one commit, so one fsync on SQLite, for many
+//! requests. Each request is answered only after the commit that holds its write, so every
+//! acknowledged write is durable (`synchronous=FULL` semantics kept), and a failed commit
+//! fails every request in it. Rate-limit steps need not be durable (`limits`): on SQLite a
+//! step is answered before its batch's COMMIT (`commit`); PostgreSQL commits them through a
+//! second task, in batches of their own that do not wait for the disk.
 //!
 //! There is no timer: a lone request is written at once, and batches form only when
 //! requests arrive faster than commits finish. On SQLite a batch of audit records alone
@@ -31,7 +32,7 @@ pub(super) enum Job {
         at: i64,
     },
     Rotate(RotationWrite),
-    /// SQLite only (`limits`): PostgreSQL takes steps side by side, on the pool.
+    /// `limits`: on PostgreSQL in batches of their own, which do not wait for the disk.
     RateLimit(Change),
 }
 
@@ -224,10 +225,11 @@ async fn gather_more(rx: &mut mpsc::Receiver<Pending>, batch: &mut Vec<Pending>)
 }
 
 /// The batch as one transaction. Audit records alone are one statement, which is atomic,
-/// and so is `sessions::rotate_batch` with the batch's rotations and records. Rate-limit
-/// changes (SQLite) come first, in a transaction this opens and closes around the rest. On
-/// an error a transaction may still be open: `HeldConnection` then closes the connection,
-/// which rolls it back.
+/// and so is `sessions::rotate_batch` with the batch's rotations and records. On SQLite,
+/// rate-limit changes come first, in a transaction this opens and closes around the rest;
+/// on PostgreSQL they come alone (`Db::limit_commit`), and `limits::apply_all_postgres`
+/// takes them in statements that are their own transactions. On an error a transaction
+/// may still be open: `HeldConnection` then closes the connection, which rolls it back.
 async fn commit(conn: &mut AnyConnection, sqlite: bool, batch: &mut [Pending]) -> StoreResult<Vec<Done>> {
     let changes: Vec<&Change> = batch
         .iter()
@@ -237,6 +239,14 @@ async fn commit(conn: &mut AnyConnection, sqlite: bool, batch: &mut [Pending]) -
         })
         .collect();
     let opened = !changes.is_empty();
+    if opened && !sqlite {
+        // `Db::limit_commit` sends nothing else, and this would write nothing else.
+        if changes.len() != batch.len() {
+            return Err(StoreError::Corrupt("rate-limit changes in a batch with durable writes".into()));
+        }
+        let stepped = limits::apply_all_postgres(conn, &changes).await?;
+        return Ok(stepped.into_iter().map(|s| s.map_or(Done::Recorded, Done::Stepped)).collect());
+    }
     if opened {
         conn.execute("BEGIN IMMEDIATE").await?;
         let stepped = limits::apply_all(conn, &changes).await?;

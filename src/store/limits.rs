@@ -1,8 +1,9 @@
-//! Rate-limit state. SQLite writes one transaction at a time, so there a step joins the
-//! group commit's next transaction (`group_commit`) instead of waiting for the file lock on
-//! its own. PostgreSQL takes a step as a statement of its own. On neither does a step wait
-//! for the disk: a crash may hand back a few units of a budget; nothing else depends on
-//! these rows.
+//! Rate-limit state. Steps and refunds are batched: on SQLite they join the group commit's
+//! next transaction (`group_commit`) instead of waiting for the file lock on their own; on
+//! PostgreSQL a group commit of their own takes each batch's steps in one statement
+//! (`apply_all_postgres`), so concurrent steps on one key no longer queue for its row one
+//! statement at a time. On neither does a step wait for the disk: a crash may hand back a
+//! few units of a budget; nothing else depends on these rows.
 
 use std::collections::HashMap;
 
@@ -11,19 +12,33 @@ use sqlx::{AnyConnection, Row};
 use super::group_commit::{Done, Job};
 use super::{Db, StoreError, StoreResult, json_param};
 
-/// The GCRA step as one atomic upsert, for PostgreSQL; the SET expressions all read the
-/// old row. `set_config(…, true)` is `SET LOCAL`, for this statement's transaction alone, so
-/// that no setting outlives it on a connection a pooler in transaction mode hands on. Set
-/// on the connection instead, it would take the durability of every later write on it.
-const GCRA_STEP_POSTGRES: &str = "WITH relaxed AS (SELECT set_config('synchronous_commit', 'off', true))
-    INSERT INTO rate_limits (key, tat_ms, allowed) SELECT $1, $2 + $3, 1 FROM relaxed
-    ON CONFLICT (key) DO UPDATE SET
-      allowed = CASE WHEN (CASE WHEN rate_limits.tat_ms > $2 THEN rate_limits.tat_ms ELSE $2 END) - $2 > $4
-                     THEN 0 ELSE 1 END,
-      tat_ms  = CASE WHEN (CASE WHEN rate_limits.tat_ms > $2 THEN rate_limits.tat_ms ELSE $2 END) - $2 > $4
-                     THEN rate_limits.tat_ms
-                     ELSE (CASE WHEN rate_limits.tat_ms > $2 THEN rate_limits.tat_ms ELSE $2 END) + $3 END
-    RETURNING tat_ms, allowed";
+/// PostgreSQL: each key's steps of one batch as one step of `n` units, taken at the
+/// earliest of their arrivals (so later ones meet the budget a few milliseconds early,
+/// never late). A key's first `allowed` units go through, as `Step::after` taken `n` times
+/// would let them. A key without a row starts from "now". Rows are taken in key order, so
+/// two replicas' batches cannot deadlock. `set_config(…, true)` is `SET LOCAL`, for this
+/// statement's transaction alone, so that no setting outlives it on a connection a pooler
+/// in transaction mode hands on.
+const STEP_ALL_POSTGRES: &str = "WITH relaxed AS (SELECT set_config('synchronous_commit', 'off', true)),
+    steps AS (SELECT * FROM json_to_recordset($1::json)
+              AS s (key text, n bigint, now_ms bigint, emission_ms bigint, tolerance_ms bigint))
+    INSERT INTO rate_limits AS r (key, tat_ms, allowed)
+    SELECT key, now_ms + LEAST(n, tolerance_ms / emission_ms + 1) * emission_ms,
+           LEAST(n, tolerance_ms / emission_ms + 1)
+    FROM steps, relaxed ORDER BY key
+    ON CONFLICT (key) DO UPDATE SET (tat_ms, allowed) = (
+      SELECT CASE WHEN a = 0 THEN r.tat_ms ELSE from_ms + a * emission_ms END, a
+      FROM (SELECT from_ms, emission_ms,
+                   CASE WHEN from_ms - now_ms > tolerance_ms THEN 0
+                        ELSE LEAST(n, (tolerance_ms - (from_ms - now_ms)) / emission_ms + 1) END AS a
+            FROM (SELECT GREATEST(r.tat_ms, s.now_ms) AS from_ms, s.* FROM steps s
+                  WHERE s.key = excluded.key) AS g) AS f)
+    RETURNING key, tat_ms, allowed";
+
+/// PostgreSQL: each key's refunds of one batch at once.
+const REFUND_ALL_POSTGRES: &str = "WITH relaxed AS (SELECT set_config('synchronous_commit', 'off', true))
+    UPDATE rate_limits SET tat_ms = tat_ms - r.ms
+    FROM relaxed, json_to_recordset($1::json) AS r (key text, ms bigint) WHERE rate_limits.key = r.key";
 
 /// One GCRA step: with `emission_ms` per request and a burst tolerance of `tolerance_ms`,
 /// the request is allowed when the arrival time it would push out stays within the
@@ -43,7 +58,7 @@ pub(super) struct Stepped {
 }
 
 impl Step {
-    /// The step of `GCRA_STEP_POSTGRES`, from the arrival time stored under the key, if any.
+    /// The step from the arrival time stored under the key, if any.
     fn after(&self, stored_tat_ms: Option<i64>) -> Stepped {
         let from = stored_tat_ms.map_or(self.now_ms, |tat| tat.max(self.now_ms));
         match stored_tat_ms {
@@ -73,8 +88,8 @@ impl Change {
     }
 }
 
-/// Takes one step: on SQLite in the group commit's next transaction (`apply_all`), on
-/// PostgreSQL as one atomic upsert. Returns (allowed, theoretical arrival time).
+/// Takes one step in the next batch (`apply_all`, `apply_all_postgres`). Returns
+/// (allowed, theoretical arrival time).
 pub async fn hit(
     db: &Db,
     key: &str,
@@ -83,34 +98,14 @@ pub async fn hit(
     tolerance_ms: i64,
 ) -> StoreResult<(bool, i64)> {
     let step = Step { key: key.to_owned(), now_ms, emission_ms, tolerance_ms };
-    let Stepped { allowed, tat_ms } = if db.sqlite {
-        match db.group_commit.submit(Job::RateLimit(Change::Step(step))).await? {
-            Done::Stepped(stepped) => stepped,
-            _ => return Err(StoreError::Corrupt("a rate-limit step came back as another write".into())),
-        }
-    } else {
-        let row = sqlx::query(GCRA_STEP_POSTGRES)
-            .bind(&step.key)
-            .bind(step.now_ms)
-            .bind(step.emission_ms)
-            .bind(step.tolerance_ms)
-            .fetch_one(db.pool())
-            .await?;
-        Stepped { allowed: row.try_get::<i64, _>("allowed")? == 1, tat_ms: row.try_get("tat_ms")? }
-    };
-    Ok((allowed, tat_ms))
+    match db.limit_commit.submit(Job::RateLimit(Change::Step(step))).await? {
+        Done::Stepped(Stepped { allowed, tat_ms }) => Ok((allowed, tat_ms)),
+        _ => Err(StoreError::Corrupt("a rate-limit step came back as another write".into())),
+    }
 }
 
 pub async fn refund(db: &Db, key: &str, emission_ms: i64) -> StoreResult<()> {
-    if db.sqlite {
-        db.group_commit.submit(Job::RateLimit(Change::Refund { key: key.to_owned(), emission_ms })).await?;
-    } else {
-        sqlx::query("UPDATE rate_limits SET tat_ms = tat_ms - $2 WHERE key = $1")
-            .bind(key)
-            .bind(emission_ms)
-            .execute(db.pool())
-            .await?;
-    }
+    db.limit_commit.submit(Job::RateLimit(Change::Refund { key: key.to_owned(), emission_ms })).await?;
     Ok(())
 }
 
@@ -160,9 +155,91 @@ pub(super) async fn apply_all(
     Ok(outcomes)
 }
 
-/// Rows whose arrival time has passed carry no state any more.
+/// PostgreSQL: the rate-limit changes of one batch, its refunds first, then its steps, each
+/// kind in one statement that is its own transaction. As statements of their own, steps on
+/// one key queued for its row lock one round trip at a time. Returns each step's outcome
+/// (`None` for a refund).
+pub(super) async fn apply_all_postgres(
+    conn: &mut AnyConnection,
+    changes: &[&Change],
+) -> StoreResult<Vec<Option<Stepped>>> {
+    #[derive(serde::Serialize)]
+    struct Units<'a> {
+        key: &'a str,
+        n: i64,
+        now_ms: i64,
+        emission_ms: i64,
+        tolerance_ms: i64,
+    }
+    #[derive(serde::Serialize)]
+    struct Refund<'a> {
+        key: &'a str,
+        ms: i64,
+    }
+    // Keys carry their budget (`crate::limits`), so one key's steps share emission and tolerance.
+    let mut units: Vec<Units> = Vec::new();
+    let mut refunds: Vec<Refund> = Vec::new();
+    for change in changes {
+        match change {
+            Change::Step(step) => match units.iter_mut().find(|u| u.key == step.key) {
+                Some(u) => {
+                    u.n += 1;
+                    u.now_ms = u.now_ms.min(step.now_ms);
+                }
+                None => units.push(Units {
+                    key: &step.key,
+                    n: 1,
+                    now_ms: step.now_ms,
+                    emission_ms: step.emission_ms,
+                    tolerance_ms: step.tolerance_ms,
+                }),
+            },
+            Change::Refund { key, emission_ms } => match refunds.iter_mut().find(|r| r.key == key) {
+                Some(r) => r.ms += emission_ms,
+                None => refunds.push(Refund { key, ms: *emission_ms }),
+            },
+        }
+    }
+    if !refunds.is_empty() {
+        sqlx::query(REFUND_ALL_POSTGRES).bind(json_param(&refunds)?).execute(&mut *conn).await?;
+    }
+    // Per key: the arrival time after the batch's steps, and how many of them went through.
+    let mut after: HashMap<String, (i64, i64)> = HashMap::new();
+    if !units.is_empty() {
+        for row in sqlx::query(STEP_ALL_POSTGRES).bind(json_param(&units)?).fetch_all(conn).await? {
+            after.insert(row.try_get("key")?, (row.try_get("tat_ms")?, row.try_get("allowed")?));
+        }
+    }
+    let mut taken: HashMap<&str, i64> = HashMap::new();
+    changes
+        .iter()
+        .map(|change| match change {
+            Change::Step(step) => {
+                let &(tat_ms, allowed) = after
+                    .get(&step.key)
+                    .ok_or_else(|| StoreError::Corrupt("a rate-limit step without its row".into()))?;
+                let nth = taken.entry(&step.key).or_default();
+                *nth += 1;
+                // The units that went through came first, each one emission interval on.
+                Ok(Some(if *nth <= allowed {
+                    Stepped { allowed: true, tat_ms: tat_ms - (allowed - *nth) * step.emission_ms }
+                } else {
+                    Stepped { allowed: false, tat_ms }
+                }))
+            }
+            Change::Refund { .. } => Ok(None),
+        })
+        .collect()
+}
+
+/// Rows whose arrival time has passed carry no state any more. PostgreSQL passes over the
+/// rows a batch holds: taking them in table order while a batch takes them in key order
+/// could deadlock.
 pub async fn prune(db: &Db, now_ms: i64) -> StoreResult<u64> {
-    Ok(sqlx::query("DELETE FROM rate_limits WHERE tat_ms < $1")
+    const PRUNE_SQLITE: &str = "DELETE FROM rate_limits WHERE tat_ms < $1";
+    const PRUNE_POSTGRES: &str = "DELETE FROM rate_limits WHERE key IN
+        (SELECT key FROM rate_limits WHERE tat_ms < $1 FOR UPDATE SKIP LOCKED)";
+    Ok(sqlx::query(if db.sqlite { PRUNE_SQLITE } else { PRUNE_POSTGRES })
         .bind(now_ms)
         .execute(db.pool())
         .await?

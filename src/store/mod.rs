@@ -107,6 +107,10 @@ pub struct Db {
     sqlite: bool,
     caches: Arc<Caches>,
     group_commit: group_commit::GroupCommit,
+    /// Where rate-limit changes commit (`limits`): on SQLite the group commit itself, the
+    /// one writer; on PostgreSQL one of their own, whose batches hold nothing else and so
+    /// need not wait for the disk.
+    limit_commit: group_commit::GroupCommit,
     refresh_reads: batched_reads::RefreshReads,
     /// PostgreSQL: where to listen for other replicas' changes (`changes`).
     url: Option<Arc<str>>,
@@ -206,6 +210,11 @@ impl Db {
             .connect_with(options)
             .await?;
         let group_commit = group_commit::GroupCommit::start(pool.clone(), sqlite);
+        let limit_commit = if sqlite {
+            group_commit.clone()
+        } else {
+            group_commit::GroupCommit::start(pool.clone(), sqlite)
+        };
         let refresh_reads = batched_reads::RefreshReads::start(pool.clone(), sqlite);
         Ok(Db {
             pool,
@@ -213,6 +222,7 @@ impl Db {
             sqlite,
             caches: Arc::new(Caches::new()),
             group_commit,
+            limit_commit,
             refresh_reads,
             url: (!sqlite).then(|| url.into()),
             listener: Arc::default(),
@@ -224,8 +234,18 @@ impl Db {
         Ok(())
     }
 
+    /// Both group commits' totals, where there are two (PostgreSQL).
     pub fn group_commit_totals(&self) -> GroupCommitTotals {
-        self.group_commit.totals()
+        let totals = self.group_commit.totals();
+        if self.sqlite {
+            return totals;
+        }
+        let limits = self.limit_commit.totals();
+        GroupCommitTotals {
+            commits: totals.commits + limits.commits,
+            writes: totals.writes + limits.writes,
+            busy: totals.busy + limits.busy,
+        }
     }
 
     pub fn pool(&self) -> &AnyPool {
@@ -275,6 +295,7 @@ impl Db {
     pub async fn set_sqlite_page_limit(&self, pages: u64) -> StoreResult<()> {
         self.page_limit.store(pages, Ordering::Relaxed);
         self.group_commit.let_go().await;
+        self.limit_commit.let_go().await;
         let pool = &self.pool;
         // A connection on its way back to the pool counts in its size but cannot be
         // taken yet: asked for, the pool would open a new one instead, and miss it.
@@ -302,6 +323,7 @@ impl Db {
             listener.abort();
         }
         self.group_commit.stop().await;
+        self.limit_commit.stop().await;
         self.pool.close().await;
     }
 }
