@@ -1,5 +1,5 @@
 //! The argon2 bound: password checks per second with the server's own parameters and its
-//! own hasher (one check per core at a time, on the blocking pool), every core busy. The
+//! own hasher (one check per core at a time, on its own threads), every core busy. The
 //! password grant's rate in the load test is read against this figure.
 //!
 //! `cargo bench --bench password` (the `thrpt` line is checks per second)

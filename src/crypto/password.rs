@@ -9,7 +9,7 @@ use argon2::password_hash::phc::Output;
 use argon2::{
     Algorithm, Argon2, Block, Params, PasswordHash, PasswordHasher as _, PasswordVerifier as _, Version,
 };
-use tokio::sync::Semaphore;
+use tokio::sync::oneshot;
 
 use crate::model::Password;
 
@@ -20,9 +20,14 @@ const LANES: u32 = 1;
 
 #[derive(Clone)]
 pub struct PasswordHasher {
-    /// One hash per core at a time: each holds 19 MiB, and more in flight would only
-    /// queue on the CPU while growing memory.
-    permits: Arc<Semaphore>,
+    /// One thread per core, each taking the next queued check the moment it is done with
+    /// one: each check holds 19 MiB, and more in flight would only queue on the CPU while
+    /// growing memory. On the blocking pool behind a semaphore, each hand-over waited for a
+    /// busy async worker twice (to give the permit back, then to start the next check).
+    threads: Arc<rayon_core::ThreadPool>,
+    /// Checks running now.
+    running: Arc<AtomicUsize>,
+    cores: usize,
     /// Admitted requests (hashing or waiting) and how many may be admitted at once.
     admitted: Arc<AtomicUsize>,
     capacity: usize,
@@ -37,7 +42,7 @@ pub struct PasswordHasher {
 /// from the system for every hash and gives it back after (main.rs keeps large blocks
 /// mmap'd, so a login burst does not leave them resident); faulting in and zeroing those
 /// pages was a quarter of each login's CPU (`perf`). A check borrows a block from here
-/// instead: at most one exists per permit, and all go back to the system once no check has
+/// instead: at most one exists per thread, and all go back to the system once no check has
 /// run for a housekeeping round. The blocks hold argon2's intermediate state, which every
 /// hash overwrites before it reads it.
 #[derive(Default)]
@@ -142,8 +147,16 @@ impl Admission {
     }
 
     async fn run<T: Send + 'static>(self, work: impl FnOnce() -> T + Send + 'static) -> Result<T, HashError> {
-        let _permit = self.hasher.permits.acquire().await.map_err(|_| HashError::Failed)?;
-        tokio::task::spawn_blocking(work).await.map_err(|_| HashError::Failed)
+        let (done, outcome) = oneshot::channel();
+        let running = self.hasher.running.clone();
+        self.hasher.threads.spawn(move || {
+            running.fetch_add(1, Ordering::Relaxed);
+            let out = work();
+            running.fetch_sub(1, Ordering::Relaxed);
+            let _ = done.send(out);
+        });
+        // A panic drops `done` (the pool's handler logs it).
+        outcome.await.map_err(|_| HashError::Failed)
     }
 }
 
@@ -156,8 +169,16 @@ impl PasswordHasher {
             .hash_password(b"latchkey dummy password for unknown users")
             .expect("hashing a constant succeeds")
             .to_string();
+        let threads = rayon_core::ThreadPoolBuilder::new()
+            .num_threads(cores)
+            .thread_name(|i| format!("argon2-{i}"))
+            .panic_handler(|_| tracing::error!("a password check panicked"))
+            .build()
+            .expect("the argon2 threads start");
         PasswordHasher {
-            permits: Arc::new(Semaphore::new(cores)),
+            threads: Arc::new(threads),
+            running: Arc::default(),
+            cores,
             admitted: Arc::new(AtomicUsize::new(0)),
             capacity: cores + queue,
             rejected: Arc::new(AtomicU64::new(0)),
@@ -183,7 +204,7 @@ impl PasswordHasher {
 
     /// Hashes that could start right now; 0 means callers are queueing (for `/metrics`).
     pub fn available_permits(&self) -> usize {
-        self.permits.available_permits()
+        self.cores.saturating_sub(self.running.load(Ordering::Relaxed))
     }
 
     /// Gives argon2's kept memory back to the system unless a check ran since the last call
