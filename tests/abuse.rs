@@ -359,19 +359,30 @@ async fn fourth_registration_from_one_ip_within_the_hour_is_429() {
     assert_eq!(created, 0, "a limited registration creates nothing");
 }
 
+/// Three registrations per hour per client IP, which a trusted proxy on 127.0.0.1 names.
+async fn spawn_app_registering_3_per_hour() -> TestApp {
+    spawn_app_with(|s| {
+        s.rate_limit_register = per(3, 3600);
+        s.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+    })
+    .await
+}
+
+/// A registration of `name` from `ip`, through the trusted proxy.
+fn registration(app: &TestApp, name: &str, ip: &str) -> reqwest::RequestBuilder {
+    let body =
+        serde_json::json!({"username": name, "email": format!("{name}@example.com"), "password": PASSWORD});
+    app.http.post(app.url("/account/register")).header("x-forwarded-for", ip).json(&body)
+}
+
 /// Steps taken together (on SQLite, in one transaction of the group commit) each see the
 /// one before them, and each answer reaches its own request: a spent budget and a fresh one
 /// in one parallel burst keep apart, and a burst on a fresh budget gets exactly its size.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn parallel_steps_on_several_budgets_keep_apart() {
-    let app = spawn_app_with(|s| {
-        s.rate_limit_register = per(3, 3600);
-        s.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
-    })
-    .await;
+    let app = spawn_app_registering_3_per_hour().await;
     let register = |name: String, ip: &'static str| {
-        let body = serde_json::json!({"username": name, "email": format!("{name}@example.com"), "password": PASSWORD});
-        let req = app.http.post(app.url("/account/register")).header("x-forwarded-for", ip).json(&body);
+        let req = registration(&app, &name, ip);
         async move { req.send().await.unwrap().status().as_u16() }
     };
     for i in 0..3 {
@@ -395,15 +406,8 @@ async fn parallel_steps_on_several_budgets_keep_apart() {
 /// request is told when to come back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_parallel_burst_on_one_budget_gives_exactly_its_count() {
-    let app = spawn_app_with(|s| {
-        s.rate_limit_register = per(3, 3600);
-        s.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
-    })
-    .await;
-    let burst = (0..16).map(|i| {
-        let body = serde_json::json!({"username": format!("burst{i}"), "email": format!("burst{i}@example.com"), "password": PASSWORD});
-        app.http.post(app.url("/account/register")).header("x-forwarded-for", "192.0.2.3").json(&body).send()
-    });
+    let app = spawn_app_registering_3_per_hour().await;
+    let burst = (0..16).map(|i| registration(&app, &format!("burst{i}"), "192.0.2.3").send());
     let mut created = 0;
     for resp in futures::future::join_all(burst).await {
         let resp = resp.unwrap();

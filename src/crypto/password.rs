@@ -27,7 +27,6 @@ pub struct PasswordHasher {
     threads: Arc<rayon_core::ThreadPool>,
     /// Checks running now.
     running: Arc<AtomicUsize>,
-    cores: usize,
     /// Admitted requests (hashing or waiting) and how many may be admitted at once.
     admitted: Arc<AtomicUsize>,
     capacity: usize,
@@ -178,7 +177,6 @@ impl PasswordHasher {
         PasswordHasher {
             threads: Arc::new(threads),
             running: Arc::default(),
-            cores,
             admitted: Arc::new(AtomicUsize::new(0)),
             capacity: cores + queue,
             rejected: Arc::new(AtomicU64::new(0)),
@@ -204,7 +202,7 @@ impl PasswordHasher {
 
     /// Hashes that could start right now; 0 means callers are queueing (for `/metrics`).
     pub fn available_permits(&self) -> usize {
-        self.cores.saturating_sub(self.running.load(Ordering::Relaxed))
+        self.threads.current_num_threads().saturating_sub(self.running.load(Ordering::Relaxed))
     }
 
     /// Gives argon2's kept memory back to the system unless a check ran since the last call
