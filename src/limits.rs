@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::config::RateLimit;
 use crate::services::Services;
+use crate::store::limits::{Step, Stepped};
 use crate::store::{self, StoreError};
 
 /// What is being limited; each has its own budget and key space.
@@ -111,23 +112,48 @@ pub enum LimitError {
     Store(#[from] StoreError),
 }
 
+/// One request counted against `limit` for `subject` now: the step for the store to take,
+/// alone (`check`) or together with the request's write (a refresh's rotation).
+pub struct Counted {
+    limit: Limit,
+    gcra: Gcra,
+    now_ms: i64,
+}
+
+impl Counted {
+    /// `None` when the limit is off.
+    pub fn new(svc: &Services, limit: Limit, subject: &str) -> Option<Counted> {
+        let gcra = Gcra::new(svc, limit, subject)?;
+        Some(Counted { limit, gcra, now_ms: svc.clock().now_ms() })
+    }
+
+    pub fn step(&self) -> Step {
+        let Gcra { key, emission_ms, tolerance_ms, .. } = &self.gcra;
+        Step { key: key.clone(), now_ms: self.now_ms, emission_ms: *emission_ms, tolerance_ms: *tolerance_ms }
+    }
+
+    /// What the step taken says of the request.
+    pub fn verdict(&self, stepped: Stepped) -> Result<(), LimitError> {
+        if stepped.allowed { Ok(()) } else { Err(self.refused(stepped)) }
+    }
+
+    /// The refusal a step that was not allowed gives.
+    pub fn refused(&self, stepped: Stepped) -> LimitError {
+        crate::telemetry::metrics::rate_limited(self.limit.name());
+        let wait_ms = (stepped.tat_ms - self.now_ms - self.gcra.tolerance_ms).max(1);
+        LimitError::Limited(Limited {
+            retry_after_secs: (wait_ms as u64).div_ceil(1000),
+            limit: self.gcra.count,
+            window_secs: self.gcra.period.as_secs(),
+        })
+    }
+}
+
 /// Counts one request against `limit` for `subject` (an IP key, a user id, an address).
 pub async fn check(svc: &Services, limit: Limit, subject: &str) -> Result<(), LimitError> {
-    let Some(g) = Gcra::new(svc, limit, subject) else { return Ok(()) };
-    let now_ms = svc.clock().now_ms();
-    let (allowed, tat_ms) =
-        store::limits::hit(svc.db(), &g.key, now_ms, g.emission_ms, g.tolerance_ms).await?;
-    if allowed {
-        Ok(())
-    } else {
-        crate::telemetry::metrics::rate_limited(limit.name());
-        let wait_ms = (tat_ms - now_ms - g.tolerance_ms).max(1);
-        Err(LimitError::Limited(Limited {
-            retry_after_secs: (wait_ms as u64).div_ceil(1000),
-            limit: g.count,
-            window_secs: g.period.as_secs(),
-        }))
-    }
+    let Some(counted) = Counted::new(svc, limit, subject) else { return Ok(()) };
+    let stepped = store::limits::hit(svc.db(), counted.step()).await?;
+    counted.verdict(stepped)
 }
 
 /// Gives back the unit a request just counted with `check` (a login that succeeded does

@@ -229,6 +229,48 @@ async fn refresh_is_limited_per_user() {
     assert_eq!(resp.status(), 200);
 }
 
+/// A refresh's step is taken in its rotation's batch: of a parallel burst on one user's
+/// budget, exactly the budget rotates, and a refused refresh writes nothing (no rotation,
+/// no audit record), so its token still works once the budget allows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_parallel_refresh_burst_rotates_exactly_its_budget() {
+    let app = spawn_app_with(|s| s.rate_limit_refresh = per(3, 3600)).await;
+    app.create_user("alice", &[]).await;
+    let client = app.web_client().await;
+    let mut tokens = Vec::new();
+    for _ in 0..8 {
+        tokens.push(app.login(&client, "alice").await["refresh_token"].as_str().unwrap().to_owned());
+    }
+    let (app, client) = (&app, &client);
+    let refresh = |token: &str| {
+        let token = token.to_owned();
+        async move {
+            let form = [("grant_type", "refresh_token"), ("refresh_token", token.as_str())];
+            app.post_form("/oauth/token", client, &form).await
+        }
+    };
+    let burst = futures::future::join_all(tokens.iter().map(|t| refresh(t))).await;
+    let mut refused = Vec::new();
+    for (token, resp) in tokens.iter().zip(burst) {
+        if resp.status() != 200 {
+            assert_limited(resp, 3, 3600).await;
+            refused.push(token);
+        }
+    }
+    assert_eq!(refused.len(), 5, "a budget of 3 rotates 3 of a burst of 8");
+    let rotations: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM audit_events WHERE event = 'token_issued' AND detail LIKE 'grant=refresh_token%'",
+    )
+    .fetch_one(app.svc.db().pool())
+    .await
+    .unwrap();
+    assert_eq!(rotations, 3);
+    for token in refused {
+        sqlx::query("DELETE FROM rate_limits").execute(app.svc.db().pool()).await.unwrap();
+        assert_eq!(refresh(token).await.status(), 200, "a refused refresh spent its token");
+    }
+}
+
 #[tokio::test]
 async fn injection_strings_are_data() {
     let app = spawn_app_with(|_| {}).await;

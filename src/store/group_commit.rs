@@ -3,9 +3,11 @@
 //! commit ran becomes one transaction: one commit, so one fsync on SQLite, for many
 //! requests. Each request is answered only after the commit that holds its write, so every
 //! acknowledged write is durable (`synchronous=FULL` semantics kept), and a failed commit
-//! fails every request in it. Rate-limit steps need not be durable (`limits`): on SQLite a
-//! step is answered before its batch's COMMIT (`commit`); PostgreSQL commits them through a
-//! second task, in batches of their own that do not wait for the disk.
+//! fails every request in it. Rate-limit steps need not be durable (`limits`): a step is
+//! answered as soon as it is taken, before its batch's COMMIT (`commit`). A rotation may
+//! carry its request's step, so that a refresh waits for one batch, not two; a refused
+//! step leaves its rotation unwritten. Other steps go, on PostgreSQL, through a second task,
+//! in batches of their own that do not wait for the disk.
 //!
 //! There is no timer: a lone request is written at once, and batches form only when
 //! requests arrive faster than commits finish. On SQLite a batch of audit records alone
@@ -21,7 +23,7 @@ use tokio::task::JoinHandle;
 
 use super::audit::{self, AuditEvent};
 use super::held::{HOLD_WHILE_IDLE, HeldConnection};
-use super::limits::{self, Change, Stepped};
+use super::limits::{self, Change, Step, Stepped};
 use super::sessions::{self, Rotation, RotationWrite};
 use super::{StoreError, StoreResult};
 
@@ -31,16 +33,33 @@ pub(super) enum Job {
         event: AuditEvent,
         at: i64,
     },
-    Rotate(RotationWrite),
+    /// Written only if its rate-limit step, taken first in the same batch, is allowed.
+    Rotate(RotationWrite, Option<Step>),
     /// `limits`: on PostgreSQL in batches of their own, which do not wait for the disk.
-    RateLimit(Change),
+    Step(Step),
+    Refund {
+        key: String,
+        emission_ms: i64,
+    },
+}
+
+impl Job {
+    /// The rate-limit change the batch makes before its writes.
+    fn change(&self) -> Option<Change<'_>> {
+        match self {
+            Job::Step(step) | Job::Rotate(_, Some(step)) => Some(Change::Step(step)),
+            Job::Refund { key, emission_ms } => Some(Change::Refund { key, emission_ms: *emission_ms }),
+            Job::Rotate(_, None) | Job::Audit { .. } => None,
+        }
+    }
 }
 
 /// What a job did once committed.
 pub(super) enum Done {
     Recorded,
     Rotated(Rotation),
-    Stepped(Stepped),
+    /// Its step was refused, so it wrote nothing.
+    Refused,
 }
 
 /// Jobs waiting for a commit: a full queue makes requests wait (back-pressure) rather
@@ -52,8 +71,10 @@ const MAX_BATCH: usize = 256;
 
 struct Pending {
     job: Job,
-    /// Taken once answered (a rate-limit step may be answered before its commit).
+    /// Taken once answered (a job may be done once its step is taken).
     reply: Option<oneshot::Sender<StoreResult<Done>>>,
+    /// Told the outcome of the job's rate-limit step as soon as it is taken.
+    stepped: Option<oneshot::Sender<Stepped>>,
 }
 
 /// Totals since start-up, for `/metrics`: writes per commit is `writes / commits`, the
@@ -70,6 +91,19 @@ struct Counters {
     commits: AtomicU64,
     writes: AtomicU64,
     busy_micros: AtomicU64,
+}
+
+fn stopped() -> StoreError {
+    StoreError::Unavailable(sqlx::Error::PoolClosed)
+}
+
+/// The commit of a job whose step has been answered (`submit_stepped`).
+pub(super) struct Committing(oneshot::Receiver<StoreResult<Done>>);
+
+impl Committing {
+    pub(super) async fn wait(self) -> StoreResult<Done> {
+        self.0.await.map_err(|_| stopped())?
+    }
 }
 
 /// The handle to the task that commits jobs in batches.
@@ -114,9 +148,24 @@ impl GroupCommit {
     /// Queues `job` and returns once the transaction holding it has committed.
     pub(super) async fn submit(&self, job: Job) -> StoreResult<Done> {
         let (reply, answer) = oneshot::channel();
-        let stopped = || StoreError::Unavailable(sqlx::Error::PoolClosed);
-        self.queue.send(Pending { job, reply: Some(reply) }).await.map_err(|_| stopped())?;
-        answer.await.map_err(|_| stopped())?
+        self.queue.send(Pending { job, reply: Some(reply), stepped: None }).await.map_err(|_| stopped())?;
+        Committing(answer).wait().await
+    }
+
+    /// Queues `job`, which carries a rate-limit step, and returns as soon as the step is
+    /// taken: its outcome, and the commit still to wait for.
+    pub(super) async fn submit_stepped(&self, job: Job) -> StoreResult<(Stepped, Committing)> {
+        let (reply, answer) = oneshot::channel();
+        let (stepped, step) = oneshot::channel();
+        self.queue
+            .send(Pending { job, reply: Some(reply), stepped: Some(stepped) })
+            .await
+            .map_err(|_| stopped())?;
+        match step.await {
+            Ok(stepped) => Ok((stepped, Committing(answer))),
+            // The batch failed before it took the step.
+            Err(_) => Err(Committing(answer).wait().await.err().unwrap_or_else(stopped)),
+        }
     }
 
     /// Returns once the task's connection is closed, for whoever must reach every
@@ -224,48 +273,47 @@ async fn gather_more(rx: &mut mpsc::Receiver<Pending>, batch: &mut Vec<Pending>)
     }
 }
 
-/// The batch as one transaction. Audit records alone are one statement, which is atomic,
-/// and so is `sessions::rotate_batch` with the batch's rotations and records. On SQLite,
-/// rate-limit changes come first, in a transaction this opens and closes around the rest;
-/// on PostgreSQL they come alone (`Db::limit_commit`), and `limits::apply_all_postgres`
-/// takes them in statements that are their own transactions. On an error a transaction
-/// may still be open: `HeldConnection` then closes the connection, which rolls it back.
+/// The batch as one transaction. Its rate-limit changes come first, and each step is
+/// answered as soon as it is taken. On SQLite they run in a transaction this opens and
+/// closes around the rest; on PostgreSQL `limits::apply_all_postgres` takes them in
+/// statements that are their own transactions. Then the writes: audit records alone are
+/// one statement, which is atomic, and so is `sessions::rotate_batch` with the batch's
+/// rotations and records. On an error a transaction may still be open: `HeldConnection`
+/// then closes the connection, which rolls it back.
 async fn commit(conn: &mut AnyConnection, sqlite: bool, batch: &mut [Pending]) -> StoreResult<Vec<Done>> {
-    let changes: Vec<&Change> = batch
-        .iter()
-        .filter_map(|p| match &p.job {
-            Job::RateLimit(change) => Some(change),
-            _ => None,
-        })
-        .collect();
-    let opened = !changes.is_empty();
-    if opened && !sqlite {
-        // `Db::limit_commit` sends nothing else, and this would write nothing else.
-        if changes.len() != batch.len() {
-            return Err(StoreError::Corrupt("rate-limit changes in a batch with durable writes".into()));
-        }
-        let stepped = limits::apply_all_postgres(conn, &changes).await?;
-        return Ok(stepped.into_iter().map(|s| s.map_or(Done::Recorded, Done::Stepped)).collect());
-    }
+    let changes: Vec<Change> = batch.iter().filter_map(|p| p.job.change()).collect();
+    let opened = sqlite && !changes.is_empty();
     if opened {
         conn.execute("BEGIN IMMEDIATE").await?;
-        let stepped = limits::apply_all(conn, &changes).await?;
-        // A step is answered before the COMMIT: whatever its request writes next commits
-        // after this transaction (one writer), so a step is durable by the time its request
-        // acknowledges a write. Only a request that writes nothing more may lose its step,
-        // to a crash in these moments or a COMMIT that fails; that hands back one unit of a
-        // budget, as a relaxed commit does on PostgreSQL. Waiting for the disk here cost
-        // refresh with its limit on 4-22 % (benches/README.md).
-        let rate_limits = batch.iter_mut().filter(|p| matches!(p.job, Job::RateLimit(_)));
-        for (pending, stepped) in rate_limits.zip(stepped) {
-            if let Some(stepped) = stepped
+    }
+    let stepped = match (changes.is_empty(), sqlite) {
+        (true, _) => Vec::new(),
+        (false, true) => limits::apply_all(conn, &changes).await?,
+        (false, false) => limits::apply_all_postgres(conn, &changes).await?,
+    };
+    // A step is answered before the COMMIT: whatever its request writes next commits after
+    // this transaction (one writer on SQLite; on PostgreSQL the step has committed), so a
+    // step is durable by the time its request acknowledges a write. Only a request that
+    // writes nothing more may lose its step, to a crash in these moments or a COMMIT that
+    // fails; that hands back one unit of a budget, as a relaxed commit does on PostgreSQL.
+    // Waiting for the disk here cost refresh with its limit on 4-22 % (benches/README.md).
+    let mut refused = vec![false; batch.len()];
+    let with_changes = batch.iter_mut().zip(&mut refused).filter(|(p, _)| p.job.change().is_some());
+    for ((pending, refused), stepped) in with_changes.zip(stepped) {
+        if let Some(stepped) = stepped {
+            *refused = !stepped.allowed;
+            if let Some(tell) = pending.stepped.take() {
+                let _ = tell.send(stepped);
+            }
+            // Nothing more to tell a step of its own, nor a rotation whose step was refused.
+            if (*refused || matches!(pending.job, Job::Step(_)))
                 && let Some(reply) = pending.reply.take()
             {
-                let _ = reply.send(Ok(Done::Stepped(stepped)));
+                let _ = reply.send(Ok(if *refused { Done::Refused } else { Done::Recorded }));
             }
         }
     }
-    let done = write(conn, sqlite, opened, batch).await?;
+    let done = write(conn, sqlite, opened, batch, &refused).await?;
     if opened {
         conn.execute("COMMIT").await?;
     }
@@ -273,27 +321,28 @@ async fn commit(conn: &mut AnyConnection, sqlite: bool, batch: &mut [Pending]) -
 }
 
 /// The audit records in one statement, or, with rotations, `sessions::rotate_batch`, which
-/// writes each rotation's record only if it won.
+/// writes each rotation's record only if it won. Rotations whose step was `refused` are
+/// left out.
 async fn write(
     conn: &mut AnyConnection,
     sqlite: bool,
     opened: bool,
     batch: &[Pending],
+    refused: &[bool],
 ) -> StoreResult<Vec<Done>> {
-    let rotations: Vec<&RotationWrite> = batch
-        .iter()
-        .filter_map(|p| match &p.job {
-            Job::Rotate(rotation) => Some(rotation),
+    let written = || batch.iter().zip(refused).filter(|(_, refused)| !**refused).map(|(p, _)| &p.job);
+    let rotations: Vec<&RotationWrite> = written()
+        .filter_map(|job| match job {
+            Job::Rotate(rotation, _) => Some(rotation),
             _ => None,
         })
         .collect();
     // Every record, each rotation's with the successor it is written with.
-    let records: Vec<_> = batch
-        .iter()
-        .filter_map(|p| match &p.job {
+    let records: Vec<_> = written()
+        .filter_map(|job| match job {
             Job::Audit { event, at } => Some((event, *at, None)),
-            Job::Rotate(r) => Some((&r.event, r.now, Some(r.new_hash.as_str()))),
-            Job::RateLimit(_) => None,
+            Job::Rotate(r, _) => Some((&r.event, r.now, Some(r.new_hash.as_str()))),
+            Job::Step(_) | Job::Refund { .. } => None,
         })
         .collect();
     let won = if !rotations.is_empty() {
@@ -307,11 +356,13 @@ async fn write(
     };
     Ok(batch
         .iter()
-        .map(|p| match &p.job {
-            Job::Rotate(r) if won.contains(&r.new_hash) => Done::Rotated(Rotation::Rotated),
-            Job::Rotate(_) => Done::Rotated(Rotation::AlreadyUsed),
+        .zip(refused)
+        .map(|(p, refused)| match &p.job {
+            _ if *refused => Done::Refused,
+            Job::Rotate(r, _) if won.contains(&r.new_hash) => Done::Rotated(Rotation::Rotated),
+            Job::Rotate(..) => Done::Rotated(Rotation::AlreadyUsed),
             // A step was answered before the commit; a refund has nothing to tell.
-            Job::Audit { .. } | Job::RateLimit(_) => Done::Recorded,
+            Job::Audit { .. } | Job::Step(_) | Job::Refund { .. } => Done::Recorded,
         })
         .collect())
 }

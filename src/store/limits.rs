@@ -9,7 +9,7 @@ use std::collections::HashMap;
 
 use sqlx::{AnyConnection, Row};
 
-use super::group_commit::{Done, Job};
+use super::group_commit::Job;
 use super::{Db, StoreError, StoreResult, json_param};
 
 /// PostgreSQL: each key's steps of one batch as one step of `n` units, taken at the
@@ -43,7 +43,8 @@ const REFUND_ALL_POSTGRES: &str = "WITH relaxed AS (SELECT set_config('synchrono
 /// One GCRA step: with `emission_ms` per request and a burst tolerance of `tolerance_ms`,
 /// the request is allowed when the arrival time it would push out stays within the
 /// tolerance.
-pub(super) struct Step {
+#[derive(Debug, Clone)]
+pub struct Step {
     pub key: String,
     pub now_ms: i64,
     pub emission_ms: i64,
@@ -52,7 +53,7 @@ pub(super) struct Step {
 
 /// Whether a step was allowed, and the theoretical arrival time it left.
 #[derive(Debug, Clone, Copy)]
-pub(super) struct Stepped {
+pub struct Stepped {
     pub allowed: bool,
     pub tat_ms: i64,
 }
@@ -68,18 +69,18 @@ impl Step {
     }
 }
 
-/// A change to rate-limit state that joins the group commit (SQLite).
-pub(super) enum Change {
-    Step(Step),
+/// A change to rate-limit state that a group-commit batch makes before its writes.
+pub(super) enum Change<'a> {
+    Step(&'a Step),
     /// Takes one emission interval back off the arrival time (below "now" it simply means
     /// a full budget, as GCRA reads it).
     Refund {
-        key: String,
+        key: &'a str,
         emission_ms: i64,
     },
 }
 
-impl Change {
+impl Change<'_> {
     fn key(&self) -> &str {
         match self {
             Change::Step(step) => &step.key,
@@ -88,24 +89,14 @@ impl Change {
     }
 }
 
-/// Takes one step in the next batch (`apply_all`, `apply_all_postgres`). Returns
-/// (allowed, theoretical arrival time).
-pub async fn hit(
-    db: &Db,
-    key: &str,
-    now_ms: i64,
-    emission_ms: i64,
-    tolerance_ms: i64,
-) -> StoreResult<(bool, i64)> {
-    let step = Step { key: key.to_owned(), now_ms, emission_ms, tolerance_ms };
-    match db.limit_commit.submit(Job::RateLimit(Change::Step(step))).await? {
-        Done::Stepped(Stepped { allowed, tat_ms }) => Ok((allowed, tat_ms)),
-        _ => Err(StoreError::Corrupt("a rate-limit step came back as another write".into())),
-    }
+/// Takes `step` in the next batch (`apply_all`, `apply_all_postgres`).
+pub async fn hit(db: &Db, step: Step) -> StoreResult<Stepped> {
+    let (stepped, _committing) = db.limit_commit.submit_stepped(Job::Step(step)).await?;
+    Ok(stepped)
 }
 
 pub async fn refund(db: &Db, key: &str, emission_ms: i64) -> StoreResult<()> {
-    db.limit_commit.submit(Job::RateLimit(Change::Refund { key: key.to_owned(), emission_ms })).await?;
+    db.limit_commit.submit(Job::Refund { key: key.to_owned(), emission_ms }).await?;
     Ok(())
 }
 
@@ -116,7 +107,7 @@ pub async fn refund(db: &Db, key: &str, emission_ms: i64) -> StoreResult<()> {
 /// step's outcome (`None` for a refund).
 pub(super) async fn apply_all(
     conn: &mut AnyConnection,
-    changes: &[&Change],
+    changes: &[Change<'_>],
 ) -> StoreResult<Vec<Option<Stepped>>> {
     let keys: Vec<&str> = changes.iter().map(|c| c.key()).collect();
     let mut tats: HashMap<String, i64> =
@@ -137,7 +128,7 @@ pub(super) async fn apply_all(
             }
             // A refund without a row has nothing to give back.
             Change::Refund { key, emission_ms } => {
-                if let Some(tat_ms) = tats.get_mut(key) {
+                if let Some(tat_ms) = tats.get_mut(*key) {
                     *tat_ms -= emission_ms;
                 }
                 None
@@ -161,7 +152,7 @@ pub(super) async fn apply_all(
 /// (`None` for a refund).
 pub(super) async fn apply_all_postgres(
     conn: &mut AnyConnection,
-    changes: &[&Change],
+    changes: &[Change<'_>],
 ) -> StoreResult<Vec<Option<Stepped>>> {
     #[derive(serde::Serialize)]
     struct Units<'a> {
@@ -194,7 +185,7 @@ pub(super) async fn apply_all_postgres(
                     tolerance_ms: step.tolerance_ms,
                 }),
             },
-            Change::Refund { key, emission_ms } => match refunds.iter_mut().find(|r| r.key == key) {
+            Change::Refund { key, emission_ms } => match refunds.iter_mut().find(|r| r.key == *key) {
                 Some(r) => r.ms += emission_ms,
                 None => refunds.push(Refund { key, ms: *emission_ms }),
             },

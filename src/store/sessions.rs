@@ -8,6 +8,7 @@ use sqlx::any::AnyRow;
 
 use super::audit::{self, AuditEvent};
 use super::group_commit::{Done, Job};
+use super::limits::{Step, Stepped};
 use super::users::{self, LoginRecord};
 use super::{Db, StoreError, StoreResult};
 use crate::model::{Scope, User};
@@ -252,11 +253,37 @@ pub struct RotationWrite {
     pub event: AuditEvent,
 }
 
+/// How a rotation with a rate-limit step ended.
+pub enum Rotated<T> {
+    /// The step was refused: nothing was written, and `meanwhile` never ran.
+    Refused(Stepped),
+    Committed(Rotation, T),
+}
+
 /// Commits `rotation` together with the other writes waiting meanwhile (`group_commit`),
-/// and returns once it has committed.
-pub async fn rotate_refresh(db: &Db, rotation: RotationWrite) -> StoreResult<Rotation> {
-    match db.group_commit.submit(Job::Rotate(rotation)).await? {
-        Done::Rotated(rotation) => Ok(rotation),
+/// having first taken its request's rate-limit `step` in the same batch, so that the
+/// request waits for one batch, not two; a refused step leaves the rotation unwritten.
+/// `meanwhile` (the signing of the new tokens) runs once the step is allowed, while the
+/// commit waits for the disk.
+pub async fn rotate_refresh<T>(
+    db: &Db,
+    rotation: RotationWrite,
+    step: Option<Step>,
+    meanwhile: impl Future<Output = T>,
+) -> StoreResult<Rotated<T>> {
+    let counted = step.is_some();
+    let job = Job::Rotate(rotation, step);
+    let (done, value) = if counted {
+        let (stepped, committing) = db.group_commit.submit_stepped(job).await?;
+        if !stepped.allowed {
+            return Ok(Rotated::Refused(stepped));
+        }
+        tokio::join!(committing.wait(), meanwhile)
+    } else {
+        tokio::join!(db.group_commit.submit(job), meanwhile)
+    };
+    match done? {
+        Done::Rotated(rotation) => Ok(Rotated::Committed(rotation, value)),
         _ => Err(super::StoreError::Corrupt("a rotation came back as another write".into())),
     }
 }

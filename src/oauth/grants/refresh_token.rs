@@ -2,7 +2,7 @@
 
 use crate::crypto::refresh::Named;
 use crate::crypto::secrets;
-use crate::limits::{self, Limit};
+use crate::limits::{self, Counted, Limit};
 use crate::model::Client;
 use crate::model::RequestMeta;
 use crate::model::Scope;
@@ -11,7 +11,7 @@ use crate::oauth::error::OAuthError;
 use crate::oauth::issue::{self, IssuedTokens};
 use crate::oauth::tokens::{self, Standing};
 use crate::services::{Services, with_meta};
-use crate::store::sessions::{Rotation, RotationWrite, Session};
+use crate::store::sessions::{Rotated, Rotation, RotationWrite, Session};
 use crate::store::{
     self, StoreError,
     audit::{AuditEvent, AuditKind},
@@ -64,7 +64,6 @@ pub async fn grant(
     if !scope.is_subset(&granted) || !scope.is_subset(&client.scopes) {
         return Err(OAuthError::InvalidScope("a refresh may only narrow the scope".into()));
     }
-    limits::check(svc, Limit::Refresh, &session.user_id).await?;
     let user = record.user;
     if user.status != UserStatus::Active {
         return Err(invalid());
@@ -95,18 +94,23 @@ pub async fn grant(
         now,
         event,
     };
-    // The tokens are signed while the rotation waits for its commit, and leave only if it
-    // moved the session on.
-    let (rotated, tokens) = tokio::join!(
-        store::sessions::rotate_refresh(svc.db(), rotation),
-        issue::for_session(svc, client, &user, &scope, &session, Some(next)),
-    );
-    match rotated? {
-        Rotation::Rotated => tokens,
-        Rotation::AlreadyUsed => {
+    // The refresh limit's step is taken in the rotation's batch. The tokens are signed
+    // once it allowed the refresh, while the rotation waits for its commit, and leave only
+    // if the rotation moved the session on.
+    let counted = limits::Counted::new(svc, Limit::Refresh, &session.user_id);
+    let signing = issue::for_session(svc, client, &user, &scope, &session, Some(next));
+    match store::sessions::rotate_refresh(svc.db(), rotation, counted.as_ref().map(Counted::step), signing)
+        .await?
+    {
+        Rotated::Committed(Rotation::Rotated, tokens) => tokens,
+        Rotated::Committed(Rotation::AlreadyUsed, _) => {
             reuse_detected(svc, &session, meta).await?;
             Err(invalid())
         }
+        Rotated::Refused(stepped) => match counted {
+            Some(counted) => Err(counted.refused(stepped).into()),
+            None => Err(StoreError::Corrupt("a rate-limit step refused that was never taken".into()).into()),
+        },
     }
 }
 
