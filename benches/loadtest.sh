@@ -5,18 +5,20 @@
 #
 #   benches/loadtest.sh [--database-url URL] [--duration 10s] [--concurrency 16]
 #                       [--scenario client-credentials,password,refresh,introspect,jwks] [--port 8080]
-#                       [--bin PATH] [--rate-limit-refresh off|COUNT/PERIOD]
+#                       [--bin PATH] [--rate-limit-refresh off|COUNT/PERIOD] [--flood N]
 #
 # --database-url  default: a fresh SQLite file in a temp dir. A postgres://… database is
 #                 emptied first (DROP SCHEMA public CASCADE): give it a throwaway one.
 # --bin           another latchkey binary (an older build, to compare); default: build this tree.
 # --rate-limit-refresh  default off. A budget no run can spend (1000000/1h) measures what the
 #                 limit's own step costs each refresh when it is on, as it is by default.
+# --flood N       N more connections send password grants while each scenario runs
+#                 (`--scenario introspect --flood 256`: introspection beside a login flood).
 # Traffic goes to 127.0.0.1 only; the run is bounded by --duration per scenario. Client and
 # server share the machine's cores, so the figures are a floor, not a ceiling.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DB=""; DURATION=10s; CONCURRENCY=16; SCENARIOS=""; PORT=8080; BIN=""; REFRESH_LIMIT=off
+DB=""; DURATION=10s; CONCURRENCY=16; SCENARIOS=""; PORT=8080; BIN=""; REFRESH_LIMIT=off; FLOOD=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --database-url) DB="$2"; shift 2;;
@@ -26,7 +28,8 @@ while [[ $# -gt 0 ]]; do
     --port) PORT="$2"; shift 2;;
     --bin) BIN="$(realpath "$2")"; shift 2;;
     --rate-limit-refresh) REFRESH_LIMIT="$2"; shift 2;;
-    -h|--help) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 0;;
+    --flood) FLOOD="$2"; shift 2;;
+    -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0;;
     *) echo "unknown argument $1" >&2; exit 2;;
   esac
 done
@@ -67,7 +70,7 @@ IDLE_KB=$(awk '/VmRSS/{print $2}' "/proc/$PID/status")
 # The server's peak RSS during the run is the kernel's high-water mark.
 "$LOAD" --base "http://127.0.0.1:$PORT" --client-id "$CLIENT_ID" --client-secret="$CLIENT_SECRET" \
         --username loaduser --password 'correct horse battery staple' --duration "$DURATION" \
-        --concurrency "$CONCURRENCY" ${SCENARIOS:+--scenario "$SCENARIOS"}
+        --concurrency "$CONCURRENCY" --flood "$FLOOD" ${SCENARIOS:+--scenario "$SCENARIOS"}
 PEAK_KB=$(awk '/VmHWM/{print $2}' "/proc/$PID/status")
 AFTER_KB=$(awk '/VmRSS/{print $2}' "/proc/$PID/status")
 printf '\n%-28s %s\n' "database" "${DB%%://*}" "start-up to ready" "$STARTUP_MS ms" \
