@@ -2,8 +2,10 @@
 //! next transaction (`group_commit`) instead of waiting for the file lock on their own; on
 //! PostgreSQL a group commit of their own takes each batch's steps in one statement
 //! (`apply_all_postgres`), so concurrent steps on one key no longer queue for its row one
-//! statement at a time. On neither does a step wait for the disk: a crash may hand back a
-//! few units of a budget; nothing else depends on these rows.
+//! statement at a time. A refresh's step goes with its rotation instead, into the durable
+//! group commit's batch (`sessions::rotate_refresh`), on both. On neither does a step wait
+//! for the disk: a crash may hand back a few units of a budget; nothing else depends on
+//! these rows.
 
 use std::collections::HashMap;
 
